@@ -1,0 +1,107 @@
+"""Pickle-free persistence of nested state: JSON for structure, one ``.npz`` for arrays.
+
+A state is a dict of JSON values and numpy arrays, nested freely. ``write_state`` swaps
+each array for ``{"__array__": KEY}`` and stores the arrays in ``NAME.npz`` (object
+arrays are refused); ``read_state`` loads with ``allow_pickle=False``, so loading never
+executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError
+
+_ARRAY_KEY = "__array__"
+
+
+def _split_arrays(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise TypeError(f"state entry {path!r} is an object array; only numeric/str arrays can be saved")
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {_ARRAY_KEY: key}
+    if isinstance(value, dict):
+        return {str(k): _split_arrays(v, f"{path}.{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_arrays(v, f"{path}[{i}]", arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _join_arrays(value: Any, arrays: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY_KEY}:
+            return arrays[value[_ARRAY_KEY]]
+        return {k: _join_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(v, arrays) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` as indented JSON through a temporary file and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_state(directory: str | os.PathLike, name: str, state: dict) -> None:
+    """Write ``state`` as ``NAME.json`` (+ ``NAME.npz`` when it holds arrays) in ``directory``."""
+    directory = Path(directory)
+    arrays: dict[str, np.ndarray] = {}
+    structure = _split_arrays(state, name, arrays)
+    if arrays:
+        with open(directory / f"{name}.npz", "wb") as handle:
+            np.savez(handle, **arrays)
+    write_json(directory / f"{name}.json", structure)
+
+
+def read_state(directory: str | os.PathLike, name: str) -> dict:
+    """Read a state written by :func:`write_state` (never unpickles)."""
+    directory = Path(directory)
+    json_path = directory / f"{name}.json"
+    try:
+        structure = json.loads(json_path.read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"artifact part {str(json_path)!r} is missing") from exc
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"artifact part {str(json_path)!r} is not valid JSON: {exc}") from exc
+    npz_path = directory / f"{name}.npz"
+    if not npz_path.exists():
+        return _join_arrays(structure, {})
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (ValueError, OSError) as exc:
+        raise ArtifactError(f"artifact part {str(npz_path)!r} cannot be read: {exc}") from exc
+    try:
+        return _join_arrays(structure, arrays)
+    except KeyError as exc:
+        raise ArtifactError(f"artifact part {str(npz_path)!r} lacks array {exc}") from exc
+
+
+def replace_dir(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move directory ``source`` to ``target`` by rename.
+
+    An existing ``target`` is renamed aside first and removed afterwards, so at every
+    moment ``target`` is either the old complete directory or the new one.
+    """
+    source, target = Path(source), Path(target)
+    if not target.exists():
+        os.rename(source, target)
+        return
+    trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, trash)
+    os.rename(source, target)
+    shutil.rmtree(trash, ignore_errors=True)

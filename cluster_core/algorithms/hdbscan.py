@@ -1,0 +1,249 @@
+"""HDBSCAN fitted on a representative sample; every other row assigned by approximate prediction.
+
+The tree is built by the ``hdbscan`` package (CPU). What prediction needs is kept as
+plain arrays — the fit sample, its core distances and the condensed tree — and
+:func:`approximate_predict` re-implements ``hdbscan.approximate_predict`` on them
+(vectorised, with exact neighbours from faiss), so a saved model needs no pickle and
+assigns new points without refitting.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..kernels.neighbors import knn
+from ._base import Assignment, ClusterEstimator, seed_from
+
+DEFAULT_MAX_FIT_SAMPLES = 50_000
+
+
+def default_min_cluster_size(n_rows: int) -> int:
+    """Smallest cluster worth reporting as a segment: 0.5% of the fit sample, at least 5."""
+    return max(5, int(round(0.005 * n_rows)))
+
+
+class HDBSCAN(ClusterEstimator):
+    """Density-based hierarchical clustering; noise is labelled -1.
+
+    Parameters
+    ----------
+    min_cluster_size : int, optional
+        Default: :func:`default_min_cluster_size` of the fit sample.
+    min_samples : int, optional
+        Neighbourhood size for core distances (default: ``min(min_cluster_size, 10)``).
+    cluster_selection_method : {"eom", "leaf"}, default="eom"
+    cluster_selection_epsilon : float, default=0.0
+    max_fit_samples : int, default=50,000
+        The tree is built on a uniform sample of at most this many rows; the rest are
+        assigned with :func:`approximate_predict`.
+    random_state : int, optional
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Used for the neighbour search at prediction time.
+
+    Attributes
+    ----------
+    n_clusters_ : int
+        Clusters found (noise excluded).
+    labels_, probabilities_ : ndarray
+        For an in-memory ``X`` (exact for fitted rows, approximate for the others).
+    """
+
+    algorithm = "hdbscan"
+    _fitted_attribute = "fit_data_"
+    _parameter_constraints = {
+        "min_cluster_size": [Interval(Integral, 2, None, closed="left"), None],
+        "min_samples": [Interval(Integral, 1, None, closed="left"), None],
+        "cluster_selection_method": [StrOptions({"eom", "leaf"})],
+        "cluster_selection_epsilon": [Interval(Real, 0.0, None, closed="left")],
+        "max_fit_samples": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
+
+    def __init__(
+        self,
+        min_cluster_size=None,
+        *,
+        min_samples=None,
+        cluster_selection_method="eom",
+        cluster_selection_epsilon=0.0,
+        max_fit_samples=DEFAULT_MAX_FIT_SAMPLES,
+        random_state=None,
+        device="auto",
+    ):
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_method = cluster_selection_method
+        self.cluster_selection_epsilon = cluster_selection_epsilon
+        self.max_fit_samples = max_fit_samples
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y=None):
+        """Build the cluster tree on (a sample of) ``X``."""
+        import hdbscan
+
+        self._validate_params()
+        blocks, array = self._fit_blocks(X)
+        n_rows = blocks.count_rows()
+        sampled = n_rows > self.max_fit_samples
+        if sampled:
+            sample = blocks.sample_rows(self.max_fit_samples, seed_from(self.random_state))
+        else:
+            sample = array if array is not None else blocks.sample_rows(n_rows, 0)
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        min_cluster_size = self.min_cluster_size or default_min_cluster_size(sample.shape[0])
+        min_samples = self.min_samples or min(min_cluster_size, 10)
+        if sample.shape[0] <= min_samples:
+            raise ValueError(f"n_samples={sample.shape[0]} should be > min_samples={min_samples}.")
+        model = hdbscan.HDBSCAN(
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            cluster_selection_method=self.cluster_selection_method,
+            cluster_selection_epsilon=float(self.cluster_selection_epsilon),
+            prediction_data=True,
+            core_dist_n_jobs=1,
+        ).fit(sample.astype(np.float64))
+        self._load_fitted_state(state_from_hdbscan(model, sample, min_samples))
+        self.fit_labels_ = model.labels_.astype(np.int64)
+        if array is not None:
+            if sampled:
+                assignment = self.assign(array)
+                self.labels_, self.probabilities_ = assignment.labels, assignment.probability
+            else:
+                self.labels_, self.probabilities_ = self.fit_labels_, model.probabilities_.astype(np.float64)
+        return self
+
+    def assign(self, X) -> Assignment:
+        """Approximate-predict labels (-1 = noise) and membership probabilities."""
+        array = self._check_input(X)
+        labels, probability = approximate_predict(self._prediction_state(), array, self._torch_device())
+        return Assignment(labels, probability, None)
+
+    def _prediction_state(self) -> dict:
+        return {name: getattr(self, name) for name in _STATE_KEYS}
+
+    def _fitted_state(self) -> dict:
+        return self._prediction_state()
+
+    def _load_fitted_state(self, state: dict) -> None:
+        for name in _STATE_KEYS:
+            setattr(self, name, state[name])
+        self.min_samples_ = int(self.min_samples_)
+        self.n_clusters_ = int(self.n_clusters_)
+
+
+_STATE_KEYS = (
+    "fit_data_",
+    "core_distances_",
+    "min_samples_",
+    "n_clusters_",
+    "tree_parent_",
+    "tree_child_",
+    "tree_lambda_",
+    "cluster_label_",
+    "cluster_max_lambda_",
+)
+
+
+def state_from_hdbscan(model, sample: np.ndarray, min_samples: int) -> dict:
+    """Flatten a fitted ``hdbscan.HDBSCAN`` (with prediction data) into arrays.
+
+    ``cluster_label_[c - n]`` / ``cluster_max_lambda_[c - n]`` give, for condensed-tree
+    node ``c``, the label of the selected cluster it belongs to (-1 if none) and that
+    cluster's largest lambda — the dictionaries ``cluster_map`` / ``max_lambdas`` of
+    ``hdbscan.prediction.PredictionData``, as dense arrays.
+    """
+    data = model.prediction_data_
+    tree = model.condensed_tree_._raw_tree
+    n = sample.shape[0]
+    n_nodes = int(max(tree["parent"].max(initial=n), tree["child"].max(initial=n)) - n + 1)
+    cluster_label = np.full(n_nodes, -1, np.int64)
+    cluster_max_lambda = np.zeros(n_nodes, np.float64)
+    for node, label in data.cluster_map.items():
+        cluster_label[int(node) - n] = int(label)
+        cluster_max_lambda[int(node) - n] = float(data.max_lambdas[node])
+    return {
+        "fit_data_": sample,
+        "core_distances_": np.asarray(data.core_distances, np.float64),
+        "min_samples_": int(min_samples),
+        "n_clusters_": int(len(set(data.cluster_map.values()))),
+        "tree_parent_": tree["parent"].astype(np.int64),
+        "tree_child_": tree["child"].astype(np.int64),
+        "tree_lambda_": tree["lambda_val"].astype(np.float64),
+        "cluster_label_": cluster_label,
+        "cluster_max_lambda_": cluster_max_lambda,
+    }
+
+
+def approximate_predict(state: dict, points: np.ndarray, device: str = "cpu", block_rows: int = 8192):
+    """Labels and probabilities of new points, as ``hdbscan.approximate_predict`` computes them.
+
+    For each point: its ``2 * min_samples`` nearest fit rows; the one nearest in mutual
+    reachability gives the point's lambda and its parent cluster in the condensed tree;
+    the point climbs the tree while the parent cluster was born at a lambda above its
+    own; the selected cluster reached (if any) is its label, and ``lambda / max_lambda``
+    its probability.
+    """
+    fit_data = state["fit_data_"]
+    n = fit_data.shape[0]
+    if int(state["n_clusters_"]) == 0:
+        return np.full(points.shape[0], -1, np.int64), np.zeros(points.shape[0])
+    tree = _TreeIndex(state, n)
+    min_samples = int(state["min_samples_"])
+    k = min(2 * min_samples, n)
+    labels = np.empty(points.shape[0], np.int64)
+    probability = np.empty(points.shape[0], np.float64)
+    for start in range(0, points.shape[0], block_rows):
+        chunk = points[start : start + block_rows]
+        sqdist, neighbors = knn(chunk, fit_data, k, device)
+        distances = np.sqrt(np.maximum(sqdist.astype(np.float64), 0.0))
+        point_core = distances[:, min(min_samples, k - 1)][:, None]
+        mutual = np.maximum(np.maximum(state["core_distances_"][neighbors], point_core), distances)
+        best = mutual.argmin(axis=1)
+        nearest = neighbors[np.arange(chunk.shape[0]), best]
+        best_mutual = mutual[np.arange(chunk.shape[0]), best]
+        with np.errstate(divide="ignore"):
+            lam = np.where(best_mutual > 0.0, 1.0 / best_mutual, np.finfo(np.float64).max)
+        node = tree.climb(tree.point_parent[nearest], tree.point_lambda[nearest], lam)
+        label = tree.label[node - n]
+        max_lambda = tree.max_lambda[node - n]
+        prob = np.where(max_lambda > 0.0, np.minimum(max_lambda, lam) / np.where(max_lambda > 0, max_lambda, 1.0), 1.0)
+        labels[start : start + chunk.shape[0]] = label
+        probability[start : start + chunk.shape[0]] = np.where(label >= 0, prob, 0.0)
+    return labels, probability
+
+
+class _TreeIndex:
+    """Dense lookups over the condensed tree: parent/lambda per point and per cluster node."""
+
+    def __init__(self, state: dict, n: int):
+        parent, child, lam = state["tree_parent_"], state["tree_child_"], state["tree_lambda_"]
+        n_nodes = state["cluster_label_"].shape[0]
+        self.root = n
+        self.point_parent = np.full(n, n, np.int64)
+        self.point_lambda = np.zeros(n, np.float64)
+        is_point = child < n
+        self.point_parent[child[is_point]] = parent[is_point]
+        self.point_lambda[child[is_point]] = lam[is_point]
+        self.node_parent = np.full(n_nodes, n, np.int64)
+        self.node_birth = np.full(n_nodes, -np.inf)
+        self.node_parent[child[~is_point] - n] = parent[~is_point]
+        self.node_birth[child[~is_point] - n] = lam[~is_point]
+        self.label = state["cluster_label_"]
+        self.max_lambda = state["cluster_max_lambda_"]
+
+    def climb(self, node: np.ndarray, point_lambda: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Walk each point up while its cluster was born at a lambda >= the point's lambda."""
+        node = node.copy()
+        active = point_lambda > lam
+        while active.any():
+            idx = np.flatnonzero(active)
+            current = node[idx]
+            can_move = (current > self.root) & (self.node_birth[current - self.root] >= lam[idx])
+            node[idx[can_move]] = self.node_parent[current[can_move] - self.root]
+            active[idx[~can_move]] = False
+        return node

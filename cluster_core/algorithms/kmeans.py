@@ -1,0 +1,190 @@
+"""KMeans: k-means++ seeding on a sample, then Lloyd iterations as per-block partial sums."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+from numbers import Integral, Real
+
+from ..blocks import Blocks
+from ..kernels.kmeans import assign_nearest, column_moments, combine_lloyd, kmeans_plusplus, lloyd_partial_sums
+from ._base import Assignment, ClusterEstimator, seed_from
+
+DEFAULT_INIT_SAMPLE = 200_000
+
+
+class KMeans(ClusterEstimator):
+    """K-means clustering that runs unchanged on in-memory arrays and on Dask partitions.
+
+    Each Lloyd iteration is one pass of :func:`~cluster_core.kernels.kmeans.lloyd_partial_sums`
+    over the blocks (counts, sums, inertia), reduced on the driver; the distance matrix
+    is computed in bounded chunks and never materialises whole. Empty clusters are
+    re-seeded with the points farthest from their centers.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
+        Seeding is done on a uniform sample of at most ``init_sample_size`` rows.
+    n_init : int, default=3
+        Independent seedings; the run with the lowest inertia is kept.
+    max_iter : int, default=300
+    tol : float, default=1e-4
+        Converged when the squared center shift is at most ``tol`` times the mean
+        feature variance (scikit-learn's rule). ``tol=0`` runs exactly ``max_iter``
+        iterations unless the centers stop moving.
+    init_sample_size : int, optional
+        Rows used for seeding (default: all rows up to 200,000, else 200,000 or 50 per cluster).
+    random_state : int, optional
+    device : {"auto", "cpu", "cuda"}, default="auto"
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    inertia_ : float
+        Sum of squared distances of the training rows to their nearest center.
+    n_iter_ : int
+    labels_ : ndarray of shape (n_samples,)
+        Only when fitted on an in-memory array.
+    """
+
+    algorithm = "kmeans"
+    _fitted_attribute = "cluster_centers_"
+    _parameter_constraints = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), np.ndarray],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "init_sample_size": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        n_init=3,
+        max_iter=300,
+        tol=1e-4,
+        init_sample_size=None,
+        random_state=None,
+        device="auto",
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init_sample_size = init_sample_size
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y=None):
+        """Fit on ``X`` (array-like, dask array or :class:`~cluster_core.blocks.Blocks`)."""
+        self._validate_params()
+        blocks, array = self._fit_blocks(X)
+        device = self._torch_device()
+        n_rows, col_sum, col_sumsq = blocks.map_reduce(column_moments, device)
+        if n_rows < self.n_clusters:
+            raise ValueError(f"n_samples={n_rows} should be >= n_clusters={self.n_clusters}.")
+        variance = col_sumsq / n_rows - (col_sum / n_rows) ** 2
+        tol = float(self.tol * np.mean(np.maximum(variance, 0.0)))
+        rng = np.random.default_rng(seed_from(self.random_state))
+        seeds = self._seedings(blocks, n_rows, rng, device)
+        best = None
+        for centers in seeds:
+            result = lloyd(blocks, centers, self.max_iter, tol, device)
+            if best is None or result[1] < best[1]:
+                best = result
+        self.cluster_centers_, self.inertia_, self.n_iter_ = best
+        self.n_clusters_ = int(self.n_clusters)
+        if array is not None:
+            self.labels_ = assign_nearest(array, self.cluster_centers_, device)[0]
+        return self
+
+    def _seedings(self, blocks: Blocks, n_rows: int, rng: np.random.Generator, device: str):
+        if isinstance(self.init, np.ndarray):
+            centers = np.asarray(self.init, dtype=np.float32)
+            if centers.shape != (self.n_clusters, blocks.n_features):
+                raise ValueError(
+                    f"init has shape {centers.shape}, expected ({self.n_clusters}, {blocks.n_features})"
+                )
+            return [centers.copy()]
+        size = self.init_sample_size or min(n_rows, max(DEFAULT_INIT_SAMPLE, 50 * self.n_clusters))
+        sample = blocks.sample_rows(size, int(rng.integers(2**31)))
+        if sample.shape[0] < self.n_clusters:  # a Bernoulli sample can fall short: take every row
+            sample = blocks.sample_rows(n_rows, 0)
+        seeds = []
+        for _ in range(self.n_init):
+            if self.init == "random":
+                seeds.append(sample[rng.choice(sample.shape[0], self.n_clusters, replace=False)].astype(np.float32))
+            else:
+                seeds.append(kmeans_plusplus(sample, self.n_clusters, rng, device))
+        return seeds
+
+    def assign(self, X) -> Assignment:
+        """Nearest center and the Euclidean distance to it."""
+        array = self._check_input(X)
+        labels, sqdist = assign_nearest(array, self.cluster_centers_, self._torch_device())
+        return Assignment(labels, None, np.sqrt(sqdist))
+
+    def transform(self, X) -> np.ndarray:
+        """Euclidean distance of every row to every center, shape (n_samples, n_clusters)."""
+        array = self._check_input(X).astype(np.float64)
+        centers = self.cluster_centers_.astype(np.float64)
+        sq = (array**2).sum(1)[:, None] - 2 * array @ centers.T + (centers**2).sum(1)[None, :]
+        return np.sqrt(np.maximum(sq, 0.0))
+
+    def score(self, X, y=None) -> float:
+        """Opposite of the inertia of ``X`` against the fitted centers."""
+        array = self._check_input(X)
+        return -float(assign_nearest(array, self.cluster_centers_, self._torch_device())[1].astype(np.float64).sum())
+
+    def _fitted_state(self) -> dict:
+        return {
+            "cluster_centers_": np.asarray(self.cluster_centers_, np.float32),
+            "inertia_": float(self.inertia_),
+            "n_iter_": int(self.n_iter_),
+        }
+
+    def _load_fitted_state(self, state: dict) -> None:
+        self.cluster_centers_ = np.asarray(state["cluster_centers_"], np.float32)
+        self.inertia_ = float(state["inertia_"])
+        self.n_iter_ = int(state["n_iter_"])
+        self.n_clusters_ = int(self.cluster_centers_.shape[0])
+
+
+def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str):
+    """Lloyd iterations from ``centers``; returns ``(centers, inertia, n_iter)``.
+
+    ``inertia`` is measured against the returned centers.
+    """
+    centers = np.asarray(centers, dtype=np.float32)
+    n_iter = 0
+    inertia = None
+    for n_iter in range(1, max_iter + 1):
+        counts, sums, inertia, far = blocks.map_reduce(lloyd_partial_sums, centers, device, combine=combine_lloyd)
+        updated = _update_centers(centers, counts, sums, far)
+        shift = float(((updated.astype(np.float64) - centers) ** 2).sum())
+        centers = updated
+        if shift <= tol:
+            break
+        inertia = None
+    if inertia is None or shift > 0.0:
+        inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, combine=combine_lloyd)[2]
+    return centers, float(inertia), n_iter
+
+
+def _update_centers(centers: np.ndarray, counts: np.ndarray, sums: np.ndarray, far) -> np.ndarray:
+    """New centers = means; empty clusters take the farthest points (distinct) of the pass."""
+    updated = centers.copy()
+    filled = counts > 0
+    updated[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
+    empty = np.flatnonzero(~filled)
+    far_rows = far[1]
+    for slot, cluster in enumerate(empty[: far_rows.shape[0]]):
+        updated[cluster] = far_rows[slot]
+    return updated

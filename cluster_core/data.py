@@ -1,0 +1,121 @@
+"""Reading Parquet datasets (file, directory with hive partitions, glob; local or any fsspec URL)."""
+
+from __future__ import annotations
+
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Dataset:
+    """A Parquet dataset opened as a Dask DataFrame, after its files were checked.
+
+    Attributes
+    ----------
+    path : str
+        What the user gave.
+    frame : dask.dataframe.DataFrame
+        Partitions are pandas DataFrames (cuDF with the dask ``cudf`` backend).
+    files : list of str
+        The Parquet files found.
+    n_rows : int
+        Total rows, from the file footers.
+    """
+
+    path: str
+    frame: Any
+    files: list[str]
+    n_rows: int
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names (hive partition keys included)."""
+        return [str(c) for c in self.frame.columns]
+
+
+def _is_data_file(path: str) -> bool:
+    parts = path.replace("\\", "/").split("/")
+    return not any(p.startswith((".", "_")) for p in parts[-1:]) and not path.endswith((".crc", ".json", ".txt"))
+
+
+def list_parquet_files(path: str, storage_options: dict | None = None) -> tuple[Any, list[str]]:
+    """The filesystem and the data files that ``path`` names (DataError when there are none)."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(path, **(storage_options or {}))
+    if set(root) & _GLOB_CHARS:
+        files = [f for f in fs.glob(root) if fs.isfile(f)]
+        if not files:
+            raise DataError(f"no files match {path!r}")
+    elif fs.isdir(root):
+        files = sorted(f for f in fs.find(root) if _is_data_file(posixpath.relpath(f, root)))
+        if not files:
+            raise DataError(f"directory {path!r} contains no Parquet files")
+    elif fs.isfile(root):
+        files = [root]
+    else:
+        raise DataError(f"path {path!r} does not exist")
+    return fs, sorted(files)
+
+
+def _footer_rows(fs: Any, file: str) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(file, "rb") as handle:
+            return int(pq.ParquetFile(handle).metadata.num_rows)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError variants for bad files
+        raise DataError(f"{file!r} is not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+
+
+def read_dataset(path: str, *, storage_options: dict | None = None, backend: str = "pandas") -> Dataset:
+    """Open ``path`` as a Dask DataFrame after checking every file's footer.
+
+    Parameters
+    ----------
+    path : str
+        A Parquet file, a directory (hive ``key=value`` sub-directories become columns),
+        a glob, or an fsspec URL (``s3://bucket/prefix``, ``gs://``, ``memory://``).
+    storage_options : dict, optional
+        Passed to fsspec (credentials, endpoint).
+    backend : {"pandas", "cudf"}
+        Partition type (``cudf`` needs the GPU extra).
+
+    Raises
+    ------
+    DataError
+        Missing path, no Parquet files, a corrupt file (named), or no rows.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    path = str(path)
+    fs, files = list_parquet_files(path, storage_options)
+    with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
+        n_rows = sum(pool.map(lambda f: _footer_rows(fs, f), files))
+    if n_rows == 0:
+        raise DataError(f"dataset {path!r} has no rows ({len(files)} file(s), all empty)")
+    with dask.config.set({"dataframe.backend": backend}):
+        try:
+            frame = dd.read_parquet(path, storage_options=storage_options or None)
+        except Exception as exc:
+            raise DataError(f"cannot read {path!r} as Parquet ({type(exc).__name__}: {exc})") from exc
+    return Dataset(path=path, frame=frame, files=files, n_rows=n_rows)
+
+
+def sample_frame(dataset: Dataset, n_rows: int, seed: int) -> pd.DataFrame:
+    """About ``n_rows`` rows drawn uniformly from the whole dataset, as pandas."""
+    fraction = min(1.0, n_rows / max(dataset.n_rows, 1))
+    frame = dataset.frame if fraction >= 1.0 else dataset.frame.sample(frac=fraction, random_state=seed)
+    sample = frame.compute()
+    if hasattr(sample, "to_pandas"):  # cuDF
+        sample = sample.to_pandas()
+    return sample.reset_index(drop=True)

@@ -1,0 +1,149 @@
+"""The featurizer interface and its registry.
+
+A featurizer turns one (or a few) input columns of a pandas partition into a float32
+block. It is fitted once on a sample, then applied to every partition and to every
+served record; its fitted state is JSON + arrays (no pickle).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidInputError
+
+FEATURIZERS: dict[str, type[Featurizer]] = {}
+
+
+def register(cls: type[Featurizer]) -> type[Featurizer]:
+    """Class decorator: make ``cls`` the featurizer of ``cls.kind``."""
+    from ..schema import register_kind
+
+    FEATURIZERS[cls.kind] = cls
+    register_kind(cls.kind)
+    return cls
+
+
+class Featurizer(ABC):
+    """Fitted on a sample; maps its input columns to a float32 block.
+
+    Parameters
+    ----------
+    column : str
+        Input column name.
+    options : dict
+        Kind-specific settings (documented on each subclass).
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, column: str, **options):
+        self.column = column
+        self.options = options
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Columns read from each partition."""
+        return [self.column]
+
+    @abstractmethod
+    def fit(self, frame: pd.DataFrame) -> Featurizer:
+        """Learn the encoding from a sample."""
+
+    @abstractmethod
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode a partition: float32 array of shape (len(frame), len(self.feature_names_))."""
+
+    @abstractmethod
+    def fitted_state(self) -> dict:
+        """Fitted values as JSON + arrays."""
+
+    @abstractmethod
+    def load_fitted_state(self, state: dict) -> None:
+        """Restore :meth:`fitted_state` output."""
+
+    feature_names_: list[str]
+
+    def get_state(self) -> dict:
+        """``{"kind", "column", "options", "feature_names", "fitted"}``."""
+        return {
+            "kind": self.kind,
+            "column": self.column,
+            "options": self.options,
+            "feature_names": list(self.feature_names_),
+            "fitted": self.fitted_state(),
+        }
+
+    @staticmethod
+    def from_state(state: dict) -> Featurizer:
+        """Rebuild a fitted featurizer of any registered kind."""
+        cls = FEATURIZERS.get(state["kind"])
+        if cls is None:
+            raise InvalidInputError(f"model uses column kind {state['kind']!r}, which this installation cannot featurize")
+        featurizer = cls(state["column"], **state.get("options", {}))
+        featurizer.feature_names_ = list(state["feature_names"])
+        featurizer.load_fitted_state(state["fitted"])
+        return featurizer
+
+
+def as_float(values: pd.Series, column: str) -> np.ndarray:
+    """Numbers as float64 with NaN for missing/inf; strings that are not numbers raise InvalidInputError."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        out = values.astype("float64").to_numpy(na_value=np.nan)
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        out = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        converted = pd.to_numeric(values, errors="coerce")
+        bad = converted.isna() & values.notna()
+        if bad.any():
+            raise InvalidInputError(f"column {column!r}: value {values[bad].iloc[0]!r} is not a number")
+        out = converted.to_numpy(dtype="float64", na_value=np.nan)
+    out = np.array(out, dtype=np.float64)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+class RobustScaler:
+    """The numeric scaling rule, shared by every featurizer that emits a continuous value.
+
+    ``z = clip((x - median) / scale, -clip, clip)`` where ``scale`` is the IQR / 1.349
+    (the standard deviation of a normal with that IQR). When the IQR is 0 — a
+    mostly-constant column — the standard deviation is used instead, and 1 when that is
+    0 too. The median and IQR ignore outliers; the clip (default 5) keeps one extreme
+    value from dominating every distance it takes part in.
+    """
+
+    def __init__(self, clip: float = 5.0):
+        self.clip = clip
+
+    def fit(self, values: np.ndarray) -> RobustScaler:
+        """Fit on finite values (NaN ignored)."""
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            self.center_, self.scale_ = 0.0, 1.0
+            return self
+        self.center_ = float(np.median(finite))
+        q1, q3 = np.percentile(finite, [25, 75])
+        scale = float(q3 - q1) / 1.349
+        if not scale > 0:
+            scale = float(finite.std())
+        self.scale_ = scale if scale > 0 else 1.0
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scale and clip (NaN stays NaN)."""
+        return np.clip((values - self.center_) / self.scale_, -self.clip, self.clip)
+
+    def state(self) -> dict:
+        """JSON form."""
+        return {"center": self.center_, "scale": self.scale_, "clip": self.clip}
+
+    @classmethod
+    def from_state(cls, state: dict) -> RobustScaler:
+        """Inverse of :meth:`state`."""
+        scaler = cls(state["clip"])
+        scaler.center_, scaler.scale_ = float(state["center"]), float(state["scale"])
+        return scaler

@@ -1,0 +1,79 @@
+"""Datetime columns: cyclical calendar parts plus a scaled ordinal."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidInputError
+from ._base import Featurizer, RobustScaler, register
+
+# part name -> (extractor on a DatetimeIndex in UTC, period)
+PARTS = {
+    "month": (lambda t: t.month - 1 + (t.day - 1) / 31.0, 12.0),
+    "weekday": (lambda t: t.day_of_week + t.hour / 24.0, 7.0),
+    "hour": (lambda t: t.hour + t.minute / 60.0, 24.0),
+}
+
+
+def as_datetime(values: pd.Series, column: str) -> pd.DatetimeIndex:
+    """Timestamps in UTC (naive values are taken as UTC); unparseable strings raise InvalidInputError."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = pd.to_datetime(values, utc=True)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna() & values.notna()
+        if bad.any():
+            raise InvalidInputError(f"column {column!r}: value {values[bad].iloc[0]!r} is not a date/time")
+    return pd.DatetimeIndex(parsed)
+
+
+@register
+class DatetimeFeaturizer(Featurizer):
+    """``<name>__ordinal`` (seconds since the epoch, robust-scaled) and sin/cos of the month of
+    year, day of week and hour of day — each part only when it varies in the sample.
+    Missing values get the median and, when the sample had any, an indicator."""
+
+    kind = "datetime"
+
+    def fit(self, frame: pd.DataFrame) -> DatetimeFeaturizer:
+        stamps = as_datetime(frame[self.column], self.column)
+        present = stamps[~stamps.isna()]
+        self.parts_ = [name for name, (get, _) in PARTS.items() if len(present) and np.ptp(np.asarray(get(present), float)) > 0]
+        self.scaler_ = RobustScaler().fit(self._ordinal(stamps))
+        self.indicator_ = bool(stamps.isna().any())
+        names = [f"{self.column}__ordinal"]
+        for part in self.parts_:
+            names += [f"{self.column}__{part}_sin", f"{self.column}__{part}_cos"]
+        self.feature_names_ = names + ([f"{self.column}__missing"] if self.indicator_ else [])
+        return self
+
+    @staticmethod
+    def _ordinal(stamps: pd.DatetimeIndex) -> np.ndarray:
+        seconds = stamps.as_unit("s").asi8.astype(np.float64)
+        seconds[stamps.isna()] = np.nan
+        return seconds
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        stamps = as_datetime(frame[self.column], self.column)
+        missing = np.asarray(stamps.isna())
+        columns = [np.where(missing, 0.0, self.scaler_.transform(self._ordinal(stamps)))]
+        for part in self.parts_:
+            get, period = PARTS[part]
+            angle = 2 * np.pi * np.asarray(get(stamps), dtype=np.float64) / period
+            columns += [np.where(missing, 0.0, np.sin(angle)), np.where(missing, 0.0, np.cos(angle))]
+        if self.indicator_:
+            columns.append(missing.astype(np.float64))
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    def fitted_state(self) -> dict:
+        return {"parts": self.parts_, "scaler": self.scaler_.state(), "indicator": self.indicator_}
+
+    def load_fitted_state(self, state: dict) -> None:
+        self.parts_ = list(state["parts"])
+        self.scaler_ = RobustScaler.from_state(state["scaler"])
+        self.indicator_ = bool(state["indicator"])

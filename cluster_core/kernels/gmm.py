@@ -1,0 +1,126 @@
+"""Gaussian-mixture EM kernels: per-block sufficient statistics in float64.
+
+Scatter matrices are accumulated about a *shift* (the previous means), which keeps the
+M-step's ``S / n - delta delta^T`` free of the cancellation that ``E[xx^T] - mu mu^T``
+suffers on data far from the origin.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._torch import chunk_rows, to_numpy, to_tensor
+from .kmeans import _nearest
+
+COVARIANCE_TYPES = ("full", "diag")
+
+
+def _log_gaussian(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """log N(x | mean_k, cov_k) for every row and component, shape (n, k).
+
+    Full covariance: ``y_k = x P_k - mu_k P_k`` for all k with one GEMM of ``x`` against
+    the (d, k*d) stack of precision factors.
+    """
+    n, d = x.shape
+    k = means.shape[0]
+    if covariance_type == "full":
+        shift = torch.einsum("kd,kde->ke", means, prec_chol)
+        y = (x @ prec_chol.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d) - shift.unsqueeze(0)
+        out = (y * y).sum(dim=2)
+        log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(dim=1)
+    else:
+        precision = prec_chol * prec_chol
+        out = (means * means * precision).sum(dim=1).unsqueeze(0) - 2.0 * x @ (means * precision).T
+        out += (x * x) @ precision.T
+        log_det = torch.log(prec_chol).sum(dim=1)
+    return -0.5 * (d * math.log(2 * math.pi) + out) + log_det.unsqueeze(0)
+
+
+def _params(weights, means, prec_chol, device):
+    return (
+        to_tensor(weights, device, torch.float64),
+        to_tensor(means, device, torch.float64),
+        to_tensor(prec_chol, device, torch.float64),
+    )
+
+
+def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type: str, device: str = "cpu"):
+    """``(log_resp[n, k], log_prob_norm[n])`` of a block under the mixture (numpy float64)."""
+    x_all = to_tensor(block, device, torch.float64)
+    w, mu, pc = _params(weights, means, prec_chol, device)
+    log_w = torch.log(w).unsqueeze(0)
+    step = chunk_rows(x_all.shape[0], mu.shape[0] * mu.shape[1], itemsize=8)
+    log_resp, norms = [], []
+    for start in range(0, x_all.shape[0], step):
+        weighted = _log_gaussian(x_all[start : start + step], mu, pc, covariance_type) + log_w
+        norm = torch.logsumexp(weighted, dim=1)
+        log_resp.append(weighted - norm.unsqueeze(1))
+        norms.append(norm)
+    if not norms:
+        return np.empty((0, mu.shape[0])), np.empty(0)
+    return to_numpy(torch.cat(log_resp)), to_numpy(torch.cat(norms))
+
+
+def _scatter(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full) or its diagonal (diag), batched over k."""
+    diff = x.unsqueeze(0) - shift.unsqueeze(1)  # (k, n, d)
+    weighted = diff * resp.T.unsqueeze(2)
+    if covariance_type == "full":
+        return torch.bmm(weighted.transpose(1, 2), diff)
+    return (weighted * diff).sum(dim=1)
+
+
+def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, device: str = "cpu"):
+    """E-step of one block and its sufficient statistics about the current means.
+
+    Returns
+    -------
+    tuple
+        ``(nk[k], sum_x[k, d], scatter[k, d, d] or [k, d], log_likelihood_sum, n_rows)``.
+    """
+    x_all = to_tensor(block, device, torch.float64)
+    w, mu, pc = _params(weights, means, prec_chol, device)
+    k, d = mu.shape
+    log_w = torch.log(w).unsqueeze(0)
+    nk = torch.zeros(k, dtype=torch.float64, device=device)
+    sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
+    scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
+    loglik = torch.zeros((), dtype=torch.float64, device=device)
+    step = chunk_rows(x_all.shape[0], k * d, itemsize=8)
+    for start in range(0, x_all.shape[0], step):
+        x = x_all[start : start + step]
+        weighted = _log_gaussian(x, mu, pc, covariance_type) + log_w
+        norm = torch.logsumexp(weighted, dim=1)
+        resp = torch.exp(weighted - norm.unsqueeze(1))
+        nk += resp.sum(dim=0)
+        sum_x += resp.T @ x
+        scatter += _scatter(x, resp, mu, covariance_type)
+        loglik += norm.sum()
+    return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), float(loglik), int(x_all.shape[0])
+
+
+def hard_statistics(block: Any, centers, covariance_type: str, device: str = "cpu"):
+    """The statistics of :func:`em_statistics` for hard nearest-center responsibilities.
+
+    Used to initialise a mixture from k-means centers (scatter is about ``centers``).
+    """
+    x_all = to_tensor(block, device, torch.float64)
+    c = to_tensor(centers, device, torch.float64)
+    k, d = c.shape
+    c_sq = (c * c).sum(dim=1)
+    nk = torch.zeros(k, dtype=torch.float64, device=device)
+    sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
+    scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
+    step = chunk_rows(x_all.shape[0], k * d, itemsize=8)
+    for start in range(0, x_all.shape[0], step):
+        x = x_all[start : start + step]
+        labels, _ = _nearest(x, c, c_sq)
+        resp = torch.nn.functional.one_hot(labels, k).to(torch.float64)
+        nk += resp.sum(dim=0)
+        sum_x += resp.T @ x
+        scatter += _scatter(x, resp, c, covariance_type)
+    return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), 0.0, int(x_all.shape[0])

@@ -1,0 +1,189 @@
+"""Cluster validity indices computed in passes over :class:`~cluster_core.blocks.Blocks`.
+
+* **Silhouette** — a stratified sample of at most ``sample_size`` non-noise rows is
+  scored against *all* rows: per block, faiss computes the sample-to-block distances and
+  they are summed per cluster, so the cost is ``O(sample_size * n * d)``, linear in n. A
+  cluster's share of the sample is proportional to its size (at least
+  ``MIN_PER_CLUSTER`` rows), and the per-cluster means are weighted by cluster size, so
+  the estimate is unbiased; with ``n <= sample_size`` every row is used and the value is
+  exact. Noise rows (label -1) belong to no segment: each scores 0 and they are left out
+  of the other rows' distances, so the value is ``(1 - noise_fraction)`` times the
+  silhouette of the non-noise rows.
+* **Davies–Bouldin** and **Calinski–Harabasz** — exact, from per-cluster sums over all
+  non-noise rows (two passes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .blocks import Blocks, concat_partials, sum_partials
+from .kernels.neighbors import pairwise_sqdist
+
+DEFAULT_SILHOUETTE_SAMPLE = 10_000
+MIN_PER_CLUSTER = 50
+PAIRWISE_CHUNK_BYTES = 64 << 20
+
+AssignFn = Callable[[np.ndarray], np.ndarray]
+
+
+def _labels(block: Any, assign: AssignFn) -> np.ndarray:
+    return np.asarray(assign(block), dtype=np.int64)
+
+
+def _cluster_sums(block, assign: AssignFn, n_clusters: int):
+    """(counts[k + 1] with noise last, sums[k, d]) of one block."""
+    x = np.asarray(block, dtype=np.float64)
+    labels = _labels(block, assign)
+    slots = np.where(labels < 0, n_clusters, labels)
+    counts = np.bincount(slots, minlength=n_clusters + 1)
+    sums = np.zeros((n_clusters, x.shape[1]))
+    keep = labels >= 0
+    np.add.at(sums, labels[keep], x[keep])
+    return counts, sums
+
+
+def _spread_and_sample(block, index: int, assign: AssignFn, centroids: np.ndarray, keep_probability: np.ndarray, seed: int):
+    """Per-cluster sums of distances / squared distances to the centroid, and the sampled rows."""
+    x = np.asarray(block, dtype=np.float64)
+    labels = _labels(block, assign)
+    k = centroids.shape[0]
+    dist_sum, sq_sum = np.zeros(k), np.zeros(k)
+    member = labels >= 0
+    if member.any():
+        sq = ((x[member] - centroids[labels[member]]) ** 2).sum(axis=1)
+        np.add.at(sq_sum, labels[member], sq)
+        np.add.at(dist_sum, labels[member], np.sqrt(sq))
+    draw = np.random.default_rng([seed, index]).random(labels.shape[0])
+    chosen = member & (draw < keep_probability[np.where(member, labels, 0)])
+    return (dist_sum, sq_sum), (np.asarray(block[chosen], np.float32), labels[chosen])
+
+
+def _combine_spread(a, b):
+    return sum_partials(a[0], b[0]), concat_partials(a[1], b[1])
+
+
+def _silhouette_sums(block, assign: AssignFn, sample: np.ndarray, n_clusters: int, device: str):
+    """For every sample row: summed distance to the rows of each cluster (noise rows skipped)."""
+    labels = torch.from_numpy(_labels(block, assign))
+    n_sample = sample.shape[0]
+    sums = torch.zeros(n_sample, n_clusters, dtype=torch.float64)
+    step = max(1, PAIRWISE_CHUNK_BYTES // (4 * max(n_sample, 1)))
+    for start in range(0, labels.shape[0], step):
+        chunk_labels = labels[start : start + step]
+        dist = torch.from_numpy(np.sqrt(pairwise_sqdist(sample, block[start : start + step], device)))
+        member = chunk_labels >= 0
+        if member.any():
+            part = torch.zeros(n_sample, n_clusters, dtype=torch.float32)
+            part.index_add_(1, chunk_labels[member], dist[:, member])
+            sums += part.double()
+    return sums.numpy()
+
+
+def sample_probabilities(counts: np.ndarray, sample_size: int) -> np.ndarray:
+    """Per-cluster keep probability: proportional allocation, at least MIN_PER_CLUSTER rows each."""
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum()
+    if total <= sample_size:
+        return np.ones_like(counts)
+    wanted = np.maximum(sample_size * counts / total, np.minimum(counts, MIN_PER_CLUSTER))
+    return np.minimum(1.0, wanted / np.maximum(counts, 1.0))
+
+
+def evaluate_clustering(
+    blocks: Blocks,
+    assign: AssignFn,
+    n_clusters: int,
+    *,
+    sample_size: int = DEFAULT_SILHOUETTE_SAMPLE,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Silhouette (sampled), Davies–Bouldin and Calinski–Harabasz of a labelling.
+
+    Parameters
+    ----------
+    blocks : Blocks
+        The rows to evaluate (typically the validation split).
+    assign : callable
+        Maps a block of shape (n, d) to labels in ``[-1, n_clusters)`` (-1 = noise).
+    n_clusters : int
+        Number of label values the model can produce (noise excluded).
+
+    Returns
+    -------
+    dict
+        ``silhouette``, ``davies_bouldin``, ``calinski_harabasz`` (None where undefined,
+        e.g. fewer than two clusters), ``n_clusters_found`` (non-empty clusters),
+        ``noise_fraction``, ``cluster_sizes`` (rows per cluster id), ``n_rows``,
+        ``silhouette_sample_size``.
+    """
+    counts_all, sums = blocks.map_reduce(_cluster_sums, assign, n_clusters)
+    counts, n_noise = counts_all[:n_clusters], int(counts_all[n_clusters])
+    n_rows = int(counts_all.sum())
+    present = counts > 0
+    centroids = np.zeros_like(sums)
+    centroids[present] = sums[present] / counts[present, None]
+    keep = sample_probabilities(counts, sample_size)
+    (dist_sum, sq_sum), (sample, sample_labels) = blocks.map_indexed_reduce(
+        _spread_and_sample, assign, centroids, keep, seed, combine=_combine_spread
+    )
+    result = {
+        "n_rows": n_rows,
+        "n_clusters_found": int(present.sum()),
+        "noise_fraction": float(n_noise / n_rows) if n_rows else 0.0,
+        "cluster_sizes": {str(c): int(counts[c]) for c in np.flatnonzero(present)},
+        "silhouette_sample_size": int(sample.shape[0]),
+        "davies_bouldin": _davies_bouldin(centroids[present], dist_sum[present] / counts[present]),
+        "calinski_harabasz": _calinski_harabasz(counts[present], sums[present], sq_sum[present]),
+        "silhouette": None,
+    }
+    if int(present.sum()) >= 2:
+        sil_sums = blocks.map_reduce(_silhouette_sums, assign, sample, n_clusters, device)
+        result["silhouette"] = _silhouette_estimate(sil_sums, sample_labels, counts, n_rows)
+    return result
+
+
+def _silhouette_estimate(sums, sample_labels, counts, n_rows) -> float:
+    own = counts[sample_labels]
+    a = sums[np.arange(sample_labels.shape[0]), sample_labels] / np.maximum(own - 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_to = sums / counts[None, :]
+    mean_to[:, counts == 0] = np.inf
+    mean_to[np.arange(sample_labels.shape[0]), sample_labels] = np.inf
+    b = mean_to.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(own > 1, (b - a) / np.maximum(a, b), 0.0)
+    s = np.nan_to_num(s)
+    total = 0.0
+    for cluster in np.unique(sample_labels):
+        total += counts[cluster] * s[sample_labels == cluster].mean()
+    return float(total / n_rows)
+
+
+def _davies_bouldin(centroids: np.ndarray, intra: np.ndarray) -> float | None:
+    if centroids.shape[0] < 2:
+        return None
+    diff = centroids[:, None, :] - centroids[None, :, :]
+    separation = np.sqrt((diff**2).sum(axis=2))
+    if np.allclose(intra, 0) or np.allclose(separation, 0):
+        return 0.0
+    separation[separation == 0] = np.inf
+    ratio = (intra[:, None] + intra[None, :]) / separation
+    return float(np.max(ratio, axis=1).mean())
+
+
+def _calinski_harabasz(counts: np.ndarray, sums: np.ndarray, within: np.ndarray) -> float | None:
+    k = counts.shape[0]
+    n = counts.sum()
+    if k < 2 or n <= k:
+        return None
+    mean = sums.sum(axis=0) / n
+    centroids = sums / counts[:, None]
+    between = float((counts * ((centroids - mean) ** 2).sum(axis=1)).sum())
+    within_total = float(within.sum())
+    return 1.0 if within_total == 0 else between * (n - k) / (within_total * (k - 1))

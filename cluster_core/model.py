@@ -1,0 +1,203 @@
+"""A clustering model: fitted feature pipeline + fitted estimator + what we know about it.
+
+On disk a model is a directory of JSON and ``.npz`` files (never pickle)::
+
+    model.json        format, id, algorithm, metrics, clusters, input schema, training facts
+    pipeline.json/npz the fitted featurizers
+    estimator.json/npz the fitted algorithm state
+
+Saving writes a temporary sibling directory and renames it into place, so a reader
+never sees a half-written model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from ._state import read_state, write_json, write_state
+from .algorithms import Assignment, ClusterEstimator, estimator_from_state
+from .errors import ArtifactError
+from .features import FeaturePipeline
+
+FORMAT = "clustra-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+
+
+class ClusteringModel:
+    """Everything needed to assign a record to a cluster.
+
+    Parameters
+    ----------
+    pipeline : FeaturePipeline
+    estimator : ClusterEstimator
+    model_id : str
+    metrics : dict, optional
+    clusters : list of dict, optional
+        Profiles from :func:`cluster_core.insights.profile_clusters`.
+    metadata : dict, optional
+        Training facts (data path, rows, seed, timings).
+    """
+
+    def __init__(
+        self,
+        pipeline: FeaturePipeline,
+        estimator: ClusterEstimator,
+        model_id: str,
+        *,
+        metrics: dict | None = None,
+        clusters: list[dict] | None = None,
+        metadata: dict | None = None,
+    ):
+        self.pipeline = pipeline
+        self.estimator = estimator
+        self.model_id = model_id
+        self.metrics = dict(metrics or {})
+        self.clusters = list(clusters or [])
+        self.metadata = dict(metadata or {})
+
+    @property
+    def algorithm(self) -> str:
+        """Algorithm name with variant (``kmeans``, ``gmm``, ``gmm-diag``, ``hdbscan``)."""
+        return self.metadata.get("algorithm", self.estimator.algorithm)
+
+    @property
+    def n_clusters(self) -> int:
+        """Clusters the model can assign (noise not counted)."""
+        return self.estimator.n_clusters_found
+
+    @property
+    def has_probability(self) -> bool:
+        """True for models with membership probabilities (mixtures, HDBSCAN)."""
+        return self.estimator.algorithm in ("gmm", "hdbscan")
+
+    @property
+    def has_distance(self) -> bool:
+        """True for centroid models (KMeans)."""
+        return self.estimator.algorithm == "kmeans"
+
+    @property
+    def input_schema(self) -> list[dict]:
+        """Columns a record must provide: name, kind and training dtype."""
+        return [{"name": c.name, "kind": c.kind, "dtype": c.dtype} for c in self.pipeline.schema.used]
+
+    def cluster_names(self) -> dict[int, str | None]:
+        """Cluster id -> generated (or user-given) name."""
+        return {int(c["cluster_id"]): c.get("name") for c in self.clusters}
+
+    # -- inference ------------------------------------------------------------------------
+    def featurize(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float32 feature matrix of ``frame``."""
+        return self.pipeline.transform(frame)
+
+    def assign(self, frame: pd.DataFrame) -> Assignment:
+        """Cluster ids (-1 = noise) with probabilities or distances for every row of ``frame``."""
+        return self.estimator.assign(self.featurize(frame))
+
+    def output_columns(self) -> dict[str, str]:
+        """Columns :meth:`score_frame` adds, with their dtypes."""
+        columns = {"cluster_id": "int64"}
+        if self.has_probability:
+            columns["cluster_probability"] = "float64"
+        if self.has_distance:
+            columns["distance"] = "float64"
+        return columns
+
+    def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the columns of :meth:`output_columns` appended (row order kept)."""
+        result = self.assign(frame)
+        out = frame.copy()
+        out["cluster_id"] = result.labels.astype(np.int64)
+        if self.has_probability:
+            out["cluster_probability"] = np.asarray(result.probability, np.float64)
+        if self.has_distance:
+            out["distance"] = np.asarray(result.distance, np.float64)
+        return out
+
+    # -- persistence ----------------------------------------------------------------------
+    def describe(self) -> dict:
+        """The content of ``model.json``."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "clustra_version": __version__,
+            "model_id": self.model_id,
+            "algorithm": self.algorithm,
+            "n_clusters": self.n_clusters,
+            "created_at": self.metadata.get("created_at") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "metrics": self.metrics,
+            "clusters": self.clusters,
+            "input_schema": self.input_schema,
+            "feature_names": list(self.pipeline.feature_names_),
+            "output_columns": self.output_columns(),
+            "metadata": self.metadata,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model directory at ``path`` atomically (replacing nothing that exists)."""
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"model directory {str(path)!r} already exists")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        staging.mkdir()
+        try:
+            write_state(staging, "pipeline", self.pipeline.get_state())
+            write_state(staging, "estimator", self.estimator.get_state())
+            write_json(staging / MODEL_FILE, self.describe())
+            os.rename(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ClusteringModel:
+        """Load a model directory written by :meth:`save` (no pickle involved)."""
+        path = Path(path)
+        info = read_model_info(path)
+        try:
+            pipeline = FeaturePipeline.from_state(read_state(path, "pipeline"))
+            estimator = estimator_from_state(read_state(path, "estimator"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"model {str(path)!r} is corrupt: {exc}") from exc
+        metadata = dict(info.get("metadata", {}))
+        metadata.setdefault("algorithm", info.get("algorithm"))
+        metadata["created_at"] = info.get("created_at")
+        return cls(
+            pipeline,
+            estimator,
+            info["model_id"],
+            metrics=info.get("metrics"),
+            clusters=info.get("clusters"),
+            metadata=metadata,
+        )
+
+
+def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """``model.json`` of a model directory, with its format checked."""
+    import json
+
+    file = Path(path) / MODEL_FILE
+    if not file.is_file():
+        raise ArtifactError(f"{str(path)!r} is not a Clustra model directory (no {MODEL_FILE})")
+    try:
+        info = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+    if info.get("format") != FORMAT:
+        raise ArtifactError(f"{str(file)!r} is not a Clustra model (format={info.get('format')!r})")
+    if info.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{str(file)!r} has format_version={info.get('format_version')}, newer than this Clustra reads ({FORMAT_VERSION})"
+        )
+    return info

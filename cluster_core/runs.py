@@ -1,0 +1,92 @@
+"""Run directories: what ``clustra train`` writes, and how a model is found in one.
+
+::
+
+    RUN_DIR/
+      leaderboard.json   {"best": MODEL_ID, "metric": "silhouette", "models": [...best first]}
+      run.json           config, dataset, row counts, timings
+      schema.json        the inferred (and overridden) column kinds
+      models/MODEL_ID/   one model directory per successful model
+
+The run is assembled in a hidden sibling directory and renamed into place at the end,
+so a failed or interrupted run never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from ._state import replace_dir, write_json
+from .errors import ArtifactError, InvalidInputError
+from .model import MODEL_FILE, ClusteringModel
+from .training import TrainResult
+
+LEADERBOARD_FILE = "leaderboard.json"
+
+
+def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the run directory atomically; refuse to replace an existing one unless ``overwrite``."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not overwrite:
+        raise InvalidInputError(f"output directory {str(run_dir)!r} already exists; choose another --out or pass --overwrite")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = run_dir.with_name(f".{run_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        for model in result.models():
+            model.save(staging / "models" / model.model_id)
+        write_json(staging / "schema.json", result.data.schema.to_dict())
+        write_json(
+            staging / "run.json",
+            {
+                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                "data": result.dataset_path,
+                "n_rows": result.n_rows,
+                "n_train": result.data.n_train,
+                "n_validation": result.data.n_validation,
+                "n_features": result.data.pipeline.n_features,
+                "features_persisted": result.data.persisted,
+                "seconds": round(result.seconds, 3),
+                "config": result.config.model_dump(),
+            },
+        )
+        write_json(staging / LEADERBOARD_FILE, result.leaderboard())
+        replace_dir(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def read_leaderboard(run_dir: str | os.PathLike) -> dict:
+    """``leaderboard.json`` of a run directory."""
+    file = Path(run_dir) / LEADERBOARD_FILE
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{str(run_dir)!r} is not a run directory (no {LEADERBOARD_FILE})") from exc
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A model directory from a model directory or a run directory (its best model)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"model path {str(path)!r} does not exist")
+    if (path / MODEL_FILE).is_file():
+        return path
+    if (path / LEADERBOARD_FILE).is_file():
+        best = read_leaderboard(path).get("best")
+        if not best:
+            raise ArtifactError(f"run {str(path)!r} has no successful model")
+        return path / "models" / best
+    raise InvalidInputError(f"{str(path)!r} is neither a model directory ({MODEL_FILE}) nor a run directory ({LEADERBOARD_FILE})")
+
+
+def load_model(path: str | os.PathLike) -> ClusteringModel:
+    """Load a model from a model directory or a run directory (its best model)."""
+    return ClusteringModel.load(resolve_model_dir(path))

@@ -1,0 +1,207 @@
+"""Column kinds: inferred from a sample and the stored dtypes, overridable by the user.
+
+Rules (first match wins), on the non-missing values of a sample:
+
+1. all values missing, or a single distinct value        -> ``constant`` (excluded)
+2. boolean dtype, or strings that are all true/false/yes/no/t/f/y/n -> ``boolean``
+3. datetime dtype, or strings of which >= 90% parse as dates   -> ``datetime``
+4. numeric dtype: an integer column named like an id (``id``, ``*_id``, ``uuid``,
+   ``key``) with >= 95% distinct values -> ``identifier`` (excluded); else ``numeric``
+5. pandas ``category`` dtype                                    -> ``categorical``
+6. strings: >= 90% distinct and short (under 3 words)           -> ``identifier`` (excluded)
+   at least 5 words on average, or long and mostly distinct     -> ``text``
+   otherwise                                                    -> ``categorical``
+
+Every kind with a registered featurizer is used; ``identifier`` and ``constant`` columns
+are excluded with the reason shown to the user.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from .errors import DataError, InvalidInputError
+
+NUMERIC, BOOLEAN, CATEGORICAL, DATETIME, TEXT = "numeric", "boolean", "categorical", "datetime", "text"
+IDENTIFIER, CONSTANT = "identifier", "constant"
+EXCLUDED_KINDS = (IDENTIFIER, CONSTANT)
+KINDS = [NUMERIC, BOOLEAN, CATEGORICAL, DATETIME, TEXT, IDENTIFIER, CONSTANT]
+
+_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^id[_\W]", re.IGNORECASE)
+_BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
+_DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.:]\d{1,2}")
+
+
+def register_kind(kind: str) -> None:
+    """Make ``kind`` a valid column kind (featurizer modules call this)."""
+    if kind not in KINDS:
+        KINDS.insert(len(KINDS) - len(EXCLUDED_KINDS), kind)
+
+
+@dataclass
+class ColumnSpec:
+    """One input column: its dtype, kind, whether it is used and why not."""
+
+    name: str
+    dtype: str
+    kind: str
+    used: bool = True
+    reason: str = ""
+    missing_fraction: float = 0.0
+    n_unique: int = 0
+    example: str = ""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Schema:
+    """The columns of a dataset as Clustra sees them."""
+
+    columns: list[ColumnSpec]
+
+    @property
+    def used(self) -> list[ColumnSpec]:
+        """Columns that are featurized."""
+        return [c for c in self.columns if c.used]
+
+    def column(self, name: str) -> ColumnSpec:
+        """The spec of column ``name`` (KeyError if absent)."""
+        for spec in self.columns:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return {"columns": [asdict(c) for c in self.columns]}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> Schema:
+        """Inverse of :meth:`to_dict`."""
+        return cls([ColumnSpec(**c) for c in payload["columns"]])
+
+    def format_table(self) -> str:
+        """A fixed-width table for terminals."""
+        rows = [("column", "dtype", "kind", "used", "missing", "distinct", "note")]
+        for c in self.columns:
+            rows.append(
+                (c.name, c.dtype, c.kind, "yes" if c.used else "no", f"{c.missing_fraction:.0%}", str(c.n_unique), c.reason)
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def _parse_dates(values: pd.Series) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+
+
+def _infer_kind(name: str, values: pd.Series) -> tuple[str, str]:
+    """(kind, reason) for one column of a sample."""
+    present = values.dropna()
+    if present.empty:
+        return CONSTANT, "all values missing"
+    n_unique = int(present.astype(str).nunique()) if present.dtype == object else int(present.nunique())
+    if n_unique <= 1:
+        return CONSTANT, "a single distinct value"
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return BOOLEAN, ""
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return DATETIME, ""
+    if pd.api.types.is_numeric_dtype(dtype):
+        if pd.api.types.is_integer_dtype(dtype) and _ID_NAME.search(name) and n_unique >= 0.95 * len(present):
+            return IDENTIFIER, "integer id: distinct in every row"
+        return NUMERIC, ""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return CATEGORICAL, ""
+    text = present.astype(str)
+    if set(text.str.lower().unique()) <= _BOOL_WORDS:
+        return BOOLEAN, ""
+    sample = text.iloc[:2000]
+    if sample.str.match(_DATE_LIKE).mean() >= 0.9 and _parse_dates(sample).notna().mean() >= 0.9:
+        return DATETIME, "parsed from strings"
+    words = sample.str.split().str.len().mean()
+    distinct = n_unique / len(present)
+    if distinct >= 0.9 and words < 3:
+        return IDENTIFIER, "distinct short strings (an id?)"
+    if words >= 5 or (distinct > 0.5 and sample.str.len().mean() >= 30):
+        return TEXT, ""
+    return CATEGORICAL, ""
+
+
+def infer_schema(
+    sample: pd.DataFrame,
+    *,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    kinds: dict[str, str] | None = None,
+    supported_kinds: set[str] | None = None,
+) -> Schema:
+    """Infer every column's kind from ``sample`` and apply the user's choices.
+
+    Parameters
+    ----------
+    sample : DataFrame
+        Rows drawn from the dataset (dtypes as stored).
+    include : list of str, optional
+        Use only these columns (others are kept out, with a reason).
+    exclude : list of str, optional
+        Leave these columns out.
+    kinds : dict, optional
+        ``{column: kind}`` forced kinds; a forced kind is used even if it would be excluded.
+    supported_kinds : set of str, optional
+        Kinds that have a featurizer; others are excluded with a reason.
+    """
+    names = [str(c) for c in sample.columns]
+    kinds = dict(kinds or {})
+    for label, given in (("include", include or []), ("exclude", exclude or []), ("kind", list(kinds))):
+        unknown = [c for c in given if c not in names]
+        if unknown:
+            raise InvalidInputError(f"--{label} names column(s) {unknown} that the dataset does not have; columns: {names}")
+    bad = {c: k for c, k in kinds.items() if k not in KINDS}
+    if bad:
+        raise InvalidInputError(f"unknown column kind(s) {bad}; expected one of {KINDS}")
+    columns = []
+    for name in names:
+        values = sample[name]
+        kind, reason = _infer_kind(name, values)
+        forced = name in kinds
+        if forced:
+            kind, reason = kinds[name], "kind set by user"
+        used = forced or kind not in EXCLUDED_KINDS
+        if include is not None and name not in include:
+            used, reason = False, "not in --include"
+        if exclude and name in exclude:
+            used, reason = False, "excluded by user"
+        if used and supported_kinds is not None and kind not in supported_kinds:
+            used, reason = False, f"no featurizer for kind {kind!r} installed"
+        present = values.dropna()
+        columns.append(
+            ColumnSpec(
+                name=name,
+                dtype=str(values.dtype),
+                kind=kind,
+                used=used,
+                reason=reason,
+                missing_fraction=float(values.isna().mean()) if len(values) else 0.0,
+                n_unique=int(present.astype(str).nunique()) if len(present) else 0,
+                example=str(present.iloc[0])[:40] if len(present) else "",
+            )
+        )
+    schema = Schema(columns)
+    if not schema.used:
+        raise DataError(f"no usable columns: {_describe_exclusions(schema)}")
+    return schema
+
+
+def _describe_exclusions(schema: Schema) -> str:
+    return "; ".join(f"{c.name} ({c.kind}: {c.reason})" for c in schema.columns) or "the dataset has no columns"
+

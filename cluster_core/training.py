@@ -1,0 +1,397 @@
+"""The sweep: featurize, split, fit algorithms x cluster counts, score on validation, rank.
+
+Data path
+    Partitions are featurized where they live (one task each) and split into train and
+    validation rows by a seeded draw per partition. The blocks stay in worker memory
+    when they fit (half the cluster's memory), else they are recomputed from Parquet on
+    every pass.
+Model path
+    When the train matrix is small (``local_fit_max_bytes``) it is gathered into one
+    array on a *worker* and every model is one task there, so models train in parallel.
+    Otherwise each model runs distributed: per-block statistics reduced on the driver
+    (KMeans, GMM) or sample-then-assign (HDBSCAN). Both paths call the same estimator
+    code through :class:`~cluster_core.blocks.Blocks`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .algorithms import GaussianMixture, HDBSCAN, KMeans
+from .algorithms._base import ClusterEstimator
+from .blocks import ArrayBlocks, Blocks, DaskBlocks
+from .config import TrainConfig
+from .data import Dataset, sample_frame
+from .device import resolve_device
+from .errors import ClustraError, DataError
+from .features import FEATURIZERS, FeaturePipeline
+from .insights import profile_clusters
+from .metrics import evaluate_clustering
+from .model import ClusteringModel
+from .progress import Progress
+from .schema import Schema, infer_schema
+
+PROFILE_SAMPLE_ROWS = 20_000
+MAX_DEFAULT_K = 30
+MAX_DEFAULT_COUNTS = 8
+
+
+def default_cluster_counts(n_rows: int, max_k: int) -> list[int]:
+    """Cluster counts to try when the user gives none.
+
+    From 2 up to ``min(30, max_k, sqrt(n_rows / 2))``, at most 8 values spaced
+    geometrically (all integers when the range is small).
+    """
+    upper = int(min(MAX_DEFAULT_K, max_k, max(2, math.floor(math.sqrt(n_rows / 2)))))
+    if upper - 1 <= MAX_DEFAULT_COUNTS:
+        return list(range(2, upper + 1))
+    return sorted({int(round(v)) for v in np.geomspace(2, upper, MAX_DEFAULT_COUNTS)})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the sweep."""
+
+    model_id: str
+    algorithm: str
+    n_clusters: int | None
+
+    def build(self, config: TrainConfig, device: str) -> ClusterEstimator:
+        """An unfitted estimator for this spec."""
+        seed = config.seed
+        if self.algorithm == "kmeans":
+            return KMeans(self.n_clusters, n_init=config.kmeans_n_init, max_iter=config.max_iter, random_state=seed, device=device)
+        if self.algorithm in ("gmm", "gmm-diag"):
+            return GaussianMixture(
+                self.n_clusters,
+                covariance_type="diag" if self.algorithm == "gmm-diag" else "full",
+                n_init=config.gmm_n_init,
+                reg_covar=config.gmm_reg_covar,
+                max_iter=config.max_iter,
+                random_state=seed,
+                device=device,
+            )
+        return HDBSCAN(
+            config.hdbscan_min_cluster_size,
+            min_samples=config.hdbscan_min_samples,
+            max_fit_samples=config.hdbscan_max_fit_samples,
+            random_state=seed,
+            device=device,
+        )
+
+
+def plan_models(config: TrainConfig, n_train: int, n_rows: int) -> list[ModelSpec]:
+    """The specs of the sweep; DataError when a cluster count exceeds the training rows."""
+    counts = config.k or default_cluster_counts(n_train, config.max_k)
+    too_many = [k for k in counts if k > n_train]
+    if too_many:
+        raise DataError(
+            f"k={max(too_many)} is larger than the {n_train} training rows "
+            f"(the dataset has {n_rows} rows, {1 - config.validation_fraction:.0%} of them train)"
+        )
+    specs = []
+    for algorithm in config.algorithms:
+        if algorithm == "hdbscan":
+            specs.append(ModelSpec("hdbscan", "hdbscan", None))
+        else:
+            specs.extend(ModelSpec(f"{algorithm}-k{k}", algorithm, k) for k in counts)
+    return specs
+
+
+def featurize_split(part: Any, index: int, pipeline: FeaturePipeline, seed: int, fraction: float):
+    """Featurize one partition and split its rows into (train, validation) arrays."""
+    if hasattr(part, "to_pandas"):  # cuDF partition
+        part = part.to_pandas()
+    features = pipeline.transform(part)
+    is_validation = np.random.default_rng([seed, index]).random(features.shape[0]) < fraction
+    return features[~is_validation], features[is_validation]
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+@dataclass
+class ModelResult:
+    """A fitted (or failed) model of the sweep with its validation metrics."""
+
+    spec: ModelSpec
+    estimator: ClusterEstimator | None
+    metrics: dict = field(default_factory=dict)
+    clusters: list[dict] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    error: str | None = None
+
+    def entry(self) -> dict:
+        """The model's leaderboard entry."""
+        metrics = self.metrics
+        return {
+            "model_id": self.spec.model_id,
+            "algorithm": self.spec.algorithm,
+            "n_clusters": self.estimator.n_clusters_found if self.estimator is not None else self.spec.n_clusters,
+            "requested_clusters": self.spec.n_clusters,
+            "silhouette": metrics.get("silhouette"),
+            "davies_bouldin": metrics.get("davies_bouldin"),
+            "calinski_harabasz": metrics.get("calinski_harabasz"),
+            "noise_fraction": metrics.get("noise_fraction"),
+            "n_clusters_found": metrics.get("n_clusters_found"),
+            "cluster_sizes": metrics.get("cluster_sizes"),
+            "fit_seconds": round(self.fit_seconds, 3),
+            "status": "failed" if self.error else "ok",
+            "error": self.error,
+        }
+
+
+def fit_and_evaluate(
+    spec: ModelSpec, config: TrainConfig, train: Blocks, validation: Blocks, feature_names: list[str]
+) -> ModelResult:
+    """Fit one spec on ``train`` and score it on ``validation``; failures are captured, not raised."""
+    device = resolve_device(config.device).torch
+    started = time.perf_counter()
+    try:
+        estimator = spec.build(config, device).fit(train)
+        fit_seconds = time.perf_counter() - started
+        n_clusters = estimator.n_clusters_found
+        metrics = evaluate_clustering(
+            validation, estimator.predict, n_clusters, sample_size=config.silhouette_sample, seed=config.seed, device=device
+        )
+        sample = validation.sample_rows(PROFILE_SAMPLE_ROWS, config.seed)
+        clusters = profile_clusters(sample, estimator.predict(sample), feature_names, n_clusters)
+        for profile in clusters:
+            profile["size"] = int(metrics["cluster_sizes"].get(str(profile["cluster_id"]), 0))
+            profile["share"] = profile["size"] / max(metrics["n_rows"], 1)
+        return ModelResult(spec, estimator, metrics, clusters, fit_seconds)
+    except (ValueError, ClustraError, np.linalg.LinAlgError, RuntimeError) as exc:
+        return ModelResult(spec, None, fit_seconds=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+
+
+def fit_and_evaluate_arrays(spec, config, train: np.ndarray, validation: np.ndarray, feature_names) -> ModelResult:
+    """:func:`fit_and_evaluate` on in-memory arrays (the body of one worker task)."""
+    return fit_and_evaluate(spec, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names)
+
+
+def rank(results: list[ModelResult]) -> list[ModelResult]:
+    """Best first: silhouette descending, then Davies–Bouldin ascending; failures last."""
+
+    def key(result: ModelResult):
+        sil = result.metrics.get("silhouette")
+        db = result.metrics.get("davies_bouldin")
+        return (result.error is not None, sil is None, -(sil or 0.0), db if db is not None else math.inf)
+
+    return sorted(results, key=key)
+
+
+@dataclass
+class PreparedData:
+    """Featurized train/validation blocks and what produced them."""
+
+    schema: Schema
+    pipeline: FeaturePipeline
+    train: DaskBlocks
+    validation: DaskBlocks
+    n_train: int
+    n_validation: int
+    persisted: bool
+
+
+def _cluster_memory(client: Any) -> int | None:
+    if client is None:
+        return None
+    workers = client.scheduler_info()["workers"].values()
+    limits = [w.get("memory_limit") or 0 for w in workers]
+    return int(sum(limits)) if all(limits) and limits else None
+
+
+def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: Progress) -> PreparedData:
+    """Sample, infer the schema, fit the features, featurize and split every partition."""
+    import dask
+
+    progress.step(f"sampling up to {config.feature_sample_rows:,} of {dataset.n_rows:,} rows for schema and features")
+    sample = sample_frame(dataset, config.feature_sample_rows, config.seed)
+    schema = infer_schema(
+        sample, include=config.include, exclude=config.exclude, kinds=config.kinds, supported_kinds=set(FEATURIZERS)
+    )
+    progress.message(schema.format_table())
+    pipeline = FeaturePipeline(schema, config.weights).fit(sample)
+    progress.step(f"featurizing {dataset.frame.npartitions} partition(s) into {pipeline.n_features} features")
+    shared = dask.delayed(pipeline, pure=True)
+    split = dask.delayed(featurize_split, pure=True, nout=2)
+    parts = [split(p, i, shared, config.seed, config.validation_fraction) for i, p in enumerate(dataset.frame.to_delayed())]
+    estimate = dataset.n_rows * pipeline.n_features * 4
+    memory = _cluster_memory(client)
+    persisted = memory is None or estimate <= memory // 2
+    if persisted:
+        parts = list(dask.persist(*parts))
+    else:
+        progress.message(f"features ({estimate / 2**30:.1f} GiB) exceed half the workers' memory: streaming from Parquet")
+    train = DaskBlocks([p[0] for p in parts], pipeline.n_features)
+    validation = DaskBlocks([p[1] for p in parts], pipeline.n_features)
+    n_train, n_validation = train.count_rows(), validation.count_rows()
+    if n_train < 2 or n_validation < 2:
+        raise DataError(
+            f"the dataset has {dataset.n_rows} rows: too few for a train/validation split "
+            f"(train={n_train}, validation={n_validation}); at least ~10 rows are needed"
+        )
+    progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
+    return PreparedData(schema, pipeline, train, validation, n_train, n_validation, persisted)
+
+
+def _run_small(specs, config, data: PreparedData, client, progress: Progress) -> list[ModelResult]:
+    """Every model as one task on in-memory arrays."""
+    import dask
+
+    names = list(data.pipeline.feature_names_)
+    train = dask.delayed(_concat, pure=True)(data.train.blocks)
+    validation = dask.delayed(_concat, pure=True)(data.validation.blocks)
+    results = []
+    if client is None:
+        train_array, validation_array = dask.compute(train, validation)
+        for i, spec in enumerate(specs, 1):
+            result = fit_and_evaluate_arrays(spec, config, train_array, validation_array, names)
+            progress.advance(i, len(specs), describe_result(result))
+            results.append(result)
+        return results
+    from distributed import as_completed
+
+    train_future, validation_future = client.compute([train, validation])
+    futures = [
+        client.submit(fit_and_evaluate_arrays, spec, config, train_future, validation_future, names, pure=False)
+        for spec in specs
+    ]
+    for i, future in enumerate(as_completed(futures), 1):
+        result = future.result()
+        progress.advance(i, len(specs), describe_result(result))
+        results.append(result)
+    return results
+
+
+def _run_distributed(specs, config, data: PreparedData, progress: Progress) -> list[ModelResult]:
+    names = list(data.pipeline.feature_names_)
+    results = []
+    for i, spec in enumerate(specs, 1):
+        result = fit_and_evaluate(spec, config, data.train, data.validation, names)
+        progress.advance(i, len(specs), describe_result(result))
+        results.append(result)
+    return results
+
+
+def describe_result(result: ModelResult) -> str:
+    """One progress line for a finished model."""
+    if result.error:
+        return f"{result.spec.model_id}: failed ({result.error})"
+    m = result.metrics
+    sil = "n/a" if m.get("silhouette") is None else f"{m['silhouette']:.3f}"
+    noise = f", noise {m['noise_fraction']:.0%}" if m.get("noise_fraction") else ""
+    return f"{result.spec.model_id}: {m.get('n_clusters_found')} clusters, silhouette {sil}{noise} ({result.fit_seconds:.1f}s fit)"
+
+
+@dataclass
+class TrainResult:
+    """What a sweep produced, best model first."""
+
+    data: PreparedData
+    results: list[ModelResult]
+    config: TrainConfig
+    dataset_path: str
+    n_rows: int
+    seconds: float
+
+    def models(self) -> list[ClusteringModel]:
+        """A :class:`ClusteringModel` per successful result, in rank order."""
+        out = []
+        for result in self.results:
+            if result.estimator is None:
+                continue
+            metadata = {
+                "algorithm": result.spec.algorithm,
+                "data": self.dataset_path,
+                "n_rows": self.n_rows,
+                "n_train": self.data.n_train,
+                "n_validation": self.data.n_validation,
+                "seed": self.config.seed,
+                "fit_seconds": result.fit_seconds,
+            }
+            out.append(
+                ClusteringModel(
+                    self.data.pipeline, result.estimator, result.spec.model_id,
+                    metrics=result.entry(), clusters=result.clusters, metadata=metadata,
+                )
+            )
+        return out
+
+    def leaderboard(self) -> dict:
+        """``{"best": MODEL_ID, "models": [entries, best first]}``."""
+        entries = []
+        for position, result in enumerate(self.results, 1):
+            entry = result.entry()
+            entry["rank"] = position
+            entries.append(entry)
+        best = next((e["model_id"] for e in entries if e["status"] == "ok"), None)
+        return {"best": best, "metric": "silhouette", "models": entries}
+
+
+def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, progress: Progress | None = None) -> TrainResult:
+    """Run the sweep on ``dataset``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        From :func:`cluster_core.data.read_dataset`.
+    config : TrainConfig
+    client : distributed.Client, optional
+        Where to run; without one, Dask's local threaded scheduler is used.
+    progress : Progress, optional
+
+    Raises
+    ------
+    DataError
+        No usable columns, too few rows, a cluster count above the training rows, or
+        every model failed.
+    """
+    progress = progress or Progress()
+    started = time.perf_counter()
+    data = prepare_data(dataset, config, client, progress)
+    specs = plan_models(config, data.n_train, dataset.n_rows)
+    small = data.n_train * data.pipeline.n_features * 4 <= config.local_fit_max_bytes
+    mode = "one task per model" if small else "distributed fits"
+    progress.step(f"training {len(specs)} model(s) ({mode})")
+    results = _run_small(specs, config, data, client, progress) if small else _run_distributed(specs, config, data, progress)
+    ranked = rank(results)
+    if all(r.error for r in ranked):
+        raise DataError("every model failed: " + "; ".join(f"{r.spec.model_id}: {r.error}" for r in ranked))
+    return TrainResult(data, ranked, config, dataset.path, dataset.n_rows, time.perf_counter() - started)
+
+
+def leaderboard_table(leaderboard: dict) -> str:
+    """The leaderboard as a terminal table."""
+    header = ("rank", "model_id", "algorithm", "clusters", "silhouette", "davies_bouldin", "calinski_harabasz", "noise", "fit_s")
+    rows = [header]
+
+    def fmt(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for e in leaderboard["models"]:
+        if e["status"] != "ok":
+            rows.append((str(e["rank"]), e["model_id"], e["algorithm"], "-", "failed", "", "", "", fmt(e["fit_seconds"], 1)))
+            continue
+        rows.append(
+            (
+                str(e["rank"]), e["model_id"], e["algorithm"], str(e["n_clusters"]), fmt(e["silhouette"]),
+                fmt(e["davies_bouldin"]), fmt(e["calinski_harabasz"], 1), fmt(e["noise_fraction"], 2), fmt(e["fit_seconds"], 1),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(v.rjust(widths[i]) if i not in (1, 2) else v.ljust(widths[i]) for i, v in enumerate(r)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+__all__ = [
+    "ModelResult", "ModelSpec", "PreparedData", "TrainResult", "default_cluster_counts", "featurize_split",
+    "leaderboard_table", "plan_models", "rank", "train_models",
+]

@@ -1,0 +1,294 @@
+"""The ``clustra`` command line.
+
+Errors a user can cause print one line (``clustra: error: ...``) and exit with status 2;
+nothing half-written is left behind (runs and outputs are renamed into place at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cluster_core.errors import ArtifactError, ClustraError
+
+EXIT_USER_ERROR = 2
+
+CommandRegistrar = Callable[[argparse._SubParsersAction], None]
+
+
+def csv_list(text: str) -> list[str]:
+    """``a,b,c`` -> ``["a", "b", "c"]`` (blank items dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def csv_ints(text: str) -> list[int]:
+    """``3,5,7`` -> ``[3, 5, 7]``; a non-integer raises a clear argparse error."""
+    try:
+        return [int(item) for item in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 3,5,7, got {text!r}") from None
+
+
+def key_values(text: str) -> dict[str, str]:
+    """``col=kind,col2=kind`` -> dict."""
+    pairs = {}
+    for item in csv_list(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE pairs separated by commas, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def add_column_options(parser: argparse.ArgumentParser) -> None:
+    """--include / --exclude / --kind."""
+    parser.add_argument("--include", type=csv_list, help="use only these columns (comma-separated)")
+    parser.add_argument("--exclude", type=csv_list, default=[], help="leave these columns out (comma-separated)")
+    parser.add_argument("--kind", type=key_values, default={}, metavar="COL=KIND,...", help="force column kinds")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--scheduler / --device."""
+    parser.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: an in-process LocalCluster)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: CLUSTRA_DEVICE or auto")
+
+
+def _train_config(args: argparse.Namespace):
+    from cluster_core.config import TrainConfig
+
+    fields = {
+        "algorithms": args.algorithms,
+        "k": args.k,
+        "max_k": args.max_k,
+        "include": args.include,
+        "exclude": args.exclude,
+        "kinds": args.kind,
+        "seed": args.seed,
+        "validation_fraction": args.validation_fraction,
+        "device": args.device or "auto",
+    }
+    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """clustra train DATA --out RUN_DIR."""
+    from cluster_core.data import read_dataset
+    from cluster_core.progress import PrintProgress
+    from cluster_core.runs import write_run
+    from cluster_core.training import leaderboard_table, train_models
+
+    from .dask_cluster import dask_client
+
+    config = _train_config(args)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise_user(f"output directory {str(out)!r} already exists; choose another --out or pass --overwrite")
+    progress = PrintProgress()
+    progress.step(f"reading {args.data}")
+    dataset = read_dataset(args.data)
+    progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files)} file(s), columns: {', '.join(dataset.columns)}")
+    progress.step("starting Dask" if not args.scheduler else f"connecting to {args.scheduler}")
+    with dask_client(args.scheduler, device=args.device) as client:
+        result = train_models(dataset, config, client=client, progress=progress)
+        progress.step(f"writing {out}")
+        write_run(result, out, overwrite=args.overwrite)
+    progress.finish()
+    leaderboard = result.leaderboard()
+    print(leaderboard_table(leaderboard))
+    print(f"\nbest model: {leaderboard['best']}")
+    print(f"run written to {out} (leaderboard.json, models/)")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """clustra apply MODEL DATA --out OUT_DIR."""
+    from cluster_core.apply import apply_model
+    from cluster_core.data import read_dataset
+    from cluster_core.progress import PrintProgress
+    from cluster_core.runs import load_model
+
+    from .dask_cluster import dask_client
+
+    progress = PrintProgress()
+    model = load_model(args.model)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise_user(f"output directory {str(out)!r} already exists; choose another --out or pass --overwrite")
+    progress.step(f"reading {args.data}")
+    dataset = read_dataset(args.data)
+    with dask_client(args.scheduler, device=args.device):
+        summary = apply_model(model, dataset, out, overwrite=args.overwrite, progress=progress)
+    progress.finish()
+    summary["model_id"] = model.model_id
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """clustra schema DATA: show the inferred column kinds."""
+    from cluster_core.data import read_dataset, sample_frame
+    from cluster_core.features import FEATURIZERS
+    from cluster_core.schema import infer_schema
+
+    dataset = read_dataset(args.data)
+    sample = sample_frame(dataset, args.sample_rows, 0)
+    schema = infer_schema(
+        sample, include=args.include, exclude=args.exclude, kinds=args.kind, supported_kinds=set(FEATURIZERS)
+    )
+    print(json.dumps(schema.to_dict(), indent=2) if args.json else schema.format_table())
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """clustra leaderboard RUN_DIR: print a run's leaderboard."""
+    from cluster_core.runs import read_leaderboard
+    from cluster_core.training import leaderboard_table
+
+    leaderboard = read_leaderboard(args.run)
+    print(json.dumps(leaderboard, indent=2) if args.json else leaderboard_table(leaderboard))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """clustra demo: penguins -> train -> leaderboard -> apply."""
+    from cluster_core.apply import apply_model
+    from cluster_core.config import TrainConfig
+    from cluster_core.data import read_dataset
+    from cluster_core.progress import PrintProgress
+    from cluster_core.runs import load_model, write_run
+    from cluster_core.training import leaderboard_table, train_models
+
+    from .dask_cluster import dask_client
+    from .demo import DEMO_EXCLUDE, species_agreement, write_penguins
+
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    progress = PrintProgress()
+    progress.step("writing the Palmer penguins (palmerpenguins package) as hive-partitioned Parquet")
+    data = write_penguins(root)
+    dataset = read_dataset(str(data))
+    progress.message(f"{data}: {dataset.n_rows} rows, columns {', '.join(dataset.columns)}")
+    config = TrainConfig(exclude=DEMO_EXCLUDE, seed=args.seed)
+    progress.step("starting Dask")
+    with dask_client(args.scheduler, device=args.device) as client:
+        result = train_models(dataset, config, client=client, progress=progress)
+        run_dir = write_run(result, root / "run", overwrite=True)
+        best = load_model(run_dir)
+        summary = apply_model(best, dataset, root / "scored", overwrite=True, progress=progress)
+    progress.finish()
+    leaderboard = result.leaderboard()
+    print("\nLeaderboard (validation split, ranked by silhouette):")
+    print(leaderboard_table(leaderboard))
+    print(f"\nbest model: {leaderboard['best']}")
+    for cluster in best.clusters:
+        print(f"  cluster {cluster['cluster_id']}: {cluster['size']} validation rows — {cluster['name']}")
+    print(f"\nrun (leaderboard.json, models/): {run_dir}")
+    print(f"scored data (original columns + {', '.join(best.output_columns())}): {summary['out']}")
+    print(f"rows per cluster: {summary['cluster_counts']}")
+    print(f"agreement with the true species (ARI, species not used in training): {species_agreement(Path(summary['out'])):.3f}")
+    print(f"done in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+class UserError(ClustraError):
+    """A CLI-level problem with the user's arguments."""
+
+
+def raise_user(message: str) -> None:
+    """Stop with a one-line user error."""
+    raise UserError(message)
+
+
+def build_parser(extra: list[CommandRegistrar] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="clustra", description="Clustra: clustering as a service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a sweep of models on a Parquet dataset")
+    train.add_argument("data", help="Parquet file, directory (hive partitions ok), glob, or fsspec URL")
+    train.add_argument("--out", required=True, help="run directory to create")
+    train.add_argument("--algorithms", type=csv_list, help="comma-separated: kmeans,gmm,gmm-diag,hdbscan (default kmeans,gmm,hdbscan)")
+    train.add_argument("--k", type=csv_ints, help="cluster counts, e.g. 3,5,7 (default: chosen from the data size)")
+    train.add_argument("--max-k", type=int, dest="max_k", help="largest allowed cluster count (default 100)")
+    train.add_argument("--seed", type=int, help="seed for sampling, the split and the algorithms (default 0)")
+    train.add_argument("--validation-fraction", type=float, dest="validation_fraction", help="default 0.2")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_column_options(train)
+    add_cluster_options(train)
+    train.set_defaults(func=cmd_train)
+
+    apply = sub.add_parser("apply", help="add cluster columns to a dataset")
+    apply.add_argument("model", help="model directory, or run directory (its best model)")
+    apply.add_argument("data", help="Parquet file, directory, glob or URL")
+    apply.add_argument("--out", required=True, help="output directory to create")
+    apply.add_argument("--overwrite", action="store_true")
+    add_cluster_options(apply)
+    apply.set_defaults(func=cmd_apply)
+
+    schema = sub.add_parser("schema", help="show the inferred column kinds of a dataset")
+    schema.add_argument("data")
+    schema.add_argument("--sample-rows", type=int, default=20_000, dest="sample_rows")
+    schema.add_argument("--json", action="store_true")
+    add_column_options(schema)
+    schema.set_defaults(func=cmd_schema)
+
+    board = sub.add_parser("leaderboard", help="print a run's leaderboard")
+    board.add_argument("run")
+    board.add_argument("--json", action="store_true")
+    board.set_defaults(func=cmd_leaderboard)
+
+    demo = sub.add_parser("demo", help="the whole flow on a real dataset (Palmer penguins)")
+    demo.add_argument("--out", default="clustra-demo", help="where to write data, run and scores (default ./clustra-demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    add_cluster_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    for register in extra or []:
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[CommandRegistrar]:
+    """Sub-commands contributed by other parts (registry, serving, jobs API)."""
+    registrars: list[CommandRegistrar] = []
+    try:
+        from .cli_more import REGISTRARS
+    except ImportError:
+        return registrars
+    registrars.extend(REGISTRARS)
+    return registrars
+
+
+def format_validation_error(exc) -> str:
+    """First pydantic error as ``--field: message``."""
+    first = exc.errors()[0]
+    field = "--" + "-".join(str(p) for p in first.get("loc", ()) if not isinstance(p, int)).replace("_", "-")
+    message = first.get("msg", str(exc)).removeprefix("Value error, ")
+    return f"{field}: {message}" if field != "--" else message
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``clustra`` console script."""
+    from pydantic import ValidationError
+
+    parser = build_parser(_extra_commands())
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:
+        print(f"clustra: error: {format_validation_error(exc)}", file=sys.stderr)
+    except (ClustraError, ArtifactError, FileExistsError, ValueError) as exc:
+        print(f"clustra: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("clustra: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Where Dask work runs: an in-process LocalCluster (LocalCUDACluster with GPUs) or a scheduler address."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from cluster_core._compat import require
+from cluster_core.device import Device, resolve_device
+from cluster_core.errors import InvalidInputError
+
+CONNECT_TIMEOUT_S = 20
+
+
+def local_cluster(device: Device, n_workers: int | None = None, memory_limit: str | int = "auto") -> Any:
+    """Start a LocalCluster (one single-threaded worker process per core, at most 8), or a
+    LocalCUDACluster (one worker per GPU) on a GPU machine."""
+    if device.is_gpu:
+        dask_cuda = require("dask_cuda", "GPU Dask workers")
+        return dask_cuda.LocalCUDACluster(dashboard_address=None, silence_logs=logging.ERROR)
+    from distributed import LocalCluster
+
+    workers = n_workers or max(1, min(8, os.cpu_count() or 1))
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, *, device: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: connected to ``scheduler`` (``tcp://HOST:PORT``) or to a new local cluster.
+
+    The local cluster lives as long as the context.
+    """
+    from distributed import Client
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise InvalidInputError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from exc
+        with client:
+            yield client
+        return
+    cluster = local_cluster(resolve_device(device), n_workers)
+    with cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,1 @@
+"""Serving: the Ray Serve assignment API over models published to the registry."""

@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster_core.errors import InvalidInputError
+from cluster_core.features import FeaturePipeline, Featurizer
+from cluster_core.features.categorical import CategoricalFeaturizer
+from cluster_core.features.datetime import DatetimeFeaturizer
+from cluster_core.features.numeric import BooleanFeaturizer, NumericFeaturizer
+from cluster_core.schema import infer_schema
+
+
+def test_numeric_rule_ignores_outliers_and_clips():
+    values = np.concatenate([np.random.default_rng(0).normal(10, 2, 999), [1e9]])
+    frame = pd.DataFrame({"x": values})
+    out = NumericFeaturizer("x").fit(frame).transform(frame)[:, 0]
+    assert abs(np.median(out)) < 0.05
+    assert 0.8 < np.percentile(out[:-1], 75) - np.percentile(out[:-1], 25) < 1.6  # IQR-scaled
+    assert out[-1] == 5.0  # clipped
+
+
+def test_mostly_constant_column_falls_back_to_std():
+    values = np.zeros(1000)
+    values[:30] = 1.0
+    frame = pd.DataFrame({"x": values})
+    featurizer = NumericFeaturizer("x").fit(frame)
+    assert featurizer.scaler_.scale_ == pytest.approx(values.std())
+    assert np.isfinite(featurizer.transform(frame)).all()
+
+
+def test_missing_values_get_median_and_indicator():
+    frame = pd.DataFrame({"x": [1.0, 2.0, np.nan, 4.0, np.inf]})
+    featurizer = NumericFeaturizer("x").fit(frame)
+    out = featurizer.transform(frame)
+    assert featurizer.feature_names_ == ["x", "x__missing"]
+    assert out[2, 0] == 0.0 and out[2, 1] == 1.0 and out[4, 1] == 1.0
+
+
+def test_categorical_onehot_other_bucket_and_unseen():
+    frame = pd.DataFrame({"c": ["a"] * 500 + ["b"] * 499 + ["rare"]})
+    featurizer = CategoricalFeaturizer("c").fit(frame)
+    assert featurizer.feature_names_ == ["c=a", "c=b", "c=<other>"]
+    out = featurizer.transform(pd.DataFrame({"c": ["a", "rare", "never-seen", None]}))
+    assert out.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]]
+
+
+def test_high_cardinality_uses_frequency():
+    values = [f"v{i % 200}" for i in range(2000)] + ["common"] * 2000
+    featurizer = CategoricalFeaturizer("c").fit(pd.DataFrame({"c": values}))
+    assert featurizer.feature_names_ == ["c__frequency"]
+    out = featurizer.transform(pd.DataFrame({"c": ["common", "v1", "unseen"]}))[:, 0]
+    assert out[0] > out[1] > out[2]
+
+
+def test_boolean_strings_and_missing():
+    frame = pd.DataFrame({"b": ["yes", "no", None, "TRUE"]})
+    featurizer = BooleanFeaturizer("b").fit(frame)
+    out = featurizer.transform(frame)
+    assert out[:, 0].tolist() == pytest.approx([1.0, 0.0, 2 / 3, 1.0])
+    assert out[:, 1].tolist() == [0, 0, 1, 0]
+    with pytest.raises(InvalidInputError, match="column 'b': value 'maybe' is not a boolean"):
+        featurizer.transform(pd.DataFrame({"b": ["maybe"]}))
+
+
+def test_datetime_cyclical_parts_only_when_they_vary():
+    stamps = pd.date_range("2024-01-01", periods=100, freq="7h")
+    featurizer = DatetimeFeaturizer("t").fit(pd.DataFrame({"t": stamps}))
+    assert "t__hour_sin" in featurizer.feature_names_ and "t__weekday_cos" in featurizer.feature_names_
+    out = featurizer.transform(pd.DataFrame({"t": stamps}))
+    hour_sin = out[:, featurizer.feature_names_.index("t__hour_sin")]
+    assert np.allclose(hour_sin, np.sin(2 * np.pi * (stamps.hour + stamps.minute / 60) / 24), atol=1e-6)
+    dates_only = DatetimeFeaturizer("t").fit(pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, freq="D")}))
+    assert "t__hour_sin" not in dates_only.feature_names_
+
+
+def test_pipeline_state_round_trip_and_errors(mixed_frame):
+    pipeline = FeaturePipeline(infer_schema(mixed_frame)).fit(mixed_frame)
+    again = FeaturePipeline.from_state(pipeline.get_state())
+    assert np.array_equal(pipeline.transform(mixed_frame), again.transform(mixed_frame))
+    assert pipeline.transform(mixed_frame).dtype == np.float32
+    with pytest.raises(InvalidInputError, match="column 'spend' is required"):
+        pipeline.transform(mixed_frame.drop(columns="spend"))
+    with pytest.raises(InvalidInputError, match="column 'spend': value 'lots' is not a number"):
+        pipeline.transform(mixed_frame.head(2).assign(spend=["lots", "1"]))
+
+
+def test_unknown_kind_in_state_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="kind 'hologram'"):
+        Featurizer.from_state({"kind": "hologram", "column": "x", "options": {}, "feature_names": [], "fitted": {}})

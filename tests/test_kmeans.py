@@ -1,0 +1,102 @@
+import dask
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from cluster_core.algorithms import KMeans
+from cluster_core.blocks import ArrayBlocks, DaskBlocks
+from cluster_core.kernels.kmeans import assign_nearest, kmeans_plusplus, lloyd_partial_sums
+
+
+@pytest.fixture
+def blobs():
+    x, y = make_blobs(3000, n_features=6, centers=5, cluster_std=1.5, random_state=0)
+    return x.astype(np.float32), y
+
+
+def test_partial_sums_match_numpy(blobs):
+    x, _ = blobs
+    centers = x[:7]
+    counts, sums, inertia, (far_d, far_x) = lloyd_partial_sums(x, centers)
+    d2 = ((x[:, None, :].astype(np.float64) - centers[None]) ** 2).sum(-1)
+    labels = d2.argmin(1)
+    assert np.array_equal(counts, np.bincount(labels, minlength=7))
+    for j in range(7):
+        assert np.allclose(sums[j], x[labels == j].sum(0), rtol=1e-5, atol=1e-3)
+    assert inertia == pytest.approx(d2.min(1).sum(), rel=1e-4)
+    assert far_d[0] == pytest.approx(d2.min(1).max(), rel=1e-4)
+
+
+def test_same_init_same_result_as_sklearn(blobs):
+    x, _ = blobs
+    init = x[[0, 500, 1000, 1500, 2000]]
+    ours = KMeans(5, init=init, n_init=1, max_iter=50, tol=0).fit(x)
+    theirs = SkKMeans(5, init=init, n_init=1, max_iter=50, tol=0, algorithm="lloyd").fit(x)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-4)
+    assert adjusted_rand_score(ours.labels_, theirs.labels_) == pytest.approx(1.0)
+
+
+def test_recovers_blobs_and_predicts_consistently(blobs):
+    x, y = blobs
+    model = KMeans(5, random_state=0).fit(x)
+    assert adjusted_rand_score(y, model.labels_) > 0.95
+    assert np.array_equal(model.predict(x), model.labels_)
+    assert model.transform(x).shape == (3000, 5)
+    assert model.score(x) == pytest.approx(-model.inertia_, rel=1e-4)
+
+
+def test_dask_blocks_give_the_same_model(blobs):
+    x, _ = blobs
+    parts = [dask.delayed(x[i : i + 700]) for i in range(0, len(x), 700)]
+    local = KMeans(5, random_state=3, n_init=2).fit(ArrayBlocks(x, 700))
+    remote = KMeans(5, random_state=3, n_init=2).fit(DaskBlocks(parts, n_features=6))
+    assert np.allclose(local.cluster_centers_, remote.cluster_centers_, atol=1e-4)
+    assert local.inertia_ == pytest.approx(remote.inertia_, rel=1e-6)
+
+
+def test_empty_cluster_is_reseeded():
+    x = np.vstack([np.zeros((50, 2)), np.ones((50, 2)) * 10]).astype(np.float32)
+    x += np.random.default_rng(0).normal(0, 0.1, x.shape).astype(np.float32)
+    init = np.array([[0, 0], [10, 10], [1000, 1000]], np.float32)  # third center attracts nothing
+    model = KMeans(3, init=init, n_init=1).fit(x)
+    assert np.bincount(model.labels_, minlength=3).min() > 0
+    assert np.all(np.abs(model.cluster_centers_) < 20)
+
+
+def test_kmeans_plusplus_spreads_seeds():
+    x = np.repeat(np.eye(4, dtype=np.float32) * 100, 50, axis=0)
+    seeds = kmeans_plusplus(x, 4, np.random.default_rng(0))
+    assert len({tuple(s) for s in seeds}) == 4
+
+
+def test_chunked_assignment_matches_unchunked(monkeypatch, blobs):
+    import cluster_core.kernels._torch as torch_kernels
+
+    x, _ = blobs
+    centers = x[:9]
+    whole = assign_nearest(x, centers)
+    monkeypatch.setattr(torch_kernels, "CHUNK_BYTES", 4096)
+    chunked = assign_nearest(x, centers)
+    assert np.array_equal(whole[0], chunked[0])
+
+
+def test_many_clusters(blobs):
+    x, _ = blobs
+    model = KMeans(1000, n_init=1, max_iter=5, random_state=0).fit(x)
+    assert model.cluster_centers_.shape == (1000, 6)
+
+
+@pytest.mark.parametrize(
+    "params, data, message",
+    [
+        ({"n_clusters": 10}, np.zeros((3, 2)), "n_samples=3 should be >= n_clusters=10."),
+        ({"n_clusters": 0}, np.zeros((3, 2)), "'n_clusters' parameter of KMeans must be an int in the range [1, inf)"),
+        ({"n_clusters": 2, "init": "bogus"}, np.zeros((3, 2)), "'init' parameter of KMeans must be"),
+    ],
+)
+def test_errors_name_the_value(params, data, message):
+    with pytest.raises(ValueError) as info:
+        KMeans(**params).fit(data)
+    assert message in str(info.value)

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+from sklearn.datasets import make_blobs
+
+from cluster_core.algorithms import KMeans
+from cluster_core.blocks import ArrayBlocks
+from cluster_core.metrics import evaluate_clustering, sample_probabilities
+
+
+@pytest.fixture
+def labelled():
+    x, _ = make_blobs(1500, n_features=4, centers=4, cluster_std=2.0, random_state=3)
+    x = x.astype(np.float32)
+    model = KMeans(4, random_state=0).fit(x)
+    return x, model
+
+
+def test_exact_when_the_sample_covers_every_row(labelled):
+    x, model = labelled
+    result = evaluate_clustering(ArrayBlocks(x, 400), model.predict, 4, sample_size=10_000)
+    assert result["silhouette"] == pytest.approx(skm.silhouette_score(x, model.labels_), abs=1e-5)
+    assert result["davies_bouldin"] == pytest.approx(skm.davies_bouldin_score(x, model.labels_), rel=1e-5)
+    assert result["calinski_harabasz"] == pytest.approx(skm.calinski_harabasz_score(x, model.labels_), rel=1e-5)
+    assert sum(result["cluster_sizes"].values()) == 1500
+
+
+def test_sampled_estimate_within_a_hundredth():
+    x, _ = make_blobs(12_000, n_features=8, centers=6, cluster_std=3.0, random_state=7)
+    x = x.astype(np.float32)
+    model = KMeans(6, random_state=0).fit(x)
+    exact = skm.silhouette_score(x, model.labels_)
+    for seed in range(3):
+        estimate = evaluate_clustering(ArrayBlocks(x), model.predict, 6, sample_size=2000, seed=seed)
+        assert estimate["silhouette_sample_size"] < 3000
+        assert abs(estimate["silhouette"] - exact) <= 0.01
+
+
+def test_noise_rows_score_zero_and_are_left_out(labelled):
+    x, model = labelled
+    noisy = np.where(np.arange(len(x)) % 10 == 0, -1, model.labels_)
+    order = {tuple(r): i for i, r in enumerate(x)}
+
+    def assign(block):
+        return noisy[[order[tuple(r)] for r in np.asarray(block)]]
+
+    result = evaluate_clustering(ArrayBlocks(x, 500), assign, 4)
+    keep = noisy >= 0
+    expected = skm.silhouette_score(x[keep], noisy[keep]) * keep.mean()
+    assert result["silhouette"] == pytest.approx(expected, abs=1e-5)
+    assert result["noise_fraction"] == pytest.approx(0.1, abs=0.001)
+    assert result["davies_bouldin"] == pytest.approx(skm.davies_bouldin_score(x[keep], noisy[keep]), rel=1e-5)
+
+
+def test_single_cluster_is_undefined():
+    x = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    result = evaluate_clustering(ArrayBlocks(x), lambda b: np.zeros(len(b), np.int64), 3)
+    assert result["silhouette"] is None and result["davies_bouldin"] is None and result["calinski_harabasz"] is None
+    assert result["n_clusters_found"] == 1
+
+
+def test_allocation_keeps_small_clusters():
+    p = sample_probabilities(np.array([100_000, 100]), 1000)
+    assert p[1] * 100 >= 50
+    assert p[0] * 100_000 == pytest.approx(1000 * 100_000 / 100_100, rel=1e-6)
+    assert np.all(sample_probabilities(np.array([10, 10]), 1000) == 1.0)

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from cluster_core.config import TrainConfig
+from cluster_core.data import read_dataset
+from cluster_core.errors import DataError
+from cluster_core.training import default_cluster_counts, plan_models, train_models
+
+
+def test_default_cluster_counts_rule():
+    assert default_cluster_counts(20, 100) == [2, 3]
+    mid = default_cluster_counts(300, 100)
+    assert mid == sorted(set(mid)) and mid[0] == 2 and mid[-1] == 12
+    counts = default_cluster_counts(10_000_000, 100)
+    assert counts[0] == 2 and counts[-1] == 30 and len(counts) == 8
+    assert default_cluster_counts(10_000_000, 5) == [2, 3, 4, 5]
+    assert len(mid) <= 8
+
+
+def test_plan_rejects_k_above_training_rows():
+    with pytest.raises(DataError, match="k=50 is larger than the 40 training rows"):
+        plan_models(TrainConfig(k=[3, 50]), n_train=40, n_rows=50)
+    ids = [s.model_id for s in plan_models(TrainConfig(k=[3, 5], algorithms=["kmeans", "hdbscan"]), 100, 120)]
+    assert ids == ["kmeans-k3", "kmeans-k5", "hdbscan"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"algorithms": ["kmeans", "spectral"]}, "unknown algorithm(s) ['spectral']"),
+        ({"k": [3, 150]}, "k=150 exceeds max_k=100"),
+        ({"k": [1]}, "cluster counts must be >= 2"),
+    ],
+)
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**kwargs)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("local_fit_max_bytes", [512 << 20, 0], ids=["task-per-model", "distributed"])
+def test_sweep_ranks_models(dask_client, mixed_dataset, local_fit_max_bytes):
+    config = TrainConfig(
+        algorithms=["kmeans", "gmm", "gmm-diag", "hdbscan"], k=[2, 3, 4], local_fit_max_bytes=local_fit_max_bytes
+    )
+    result = train_models(read_dataset(str(mixed_dataset)), config, client=dask_client)
+    board = result.leaderboard()
+    ok = [m for m in board["models"] if m["status"] == "ok"]
+    assert len(board["models"]) == 10 and len(ok) >= 9
+    silhouettes = [m["silhouette"] for m in ok]
+    assert silhouettes == sorted(silhouettes, reverse=True)
+    assert board["best"] == ok[0]["model_id"]
+    assert result.data.n_train + result.data.n_validation == 600
+    hd = next(m for m in board["models"] if m["algorithm"] == "hdbscan")
+    assert hd["n_clusters"] >= 1 and hd["requested_clusters"] is None
+    kmeans3 = next(m for m in board["models"] if m["model_id"] == "kmeans-k3")
+    assert kmeans3["silhouette"] > 0.3
+
+
+def test_paths_agree(dask_client, mixed_dataset):
+    boards = []
+    for budget in (512 << 20, 0):
+        config = TrainConfig(algorithms=["kmeans"], k=[3], local_fit_max_bytes=budget)
+        boards.append(train_models(read_dataset(str(mixed_dataset)), config, client=dask_client).leaderboard())
+    a, b = (board["models"][0] for board in boards)
+    assert a["silhouette"] == pytest.approx(b["silhouette"], abs=1e-6)
+    assert sorted(a["cluster_sizes"].values()) == sorted(b["cluster_sizes"].values())  # ids may be permuted
+
+
+def test_split_is_seeded(dask_client, mixed_dataset):
+    runs = [
+        train_models(read_dataset(str(mixed_dataset)), TrainConfig(algorithms=["kmeans"], k=[3], seed=s), client=dask_client)
+        for s in (1, 1, 2)
+    ]
+    assert runs[0].data.n_validation == runs[1].data.n_validation
+    assert np.isclose(runs[0].results[0].metrics["silhouette"], runs[1].results[0].metrics["silhouette"])
+    assert runs[0].data.n_validation != runs[2].data.n_validation or runs[0].results[0].metrics != runs[2].results[0].metrics
