@@ -7,7 +7,12 @@ import time
 
 
 class Progress:
-    """Receives progress events. The base class ignores them."""
+    """Receives progress events. The base class ignores them.
+
+    Long operations call these methods between units of work; an implementation may
+    raise from any of them (e.g. a cancelled job) to stop the operation there. Pending
+    Dask futures are released when the exception unwinds.
+    """
 
     def step(self, name: str) -> None:
         """A named step starts (it ends when the next one starts)."""

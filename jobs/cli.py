@@ -253,14 +253,24 @@ def build_parser(extra: list[CommandRegistrar] | None = None) -> argparse.Argume
     return parser
 
 
+# Modules that contribute sub-commands: each defines ``register(subparsers)`` and imports its
+# heavy dependencies (ray, fastapi) only inside the command functions.
+COMMAND_MODULES = ("serving.cli", "jobs.jobs_cli")
+
+
 def _extra_commands() -> list[CommandRegistrar]:
-    """Sub-commands contributed by other parts (registry, serving, jobs API)."""
+    """``register`` functions of the :data:`COMMAND_MODULES` that are present."""
+    import importlib
+
     registrars: list[CommandRegistrar] = []
-    try:
-        from .cli_more import REGISTRARS
-    except ImportError:
-        return registrars
-    registrars.extend(REGISTRARS)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        registrars.append(module.register)
     return registrars
 
 
