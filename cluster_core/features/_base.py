@@ -109,11 +109,18 @@ def as_float(values: pd.Series, column: str) -> np.ndarray:
 class RobustScaler:
     """The numeric scaling rule, shared by every featurizer that emits a continuous value.
 
-    ``z = clip((x - median) / scale, -clip, clip)`` where ``scale`` is the IQR / 1.349
-    (the standard deviation of a normal with that IQR). When the IQR is 0 — a
-    mostly-constant column — the standard deviation is used instead, and 1 when that is
-    0 too. The median and IQR ignore outliers; the clip (default 5) keeps one extreme
-    value from dominating every distance it takes part in.
+    ``z = (x - median) / scale``, with
+
+    * ``scale = max(IQR / 1.349, std of the values winsorized at the 1st/99th percentiles)``:
+      both ignore a few extreme values, so outliers cannot shrink the column; the
+      winsorized std keeps a column whose mass sits in several modes from being blown up by
+      a small IQR;
+    * for a *mostly-constant* column (IQR = 0: at least half the values equal the median),
+      ``scale`` = the median distance of the other values from the median, so a rare value
+      counts like a category flip (about 1), not like a many-sigma outlier;
+    * values beyond ``±clip`` (default 5) are compressed logarithmically,
+      ``sign(z) * (clip + log1p(|z| - clip))``: an extreme row stays the most extreme, in
+      order, but cannot dominate every distance it takes part in.
     """
 
     def __init__(self, clip: float = 5.0):
@@ -126,16 +133,21 @@ class RobustScaler:
             self.center_, self.scale_ = 0.0, 1.0
             return self
         self.center_ = float(np.median(finite))
-        q1, q3 = np.percentile(finite, [25, 75])
-        scale = float(q3 - q1) / 1.349
-        if not scale > 0:
-            scale = float(finite.std())
+        q01, q25, q75, q99 = np.percentile(finite, [1, 25, 75, 99])
+        if q75 > q25:
+            scale = max(float(q75 - q25) / 1.349, float(np.clip(finite, q01, q99).std()))
+        else:
+            deviations = np.abs(finite - self.center_)
+            deviations = deviations[deviations > 0]
+            scale = float(np.median(deviations)) if deviations.size else 1.0
         self.scale_ = scale if scale > 0 else 1.0
         return self
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """Scale and clip (NaN stays NaN)."""
-        return np.clip((values - self.center_) / self.scale_, -self.clip, self.clip)
+        """Scale and compress the tails (NaN stays NaN)."""
+        z = (values - self.center_) / self.scale_
+        excess = np.maximum(np.abs(z) - self.clip, 0.0)
+        return np.where(excess > 0, np.sign(z) * (self.clip + np.log1p(excess)), z)
 
     def state(self) -> dict:
         """JSON form."""

@@ -16,7 +16,7 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 class NumericFeaturizer(Featurizer):
     """Median imputation, a missing indicator, robust scaling (see :class:`RobustScaler`).
 
-    Options: ``clip`` (default 5.0). The indicator column ``<name>__missing`` is emitted
+    Options: ``clip`` (default 5.0, where tail compression starts). The indicator column ``<name>__missing`` is emitted
     when the fit sample had missing values; later missing values are imputed either way.
     """
 
