@@ -14,8 +14,10 @@ implementations run the same functions:
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -107,8 +109,41 @@ class Blocks(ABC):
         return self.map_indexed_reduce(_sample_block, probability, seed, combine=concat_partials)
 
 
+@contextlib.contextmanager
+def _one_torch_thread_each() -> Iterator[int]:
+    """Yield how many block threads to run; torch and BLAS run single-threaded inside each meanwhile."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    if threads <= 1:
+        yield 1
+        return
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield threads
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_blocks(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run per-block calls, in parallel threads when there are several blocks (the kernels
+    release the GIL), like scikit-learn's OpenMP loop over chunks."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    with _one_torch_thread_each() as threads:
+        if threads <= 1:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(min(threads, len(calls))) as pool:
+            return list(pool.map(lambda call: call(), calls))
+
+
 class ArrayBlocks(Blocks):
-    """An in-memory 2-D array seen as consecutive row blocks of ``block_rows`` rows."""
+    """An in-memory 2-D array seen as consecutive row blocks of ``block_rows`` rows.
+
+    Blocks are processed by as many threads as torch would use, each single-threaded.
+    """
 
     def __init__(self, data: Any, block_rows: int = 1 << 16):
         if data.ndim != 2:
@@ -131,10 +166,12 @@ class ArrayBlocks(Blocks):
             yield self.data[start : start + self.block_rows]
 
     def map_reduce(self, fn, *args, combine=sum_partials):
-        return _combine_all([fn(block, *args) for block in self._blocks()], combine)
+        calls = [lambda block=block: fn(block, *args) for block in self._blocks()]
+        return _combine_all(_run_blocks(calls), combine)
 
     def map_indexed_reduce(self, fn, *args, combine=sum_partials):
-        return _combine_all([fn(block, i, *args) for i, block in enumerate(self._blocks())], combine)
+        calls = [lambda block=block, i=i: fn(block, i, *args) for i, block in enumerate(self._blocks())]
+        return _combine_all(_run_blocks(calls), combine)
 
 
 class DaskBlocks(Blocks):

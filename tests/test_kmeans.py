@@ -7,7 +7,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cluster_core.algorithms import KMeans
 from cluster_core.blocks import ArrayBlocks, DaskBlocks
-from cluster_core.kernels.kmeans import assign_nearest, kmeans_plusplus, lloyd_partial_sums
+from cluster_core.kernels.kmeans import assign_nearest, farthest_points, kmeans_plusplus, lloyd_partial_sums
 
 
 @pytest.fixture
@@ -19,14 +19,16 @@ def blobs():
 def test_partial_sums_match_numpy(blobs):
     x, _ = blobs
     centers = x[:7]
-    counts, sums, inertia, (far_d, far_x) = lloyd_partial_sums(x, centers)
+    counts, sums, inertia = lloyd_partial_sums(x, centers)
     d2 = ((x[:, None, :].astype(np.float64) - centers[None]) ** 2).sum(-1)
     labels = d2.argmin(1)
     assert np.array_equal(counts, np.bincount(labels, minlength=7))
     for j in range(7):
         assert np.allclose(sums[j], x[labels == j].sum(0), rtol=1e-5, atol=1e-3)
     assert inertia == pytest.approx(d2.min(1).sum(), rel=1e-4)
+    far_d, far_x = farthest_points(x, centers)
     assert far_d[0] == pytest.approx(d2.min(1).max(), rel=1e-4)
+    assert np.array_equal(far_x[0], x[d2.min(1).argmax()])
 
 
 def test_same_init_same_result_as_sklearn(blobs):
@@ -100,3 +102,25 @@ def test_errors_name_the_value(params, data, message):
     with pytest.raises(ValueError) as info:
         KMeans(**params).fit(data)
     assert message in str(info.value)
+
+
+def test_data_far_from_the_origin(blobs):
+    x, y = blobs
+    near = KMeans(5, random_state=0, n_init=5).fit(x)
+    far = KMeans(5, random_state=0, n_init=5).fit(x.astype(np.float64) + 1e6)
+    assert adjusted_rand_score(y, far.labels_) > 0.95
+    assert far.inertia_ == pytest.approx(near.inertia_, rel=0.02)  # float32 storage of 1e6 costs a little
+
+
+def test_cpu_primitives_match_torch():
+    import torch
+
+    from cluster_core.kernels._cpu import column_argmin
+    from cluster_core.kernels._torch import matmul
+
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((37, 1001)).astype(np.float32)
+    best, labels = column_argmin(scores)
+    assert np.array_equal(labels, scores.argmin(axis=0)) and np.array_equal(best, scores.min(axis=0))
+    a, b = torch.randn(5, 7), torch.randn(9, 7)
+    assert torch.allclose(matmul(a, b.T), a @ b.T, atol=1e-5)

@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
 
-from ..blocks import Blocks
-from ..kernels.kmeans import assign_nearest, column_moments, combine_lloyd, kmeans_plusplus, lloyd_partial_sums
+from ..blocks import Blocks, concat_partials
+from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
 from ._base import Assignment, ClusterEstimator, seed_from
 
 DEFAULT_INIT_SAMPLE = 200_000
@@ -87,22 +87,30 @@ class KMeans(ClusterEstimator):
         self._validate_params()
         blocks, array = self._fit_blocks(X)
         device = self._torch_device()
-        n_rows, col_sum, col_sumsq = blocks.map_reduce(column_moments, device)
+        n_rows = blocks.count_rows()
         if n_rows < self.n_clusters:
             raise ValueError(f"n_samples={n_rows} should be >= n_clusters={self.n_clusters}.")
-        variance = col_sumsq / n_rows - (col_sum / n_rows) ** 2
-        tol = float(self.tol * np.mean(np.maximum(variance, 0.0)))
+        tol = 0.0
+        if self.tol > 0:
+            _, col_sum, col_sumsq = blocks.map_reduce(column_moments, device)
+            variance = col_sumsq / n_rows - (col_sum / n_rows) ** 2
+            tol = float(self.tol * np.mean(np.maximum(variance, 0.0)))
         rng = np.random.default_rng(seed_from(self.random_state))
         seeds = self._seedings(blocks, n_rows, rng, device)
+        # with one run on in-memory data, the labels pass also measures the final inertia
+        labels_pass_measures = array is not None and len(seeds) == 1
         best = None
         for centers in seeds:
-            result = lloyd(blocks, centers, self.max_iter, tol, device)
-            if best is None or result[1] < best[1]:
+            result = lloyd(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures)
+            if best is None or (result[1] is not None and result[1] < best[1]):
                 best = result
         self.cluster_centers_, self.inertia_, self.n_iter_ = best
         self.n_clusters_ = int(self.n_clusters)
         if array is not None:
-            self.labels_ = assign_nearest(array, self.cluster_centers_, device)[0]
+            labels, sqdist = blocks.map_reduce(_labels_and_sqdist, self.cluster_centers_, device, combine=concat_partials)
+            self.labels_ = labels
+            if labels_pass_measures:
+                self.inertia_ = float(sqdist.astype(np.float64).sum())
         return self
 
     def _seedings(self, blocks: Blocks, n_rows: int, rng: np.random.Generator, device: str):
@@ -157,34 +165,42 @@ class KMeans(ClusterEstimator):
         self.n_clusters_ = int(self.cluster_centers_.shape[0])
 
 
-def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str):
+def _labels_and_sqdist(block, centers: np.ndarray, device: str):
+    return assign_nearest(block, centers, device)
+
+
+def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
     """Lloyd iterations from ``centers``; returns ``(centers, inertia, n_iter)``.
 
-    ``inertia`` is measured against the returned centers.
+    ``inertia`` is measured against the returned centers (one more pass when the last
+    iteration moved them), or None with ``final_inertia=False`` when the caller measures it.
     """
     centers = np.asarray(centers, dtype=np.float32)
     n_iter = 0
     inertia = None
     for n_iter in range(1, max_iter + 1):
-        counts, sums, inertia, far = blocks.map_reduce(lloyd_partial_sums, centers, device, combine=combine_lloyd)
-        updated = _update_centers(centers, counts, sums, far)
+        counts, sums, inertia = blocks.map_reduce(lloyd_partial_sums, centers, device)
+        updated = _update_centers(blocks, centers, counts, sums, device)
         shift = float(((updated.astype(np.float64) - centers) ** 2).sum())
         centers = updated
         if shift <= tol:
             break
         inertia = None
     if inertia is None or shift > 0.0:
-        inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, combine=combine_lloyd)[2]
+        if not final_inertia:
+            return centers, None, n_iter
+        inertia = blocks.map_reduce(lloyd_partial_sums, centers, device)[2]
     return centers, float(inertia), n_iter
 
 
-def _update_centers(centers: np.ndarray, counts: np.ndarray, sums: np.ndarray, far) -> np.ndarray:
-    """New centers = means; empty clusters take the farthest points (distinct) of the pass."""
+def _update_centers(blocks: Blocks, centers: np.ndarray, counts: np.ndarray, sums: np.ndarray, device: str) -> np.ndarray:
+    """New centers = means; empty clusters take the points farthest from their centers (one extra pass)."""
     updated = centers.copy()
     filled = counts > 0
     updated[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
     empty = np.flatnonzero(~filled)
-    far_rows = far[1]
-    for slot, cluster in enumerate(empty[: far_rows.shape[0]]):
-        updated[cluster] = far_rows[slot]
+    if empty.size:
+        _, far_rows = blocks.map_reduce(farthest_points, centers, device, combine=combine_far)
+        for slot, cluster in enumerate(empty[: far_rows.shape[0]]):
+            updated[cluster] = far_rows[slot]
     return updated

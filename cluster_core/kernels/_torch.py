@@ -1,13 +1,24 @@
-"""Tensor plumbing shared by the kernels."""
+"""Tensor plumbing shared by the kernels.
+
+Kernels are written in torch and run on ``cpu`` or ``cuda``. Two primitives take a
+different library on the CPU when it is faster there: the GEMM (torch's CPU build links
+MKL, which is slow on some CPUs — e.g. AMD EPYC — where numpy's OpenBLAS is 2-3x faster;
+chosen once per process by a short calibration, see :func:`cpu_gemm_backend`) and the
+column-wise argmin (a numba loop, ~10x faster than torch's CPU reduction).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
-CHUNK_BYTES = 64 << 20  # upper bound on one chunk's (rows x k) distance matrix
+CHUNK_BYTES = 2 << 20  # a chunk's (k x rows) score matrix stays about this size: in cache
+CHUNK_ROWS = 32768  # at most this many rows per chunk
 
 
 def to_tensor(block: Any, device: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -27,8 +38,8 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def chunk_rows(n_rows: int, n_cols: int, itemsize: int = 4) -> int:
-    """Rows per chunk so that a (rows x n_cols) matrix stays under CHUNK_BYTES."""
-    return max(256, min(max(n_rows, 1), CHUNK_BYTES // max(1, n_cols * itemsize)))
+    """Rows per chunk so that a (rows x n_cols) matrix is about CHUNK_BYTES (256 to CHUNK_ROWS rows)."""
+    return max(256, min(max(n_rows, 1), CHUNK_ROWS, CHUNK_BYTES // max(1, n_cols * itemsize)))
 
 
 def squared_distances(x: torch.Tensor, centers: torch.Tensor, center_sqnorms: torch.Tensor) -> torch.Tensor:
@@ -36,3 +47,57 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor, center_sqnorms: to
     dist = torch.addmm(center_sqnorms.unsqueeze(0), x, centers.T, beta=1.0, alpha=-2.0)
     dist += (x * x).sum(dim=1, keepdim=True)
     return dist.clamp_(min=0.0)
+
+
+def column_min(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, indices)`` of the minimum of every column of a (k x n) score tensor.
+
+    On a GPU this is torch's reduction; on the CPU, where torch's arg-reductions are
+    slow, the numba kernel of :mod:`cluster_core.kernels._cpu` scans the same memory.
+    """
+    if scores.device.type != "cpu":
+        return scores.min(dim=0)
+    from ._cpu import column_argmin
+
+    best, labels = column_argmin(scores.numpy())
+    return torch.from_numpy(best), torch.from_numpy(labels)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_gemm_backend() -> str:
+    """``"numpy"`` or ``"torch"``: whichever multiplies kernel-shaped float32 matrices faster here.
+
+    Set ``CLUSTRA_CPU_GEMM`` to force one. The calibration times a (128 x 32) @ (32 x 8192)
+    product (centers times a transposed chunk, as the kernels use it) a few times with each
+    library, single-threaded as kernels run, ~20 ms.
+    """
+    forced = os.environ.get("CLUSTRA_CPU_GEMM")
+    if forced in ("numpy", "torch"):
+        return forced
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((128, 32), dtype=np.float32)
+    b = rng.standard_normal((8192, 32), dtype=np.float32).T
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b.T).T
+    timings = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            for name, product in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
+                product()
+                started = time.perf_counter()
+                for _ in range(8):
+                    product()
+                timings[name] = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+    return min(timings, key=timings.get)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for float32 2-D tensors, with the faster CPU library (see :func:`cpu_gemm_backend`)."""
+    if a.device.type == "cpu" and a.dtype == torch.float32 and cpu_gemm_backend() == "numpy":
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b

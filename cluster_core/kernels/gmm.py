@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ._torch import chunk_rows, to_numpy, to_tensor
-from .kmeans import _nearest
+from .kmeans import _Centers
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -109,16 +109,16 @@ def hard_statistics(block: Any, centers, covariance_type: str, device: str = "cp
     Used to initialise a mixture from k-means centers (scatter is about ``centers``).
     """
     x_all = to_tensor(block, device, torch.float64)
+    prepared = _Centers(centers, device, torch.float64)
     c = to_tensor(centers, device, torch.float64)
     k, d = c.shape
-    c_sq = (c * c).sum(dim=1)
     nk = torch.zeros(k, dtype=torch.float64, device=device)
     sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
     scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
     step = chunk_rows(x_all.shape[0], k * d, itemsize=8)
     for start in range(0, x_all.shape[0], step):
         x = x_all[start : start + step]
-        labels, _ = _nearest(x, c, c_sq)
+        labels, _ = prepared.nearest(x)
         resp = torch.nn.functional.one_hot(labels, k).to(torch.float64)
         nk += resp.sum(dim=0)
         sum_x += resp.T @ x

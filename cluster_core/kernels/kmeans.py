@@ -8,18 +8,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._torch import chunk_rows, to_numpy, to_tensor
+from ._torch import chunk_rows, column_min, matmul, to_numpy, to_tensor
 
-FAR_POINTS = 16  # candidates per block for re-seeding empty clusters
+FAR_POINTS = 16  # candidates for re-seeding empty clusters
 
 
-def _nearest(x: torch.Tensor, centers: torch.Tensor, center_sqnorms: torch.Tensor):
-    """Labels and squared distances of ``x`` rows to their nearest center."""
-    # argmin over ||c||^2 - 2 x.c ; the ||x||^2 term is added back for the distance only.
-    partial = torch.addmm(center_sqnorms.unsqueeze(0), x, centers.T, beta=1.0, alpha=-2.0)
-    best, labels = partial.min(dim=1)
-    sqdist = (best + (x * x).sum(dim=1)).clamp_(min=0.0)
-    return labels, sqdist
+class _Centers:
+    """Centers prepared for the score GEMM, in coordinates shifted by their mean.
+
+    Scores ``||c||^2 - 2 c.x`` cancel catastrophically in float32 when the data sit far
+    from the origin (norms ~1e12 for coordinates ~1e6); shifting data and centers by the
+    centers' mean keeps them small without changing any distance.
+    """
+
+    def __init__(self, centers: Any, device: str, dtype=torch.float32):
+        c = to_tensor(centers, device, dtype)
+        self.shift = c.mean(dim=0)
+        shifted = c - self.shift
+        self.k, self.d = c.shape
+        self.minus_two = (-2.0 * shifted).contiguous()
+        self.sqnorms = (shifted * shifted).sum(dim=1)
+
+    def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scores (k x n), shifted x)``: the column-wise argmin of scores is the nearest center."""
+        x = x - self.shift
+        scores = matmul(self.minus_two, x.T)
+        scores += self.sqnorms.unsqueeze(1)
+        return scores, x
+
+    def nearest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and squared distances of ``x`` rows to their nearest center."""
+        scores, shifted = self.scores(x)
+        best, labels = column_min(scores)
+        return labels, (best + (shifted * shifted).sum(dim=1)).clamp_(min=0.0)
 
 
 def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
@@ -37,12 +58,11 @@ def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tupl
     sqdist : ndarray of shape (n_samples,), float32 — squared Euclidean distance.
     """
     x_all = to_tensor(block, device)
-    c = to_tensor(centers, device)
-    c_sq = (c * c).sum(dim=1)
-    step = chunk_rows(x_all.shape[0], c.shape[0])
+    prepared = _Centers(centers, device)
+    step = chunk_rows(x_all.shape[0], prepared.k)
     labels, sqdist = [], []
     for start in range(0, x_all.shape[0], step):
-        lab, dist = _nearest(x_all[start : start + step], c, c_sq)
+        lab, dist = prepared.nearest(x_all[start : start + step])
         labels.append(lab)
         sqdist.append(dist)
     if not labels:
@@ -56,52 +76,55 @@ def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu"):
     Returns
     -------
     tuple
-        ``(counts[k] int64, sums[k, d] float64, inertia float, far)`` where ``far`` is
-        ``(sqdist[m], rows[m, d])``, the block's ``m <= FAR_POINTS`` rows farthest from
-        their centers (used to re-seed empty clusters).
+        ``(counts[k] int64, sums[k, d] float64, inertia float)``. The inertia is
+        ``sum(min score) + ||X - shift||^2`` (one dot product per chunk, no per-row norms).
     """
     x_all = to_tensor(block, device)
-    c = to_tensor(centers, device)
-    k, d = c.shape
-    c_sq = (c * c).sum(dim=1)
+    prepared = _Centers(centers, device)
+    k, d = prepared.k, prepared.d
     counts = torch.zeros(k, dtype=torch.int64, device=device)
     sums = torch.zeros(k, d, dtype=torch.float64, device=device)
     inertia = torch.zeros((), dtype=torch.float64, device=device)
-    far_d, far_x = [], []
     step = chunk_rows(x_all.shape[0], k)
     for start in range(0, x_all.shape[0], step):
         x = x_all[start : start + step]
-        labels, sqdist = _nearest(x, c, c_sq)
+        scores, shifted = prepared.scores(x)
+        best, labels = column_min(scores)
         counts += torch.bincount(labels, minlength=k)
-        sums += torch.zeros(k, d, dtype=x.dtype, device=device).index_add_(0, labels, x).double()
-        inertia += sqdist.double().sum()
-        top = torch.topk(sqdist, min(FAR_POINTS, sqdist.shape[0]))
-        far_d.append(top.values)
-        far_x.append(x[top.indices])
-    far = _top_far(far_d, far_x, d)
-    return to_numpy(counts), to_numpy(sums), float(inertia), far
+        sums += torch.zeros(k, d, dtype=x.dtype, device=device).index_add_(0, labels, shifted).double()
+        flat = shifted.reshape(-1)
+        inertia += best.double().sum() + torch.dot(flat, flat).double()
+    sums += counts.unsqueeze(1).double() * prepared.shift.double()  # back to data coordinates
+    return to_numpy(counts), to_numpy(sums), float(inertia)
 
 
-def _top_far(dists: list, rows: list, d: int):
-    if not dists:
-        return np.empty(0, np.float32), np.empty((0, d), np.float32)
-    dist = torch.cat(dists)
-    top = torch.topk(dist, min(FAR_POINTS, dist.shape[0]))
-    return to_numpy(top.values), to_numpy(torch.cat(rows)[top.indices])
+def farthest_points(block: Any, centers: np.ndarray, device: str = "cpu"):
+    """``(sqdist[m], rows[m, d])``: the block's ``m <= FAR_POINTS`` rows farthest from their centers."""
+    _, sqdist = assign_nearest(block, centers, device)
+    order = np.argsort(-sqdist, kind="stable")[:FAR_POINTS]
+    return sqdist[order], np.asarray(block)[order]
 
 
-def combine_lloyd(a, b):
-    """Combine two :func:`lloyd_partial_sums` results (sums add, far points keep the top)."""
-    far_d = np.concatenate([a[3][0], b[3][0]])
-    far_x = np.concatenate([a[3][1], b[3][1]])
-    keep = np.argsort(-far_d, kind="stable")[:FAR_POINTS]
-    return a[0] + b[0], a[1] + b[1], a[2] + b[2], (far_d[keep], far_x[keep])
+def combine_far(a, b):
+    """Keep the FAR_POINTS farthest of two :func:`farthest_points` results."""
+    dist = np.concatenate([a[0], b[0]])
+    rows = np.concatenate([a[1], b[1]])
+    keep = np.argsort(-dist, kind="stable")[:FAR_POINTS]
+    return dist[keep], rows[keep]
 
 
 def column_moments(block: Any, device: str = "cpu"):
-    """``(n, sum[d], sum_sq[d])`` of a block in float64 (for variances and tolerances)."""
-    x = to_tensor(block, device, dtype=torch.float64)
-    return int(x.shape[0]), to_numpy(x.sum(dim=0)), to_numpy((x * x).sum(dim=0))
+    """``(n, sum[d], sum_sq[d])`` of a block, accumulated in float64 (for variances and tolerances)."""
+    x_all = to_tensor(block, device)
+    d = x_all.shape[1]
+    sums = torch.zeros(d, dtype=torch.float64, device=device)
+    squares = torch.zeros(d, dtype=torch.float64, device=device)
+    step = chunk_rows(x_all.shape[0], d)
+    for start in range(0, x_all.shape[0], step):
+        x = x_all[start : start + step]
+        sums += x.sum(dim=0).double()
+        squares += (x * x).sum(dim=0).double()
+    return int(x_all.shape[0]), to_numpy(sums), to_numpy(squares)
 
 
 def kmeans_plusplus(
@@ -116,7 +139,8 @@ def kmeans_plusplus(
     -------
     centers : ndarray of shape (n_clusters, n_features), float32
     """
-    x = to_tensor(data, device)
+    raw = to_tensor(data, device)
+    x = raw - raw.mean(dim=0)  # small norms: no cancellation in ||x||^2 - 2 x.c + ||c||^2
     n = x.shape[0]
     if n_clusters > n:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}.")
@@ -138,7 +162,7 @@ def kmeans_plusplus(
         chosen.append(candidates[best])
         closest = candidate_dist[best]
         potential = float(potentials[best])
-    return to_numpy(x[chosen]).astype(np.float32)
+    return to_numpy(raw[chosen]).astype(np.float32)
 
 
 def _sqdist_to(x: torch.Tensor, x_sq: torch.Tensor, rows: list[int]) -> torch.Tensor:
