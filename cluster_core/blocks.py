@@ -127,10 +127,18 @@ def _one_torch_thread_each() -> Iterator[int]:
         torch.set_num_threads(threads)
 
 
-def _run_blocks(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run per-block calls, in parallel threads when there are several blocks (the kernels
-    release the GIL), like scikit-learn's OpenMP loop over chunks."""
-    if len(calls) <= 1:
+def threaded_blocks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a per-block kernel whose work is mostly single-threaded library calls that
+    release the GIL (BLAS with one thread, numba): :class:`ArrayBlocks` then runs its
+    blocks in parallel threads, like scikit-learn's OpenMP loop over chunks. Kernels built
+    from multi-threaded torch operations are faster left unmarked."""
+    fn.threaded_blocks = True
+    return fn
+
+
+def _run_blocks(calls: list[Callable[[], Any]], threaded: bool) -> list[Any]:
+    """Run per-block calls, in parallel threads for kernels marked :func:`threaded_blocks`."""
+    if len(calls) <= 1 or not threaded:
         return [call() for call in calls]
     with _one_torch_thread_each() as threads:
         if threads <= 1:
@@ -142,7 +150,8 @@ def _run_blocks(calls: list[Callable[[], Any]]) -> list[Any]:
 class ArrayBlocks(Blocks):
     """An in-memory 2-D array seen as consecutive row blocks of ``block_rows`` rows.
 
-    Blocks are processed by as many threads as torch would use, each single-threaded.
+    Kernels marked :func:`threaded_blocks` process blocks in as many threads as torch
+    would use, each single-threaded.
     """
 
     def __init__(self, data: Any, block_rows: int = 1 << 16):
@@ -167,11 +176,11 @@ class ArrayBlocks(Blocks):
 
     def map_reduce(self, fn, *args, combine=sum_partials):
         calls = [lambda block=block: fn(block, *args) for block in self._blocks()]
-        return _combine_all(_run_blocks(calls), combine)
+        return _combine_all(_run_blocks(calls, getattr(fn, "threaded_blocks", False)), combine)
 
     def map_indexed_reduce(self, fn, *args, combine=sum_partials):
         calls = [lambda block=block, i=i: fn(block, i, *args) for i, block in enumerate(self._blocks())]
-        return _combine_all(_run_blocks(calls), combine)
+        return _combine_all(_run_blocks(calls, getattr(fn, "threaded_blocks", False)), combine)
 
 
 class DaskBlocks(Blocks):

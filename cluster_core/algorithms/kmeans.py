@@ -107,7 +107,7 @@ class KMeans(ClusterEstimator):
         self.cluster_centers_, self.inertia_, self.n_iter_ = best
         self.n_clusters_ = int(self.n_clusters)
         if array is not None:
-            labels, sqdist = blocks.map_reduce(_labels_and_sqdist, self.cluster_centers_, device, combine=concat_partials)
+            labels, sqdist = blocks.map_reduce(assign_nearest, self.cluster_centers_, device, combine=concat_partials)
             self.labels_ = labels
             if labels_pass_measures:
                 self.inertia_ = float(sqdist.astype(np.float64).sum())
@@ -163,10 +163,6 @@ class KMeans(ClusterEstimator):
         self.inertia_ = float(state["inertia_"])
         self.n_iter_ = int(state["n_iter_"])
         self.n_clusters_ = int(self.cluster_centers_.shape[0])
-
-
-def _labels_and_sqdist(block, centers: np.ndarray, device: str):
-    return assign_nearest(block, centers, device)
 
 
 def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):

@@ -37,9 +37,11 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def chunk_rows(n_rows: int, n_cols: int, itemsize: int = 4) -> int:
-    """Rows per chunk so that a (rows x n_cols) matrix is about CHUNK_BYTES (256 to CHUNK_ROWS rows)."""
-    return max(256, min(max(n_rows, 1), CHUNK_ROWS, CHUNK_BYTES // max(1, n_cols * itemsize)))
+def chunk_rows(n_rows: int, n_cols: int, itemsize: int = 4, budget: int | None = None) -> int:
+    """Rows per chunk so that a (rows x n_cols) matrix is about ``budget`` bytes
+    (default CHUNK_BYTES), between 256 and CHUNK_ROWS rows."""
+    budget = budget or CHUNK_BYTES
+    return max(256, min(max(n_rows, 1), CHUNK_ROWS, budget // max(1, n_cols * itemsize)))
 
 
 def squared_distances(x: torch.Tensor, centers: torch.Tensor, center_sqnorms: torch.Tensor) -> torch.Tensor:
@@ -97,7 +99,8 @@ def cpu_gemm_backend() -> str:
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for float32 2-D tensors, with the faster CPU library (see :func:`cpu_gemm_backend`)."""
+    """``a @ b`` for 2-D tensors; float32 products on the CPU use the faster library (see
+    :func:`cpu_gemm_backend`, calibrated for float32 only)."""
     if a.device.type == "cpu" and a.dtype == torch.float32 and cpu_gemm_backend() == "numpy":
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b

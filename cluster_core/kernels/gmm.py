@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._torch import chunk_rows, to_numpy, to_tensor
+from ._torch import chunk_rows, matmul, to_numpy, to_tensor
 from .kmeans import _Centers
 
 COVARIANCE_TYPES = ("full", "diag")
+EM_CHUNK_BYTES = 16 << 20  # per-chunk (rows x k x d) float64 work arrays
 
 
 def _log_gaussian(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
@@ -29,13 +30,14 @@ def _log_gaussian(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
     k = means.shape[0]
     if covariance_type == "full":
         shift = torch.einsum("kd,kde->ke", means, prec_chol)
-        y = (x @ prec_chol.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d) - shift.unsqueeze(0)
+        y = matmul(x, prec_chol.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d) - shift.unsqueeze(0)
         out = (y * y).sum(dim=2)
         log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(dim=1)
     else:
         precision = prec_chol * prec_chol
-        out = (means * means * precision).sum(dim=1).unsqueeze(0) - 2.0 * x @ (means * precision).T
-        out += (x * x) @ precision.T
+        out = matmul(x, (-2.0 * means * precision).T)
+        out += (means * means * precision).sum(dim=1).unsqueeze(0)
+        out += matmul(x * x, precision.T)
         log_det = torch.log(prec_chol).sum(dim=1)
     return -0.5 * (d * math.log(2 * math.pi) + out) + log_det.unsqueeze(0)
 
@@ -53,7 +55,7 @@ def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type:
     x_all = to_tensor(block, device, torch.float64)
     w, mu, pc = _params(weights, means, prec_chol, device)
     log_w = torch.log(w).unsqueeze(0)
-    step = chunk_rows(x_all.shape[0], mu.shape[0] * mu.shape[1], itemsize=8)
+    step = chunk_rows(x_all.shape[0], mu.shape[0] * mu.shape[1], itemsize=8, budget=EM_CHUNK_BYTES)
     log_resp, norms = [], []
     for start in range(0, x_all.shape[0], step):
         weighted = _log_gaussian(x_all[start : start + step], mu, pc, covariance_type) + log_w
@@ -66,12 +68,17 @@ def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type:
 
 
 def _scatter(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full) or its diagonal (diag), batched over k."""
-    diff = x.unsqueeze(0) - shift.unsqueeze(1)  # (k, n, d)
-    weighted = diff * resp.T.unsqueeze(2)
+    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full, batched over k) or its diagonal.
+
+    Diagonal: ``R^T (x*x) - 2 shift * (R^T x) + N shift^2`` — three small GEMM-sized
+    terms instead of a (k, n, d) temporary. Callers pass ``x`` already centred near the
+    data (see :func:`em_statistics`), so the expansion does not cancel.
+    """
     if covariance_type == "full":
-        return torch.bmm(weighted.transpose(1, 2), diff)
-    return (weighted * diff).sum(dim=1)
+        diff = x.unsqueeze(0) - shift.unsqueeze(1)  # (k, n, d)
+        return torch.bmm((diff * resp.T.unsqueeze(2)).transpose(1, 2), diff)
+    weighted_sum = matmul(resp.T, x)
+    return matmul(resp.T, x * x) - 2.0 * shift * weighted_sum + resp.sum(dim=0).unsqueeze(1) * shift * shift
 
 
 def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, device: str = "cpu"):
@@ -85,21 +92,24 @@ def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, d
     x_all = to_tensor(block, device, torch.float64)
     w, mu, pc = _params(weights, means, prec_chol, device)
     k, d = mu.shape
+    origin = mu.mean(dim=0)  # work near the data: no cancellation in the diagonal expansion
+    mu = mu - origin
     log_w = torch.log(w).unsqueeze(0)
     nk = torch.zeros(k, dtype=torch.float64, device=device)
     sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
     scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
     loglik = torch.zeros((), dtype=torch.float64, device=device)
-    step = chunk_rows(x_all.shape[0], k * d, itemsize=8)
+    step = chunk_rows(x_all.shape[0], k * d, itemsize=8, budget=EM_CHUNK_BYTES)
     for start in range(0, x_all.shape[0], step):
-        x = x_all[start : start + step]
+        x = x_all[start : start + step] - origin
         weighted = _log_gaussian(x, mu, pc, covariance_type) + log_w
         norm = torch.logsumexp(weighted, dim=1)
         resp = torch.exp(weighted - norm.unsqueeze(1))
         nk += resp.sum(dim=0)
-        sum_x += resp.T @ x
+        sum_x += matmul(resp.T, x)
         scatter += _scatter(x, resp, mu, covariance_type)
         loglik += norm.sum()
+    sum_x += nk.unsqueeze(1) * origin
     return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), float(loglik), int(x_all.shape[0])
 
 
@@ -110,17 +120,20 @@ def hard_statistics(block: Any, centers, covariance_type: str, device: str = "cp
     """
     x_all = to_tensor(block, device, torch.float64)
     prepared = _Centers(centers, device, torch.float64)
-    c = to_tensor(centers, device, torch.float64)
+    origin = prepared.shift
+    c = to_tensor(centers, device, torch.float64) - origin
     k, d = c.shape
     nk = torch.zeros(k, dtype=torch.float64, device=device)
     sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
     scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
-    step = chunk_rows(x_all.shape[0], k * d, itemsize=8)
+    step = chunk_rows(x_all.shape[0], k * d, itemsize=8, budget=EM_CHUNK_BYTES)
     for start in range(0, x_all.shape[0], step):
-        x = x_all[start : start + step]
-        labels, _ = prepared.nearest(x)
+        chunk = x_all[start : start + step]
+        labels, _ = prepared.nearest(chunk)
+        x = chunk - origin
         resp = torch.nn.functional.one_hot(labels, k).to(torch.float64)
         nk += resp.sum(dim=0)
-        sum_x += resp.T @ x
+        sum_x += matmul(resp.T, x)
         scatter += _scatter(x, resp, c, covariance_type)
+    sum_x += nk.unsqueeze(1) * origin
     return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), 0.0, int(x_all.shape[0])

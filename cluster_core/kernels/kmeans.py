@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..blocks import threaded_blocks
 from ._torch import chunk_rows, column_min, matmul, to_numpy, to_tensor
 
 FAR_POINTS = 16  # candidates for re-seeding empty clusters
@@ -43,6 +44,7 @@ class _Centers:
         return labels, (best + (shifted * shifted).sum(dim=1)).clamp_(min=0.0)
 
 
+@threaded_blocks
 def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Nearest center of every row.
 
@@ -70,6 +72,7 @@ def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tupl
     return to_numpy(torch.cat(labels)).astype(np.int64), to_numpy(torch.cat(sqdist))
 
 
+@threaded_blocks
 def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu"):
     """One block's share of a Lloyd iteration.
 
@@ -98,6 +101,7 @@ def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu"):
     return to_numpy(counts), to_numpy(sums), float(inertia)
 
 
+@threaded_blocks
 def farthest_points(block: Any, centers: np.ndarray, device: str = "cpu"):
     """``(sqdist[m], rows[m, d])``: the block's ``m <= FAR_POINTS`` rows farthest from their centers."""
     _, sqdist = assign_nearest(block, centers, device)
