@@ -111,6 +111,13 @@ def read_dataset(path: str, *, storage_options: dict | None = None, backend: str
     return Dataset(path=path, frame=frame, files=files, n_rows=n_rows)
 
 
+def partition_backend(device) -> str:
+    """``"cudf"`` on a GPU device when cuDF is installed, else ``"pandas"``."""
+    from ._compat import optional_import
+
+    return "cudf" if device.is_gpu and optional_import("cudf") is not None else "pandas"
+
+
 def sample_frame(dataset: Dataset, n_rows: int, seed: int) -> pd.DataFrame:
     """About ``n_rows`` rows drawn uniformly from the whole dataset, as pandas."""
     fraction = min(1.0, n_rows / max(dataset.n_rows, 1))

@@ -74,6 +74,14 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
 
 
+def _backend(args: argparse.Namespace) -> str:
+    """Partition type for the chosen device: cuDF on a GPU (when installed), pandas otherwise."""
+    from cluster_core.data import partition_backend
+    from cluster_core.device import resolve_device
+
+    return partition_backend(resolve_device(args.device))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """clustra train DATA --out RUN_DIR."""
     from cluster_core.data import read_dataset
@@ -89,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise_user(f"output directory {str(out)!r} already exists; choose another --out or pass --overwrite")
     progress = PrintProgress()
     progress.step(f"reading {args.data}")
-    dataset = read_dataset(args.data)
+    dataset = read_dataset(args.data, backend=_backend(args))
     progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files)} file(s), columns: {', '.join(dataset.columns)}")
     progress.step("starting Dask" if not args.scheduler else f"connecting to {args.scheduler}")
     with dask_client(args.scheduler, device=args.device) as client:
@@ -119,7 +127,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise_user(f"output directory {str(out)!r} already exists; choose another --out or pass --overwrite")
     progress.step(f"reading {args.data}")
-    dataset = read_dataset(args.data)
+    dataset = read_dataset(args.data, backend=_backend(args))
     with dask_client(args.scheduler, device=args.device):
         summary = apply_model(model, dataset, out, overwrite=args.overwrite, progress=progress)
     progress.finish()

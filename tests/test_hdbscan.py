@@ -67,3 +67,20 @@ def test_no_clusters_means_all_noise():
 def test_default_min_cluster_size_rule():
     assert default_min_cluster_size(100) == 5
     assert default_min_cluster_size(100_000) == 500
+
+
+def test_state_from_tree_matches_prediction_data(blobs):
+    from cluster_core.algorithms.hdbscan import state_from_tree
+
+    x, _ = blobs
+    reference = hdbscan.HDBSCAN(min_cluster_size=30, min_samples=8, prediction_data=True).fit(x.astype(np.float64))
+    state = state_from_tree(reference.condensed_tree_.to_numpy(), reference.labels_, x, 8)
+    data = reference.prediction_data_
+    n = x.shape[0]
+    assert np.allclose(state["core_distances_"], data.core_distances, rtol=1e-4)
+    for node, label in data.cluster_map.items():
+        assert state["cluster_label_"][node - n] == label
+        assert state["cluster_max_lambda_"][node - n] == pytest.approx(data.max_lambdas[node])
+    mapped = {node - n for node in data.cluster_map}
+    others = [i for i in range(state["cluster_label_"].shape[0]) if i not in mapped]
+    assert (state["cluster_label_"][others] == -1).all()

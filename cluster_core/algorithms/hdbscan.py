@@ -1,10 +1,12 @@
 """HDBSCAN fitted on a representative sample; every other row assigned by approximate prediction.
 
-The tree is built by the ``hdbscan`` package (CPU). What prediction needs is kept as
-plain arrays — the fit sample, its core distances and the condensed tree — and
+The condensed tree is built by cuML on a GPU, or by the ``hdbscan`` package on the CPU;
+both hand over the same raw tree (parent, child, lambda_val, child_size) and labels.
+From them :func:`state_from_tree` derives what prediction needs as plain arrays — the
+fit sample, its core distances, the tree and the selected clusters — and
 :func:`approximate_predict` re-implements ``hdbscan.approximate_predict`` on them
-(vectorised, with exact neighbours from faiss), so a saved model needs no pickle and
-assigns new points without refitting.
+(vectorised, exact neighbours from faiss). A saved model needs no pickle, assigns new
+points without refitting, and a tree built on a GPU serves on a CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..kernels.neighbors import knn
+from .._compat import optional_import
+from ..kernels.neighbors import NeighborIndex, knn
 from ._base import Assignment, ClusterEstimator, seed_from
 
 DEFAULT_MAX_FIT_SAMPLES = 50_000
@@ -84,8 +87,6 @@ class HDBSCAN(ClusterEstimator):
 
     def fit(self, X, y=None):
         """Build the cluster tree on (a sample of) ``X``."""
-        import hdbscan
-
         self._validate_params()
         blocks, array = self._fit_blocks(X)
         n_rows = blocks.count_rows()
@@ -99,28 +100,32 @@ class HDBSCAN(ClusterEstimator):
         min_samples = self.min_samples or min(min_cluster_size, 10)
         if sample.shape[0] <= min_samples:
             raise ValueError(f"n_samples={sample.shape[0]} should be > min_samples={min_samples}.")
-        model = hdbscan.HDBSCAN(
-            min_cluster_size=min_cluster_size,
-            min_samples=min_samples,
-            cluster_selection_method=self.cluster_selection_method,
-            cluster_selection_epsilon=float(self.cluster_selection_epsilon),
-            prediction_data=True,
-            core_dist_n_jobs=1,
-        ).fit(sample.astype(np.float64))
-        self._load_fitted_state(state_from_hdbscan(model, sample, min_samples))
-        self.fit_labels_ = model.labels_.astype(np.int64)
+        params = {
+            "min_cluster_size": min_cluster_size,
+            "min_samples": min_samples,
+            "cluster_selection_method": self.cluster_selection_method,
+            "cluster_selection_epsilon": float(self.cluster_selection_epsilon),
+        }
+        device = self._torch_device()
+        raw_tree, labels, probabilities = build_tree(sample, params, device)
+        self._load_fitted_state(state_from_tree(raw_tree, labels, sample, min_samples, device))
+        self.fit_labels_ = labels
         if array is not None:
             if sampled:
                 assignment = self.assign(array)
                 self.labels_, self.probabilities_ = assignment.labels, assignment.probability
             else:
-                self.labels_, self.probabilities_ = self.fit_labels_, model.probabilities_.astype(np.float64)
+                self.labels_, self.probabilities_ = labels, probabilities
         return self
 
     def assign(self, X) -> Assignment:
         """Approximate-predict labels (-1 = noise) and membership probabilities."""
         array = self._check_input(X)
-        labels, probability = approximate_predict(self._prediction_state(), array, self._torch_device())
+        device = self._torch_device()
+        index = getattr(self, "_index", None)
+        if index is None or index.device != device:
+            index = self._index = NeighborIndex(self.fit_data_, device)  # a cache, not saved state
+        labels, probability = approximate_predict(self._prediction_state(), array, index)
         return Assignment(labels, probability, None)
 
     def _prediction_state(self) -> dict:
@@ -149,37 +154,73 @@ _STATE_KEYS = (
 )
 
 
-def state_from_hdbscan(model, sample: np.ndarray, min_samples: int) -> dict:
-    """Flatten a fitted ``hdbscan.HDBSCAN`` (with prediction data) into arrays.
+def build_tree(sample: np.ndarray, params: dict, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(raw condensed tree, labels, probabilities)`` of the sample, from cuML on a GPU
+    (when installed) or the ``hdbscan`` package on the CPU, with the same parameters."""
+    if device == "cuda":
+        cuml_hdbscan = optional_import("cuml.cluster.hdbscan")
+        if cuml_hdbscan is not None:
+            model = cuml_hdbscan.HDBSCAN(output_type="numpy", **params).fit(sample)
+            return (
+                model.condensed_tree_.to_numpy(),
+                np.asarray(model.labels_, np.int64),
+                np.asarray(model.probabilities_, np.float64),
+            )
+    import hdbscan
 
-    ``cluster_label_[c - n]`` / ``cluster_max_lambda_[c - n]`` give, for condensed-tree
-    node ``c``, the label of the selected cluster it belongs to (-1 if none) and that
-    cluster's largest lambda — the dictionaries ``cluster_map`` / ``max_lambdas`` of
-    ``hdbscan.prediction.PredictionData``, as dense arrays.
+    model = hdbscan.HDBSCAN(core_dist_n_jobs=1, **params).fit(sample.astype(np.float64))
+    return model.condensed_tree_.to_numpy(), model.labels_.astype(np.int64), model.probabilities_.astype(np.float64)
+
+
+def state_from_tree(raw_tree: np.ndarray, labels: np.ndarray, sample: np.ndarray, min_samples: int, device: str = "cpu") -> dict:
+    """The prediction state of a fitted tree, as dense arrays (what ``hdbscan.prediction.PredictionData`` holds).
+
+    * the selected cluster of label ``L`` is the lowest tree segment that holds a point
+      labelled ``L``;
+    * every cluster below a selected one maps to its label and shares its largest lambda;
+    * core distances are the distance to the ``min_samples``-th neighbour (self included).
+
+    ``cluster_label_[c - n]`` / ``cluster_max_lambda_[c - n]`` hold, for tree node ``c``,
+    the label of the selected cluster it belongs to (-1 if none) and that cluster's lambda.
     """
-    data = model.prediction_data_
-    tree = model.condensed_tree_._raw_tree
     n = sample.shape[0]
-    n_nodes = int(max(tree["parent"].max(initial=n), tree["child"].max(initial=n)) - n + 1)
+    parent, child = raw_tree["parent"].astype(np.int64), raw_tree["child"].astype(np.int64)
+    lam = raw_tree["lambda_val"].astype(np.float64)
+    n_nodes = int(max(parent.max(initial=n), child.max(initial=n)) - n + 1)
+    is_point = child < n
+    point_labels = labels[child[is_point]]
+    selected = sorted(
+        int(parent[is_point][point_labels == label].min()) for label in np.unique(point_labels[point_labels >= 0])
+    )
+    max_lambda_of = np.zeros(n_nodes)
+    np.maximum.at(max_lambda_of, parent - n, lam)
     cluster_label = np.full(n_nodes, -1, np.int64)
-    cluster_max_lambda = np.zeros(n_nodes, np.float64)
-    for node, label in data.cluster_map.items():
-        cluster_label[int(node) - n] = int(label)
-        cluster_max_lambda[int(node) - n] = float(data.max_lambdas[node])
+    cluster_max_lambda = np.zeros(n_nodes)
+    children_of: dict[int, list[int]] = {}
+    for p, c in zip(parent[~is_point], child[~is_point]):
+        children_of.setdefault(int(p), []).append(int(c))
+    for label, cluster in enumerate(selected):
+        stack = [cluster]
+        while stack:
+            node = stack.pop()
+            cluster_label[node - n] = label
+            cluster_max_lambda[node - n] = max_lambda_of[cluster - n]
+            stack.extend(children_of.get(node, []))
+    sqdist, _ = knn(sample, sample, min(min_samples, n), device)
     return {
         "fit_data_": sample,
-        "core_distances_": np.asarray(data.core_distances, np.float64),
+        "core_distances_": np.sqrt(np.maximum(sqdist[:, -1].astype(np.float64), 0.0)),
         "min_samples_": int(min_samples),
-        "n_clusters_": int(len(set(data.cluster_map.values()))),
-        "tree_parent_": tree["parent"].astype(np.int64),
-        "tree_child_": tree["child"].astype(np.int64),
-        "tree_lambda_": tree["lambda_val"].astype(np.float64),
+        "n_clusters_": len(selected),
+        "tree_parent_": parent,
+        "tree_child_": child,
+        "tree_lambda_": lam,
         "cluster_label_": cluster_label,
         "cluster_max_lambda_": cluster_max_lambda,
     }
 
 
-def approximate_predict(state: dict, points: np.ndarray, device: str = "cpu", block_rows: int = 8192):
+def approximate_predict(state: dict, points: np.ndarray, index: NeighborIndex, block_rows: int = 65536):
     """Labels and probabilities of new points, as ``hdbscan.approximate_predict`` computes them.
 
     For each point: its ``2 * min_samples`` nearest fit rows; the one nearest in mutual
@@ -199,7 +240,7 @@ def approximate_predict(state: dict, points: np.ndarray, device: str = "cpu", bl
     probability = np.empty(points.shape[0], np.float64)
     for start in range(0, points.shape[0], block_rows):
         chunk = points[start : start + block_rows]
-        sqdist, neighbors = knn(chunk, fit_data, k, device)
+        sqdist, neighbors = index.query(chunk, k)
         distances = np.sqrt(np.maximum(sqdist.astype(np.float64), 0.0))
         point_core = distances[:, min(min_samples, k - 1)][:, None]
         mutual = np.maximum(np.maximum(state["core_distances_"][neighbors], point_core), distances)

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
 
+from .._compat import optional_import, require
 from ..blocks import Blocks, concat_partials
 from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
 from ._base import Assignment, ClusterEstimator, seed_from
@@ -37,6 +38,11 @@ class KMeans(ClusterEstimator):
         Rows used for seeding (default: all rows up to 200,000, else 200,000 or 50 per cluster).
     random_state : int, optional
     device : {"auto", "cpu", "cuda"}, default="auto"
+    engine : {"auto", "torch", "cuml"}, default="auto"
+        ``"auto"`` uses cuML's KMeans for in-memory data on a GPU when cuML is installed
+        (its fused distance/argmin kernels and k-means|| seeding are the right tool
+        there), and Clustra's own blocked kernels otherwise — always for Dask partitions,
+        whose per-block statistics must be reduced across workers.
 
     Attributes
     ----------
@@ -59,6 +65,7 @@ class KMeans(ClusterEstimator):
         "init_sample_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "engine": [StrOptions({"auto", "torch", "cuml"})],
     }
 
     def __init__(
@@ -72,6 +79,7 @@ class KMeans(ClusterEstimator):
         init_sample_size=None,
         random_state=None,
         device="auto",
+        engine="auto",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -81,12 +89,27 @@ class KMeans(ClusterEstimator):
         self.init_sample_size = init_sample_size
         self.random_state = random_state
         self.device = device
+        self.engine = engine
+
+    def _engine(self, in_memory: bool, device: str) -> str:
+        """The engine that fits: cuML only for in-memory data on a GPU, when installed."""
+        if self.engine == "torch" or not in_memory or device != "cuda":
+            if self.engine == "cuml" and device != "cuda":
+                raise ValueError("engine='cuml' needs a CUDA device; none is in use (device resolved to 'cpu')")
+            return "torch"
+        if optional_import("cuml") is None:
+            if self.engine == "cuml":
+                require("cuml", "KMeans(engine='cuml')")
+            return "torch"
+        return "cuml"
 
     def fit(self, X, y=None):
         """Fit on ``X`` (array-like, dask array or :class:`~cluster_core.blocks.Blocks`)."""
         self._validate_params()
         blocks, array = self._fit_blocks(X)
         device = self._torch_device()
+        if self._engine(array is not None, device) == "cuml":
+            return self._fit_cuml(array)
         n_rows = blocks.count_rows()
         if n_rows < self.n_clusters:
             raise ValueError(f"n_samples={n_rows} should be >= n_clusters={self.n_clusters}.")
@@ -111,6 +134,29 @@ class KMeans(ClusterEstimator):
             self.labels_ = labels
             if labels_pass_measures:
                 self.inertia_ = float(sqdist.astype(np.float64).sum())
+        return self
+
+    def _fit_cuml(self, array: np.ndarray) -> KMeans:
+        """Fit with ``cuml.KMeans`` (same parameters) and keep its state in Clustra's form."""
+        import cuml
+
+        if array.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={array.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        init = self.init if isinstance(self.init, np.ndarray) else "scalable-k-means++"
+        model = cuml.KMeans(
+            n_clusters=self.n_clusters,
+            init=init,
+            n_init=1 if isinstance(self.init, np.ndarray) else self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=seed_from(self.random_state),
+            output_type="numpy",
+        ).fit(array)
+        self.cluster_centers_ = np.asarray(model.cluster_centers_, np.float32)
+        self.inertia_ = float(model.inertia_)
+        self.n_iter_ = int(model.n_iter_)
+        self.n_clusters_ = int(self.n_clusters)
+        self.labels_ = np.asarray(model.labels_, np.int64)
         return self
 
     def _seedings(self, blocks: Blocks, n_rows: int, rng: np.random.Generator, device: str):

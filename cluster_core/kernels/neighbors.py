@@ -1,4 +1,10 @@
-"""Exact nearest neighbours and pairwise distances, faiss-backed (GPU when faiss-gpu sees one)."""
+"""Exact nearest neighbours and pairwise distances.
+
+Pairwise distances come from faiss (GPU when faiss-gpu sees one). k-nearest-neighbour
+search on the CPU uses scikit-learn's ``NearestNeighbors(algorithm="auto")``: a KD-tree
+or ball tree in low dimensions (brute force spends its time selecting the k best of every
+row), brute force in high ones; on a GPU, faiss's brute force.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +24,31 @@ def _gpu_resources():
     return _gpu_resources.cache
 
 
-def knn(queries: np.ndarray, base: np.ndarray, k: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest rows of ``base`` for every query (brute force, exact).
+class NeighborIndex:
+    """Exact k-nearest-neighbour search over fixed ``base`` rows (built once, queried often)."""
 
-    Returns ``(squared_distances, indices)``, each of shape (n_queries, k). faiss's L2
-    distances are squared: take the square root for Euclidean distances.
-    """
-    faiss = _faiss()
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    base = np.ascontiguousarray(base, dtype=np.float32)
-    if device == "cuda" and faiss.get_num_gpus() > 0:
-        return faiss.knn_gpu(_gpu_resources(), queries, base, k)
-    return faiss.knn(queries, base, k)
+    def __init__(self, base: np.ndarray, device: str = "cpu"):
+        self.base = np.ascontiguousarray(base, dtype=np.float32)
+        self.device = device
+        self._sklearn = None
+
+    def query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(squared_distances, indices)`` of the ``k`` nearest base rows, each (n_queries, k)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        faiss = _faiss()
+        if self.device == "cuda" and faiss.get_num_gpus() > 0:
+            return faiss.knn_gpu(_gpu_resources(), queries, self.base, k)
+        if self._sklearn is None:
+            from sklearn.neighbors import NearestNeighbors
+
+            self._sklearn = NearestNeighbors(algorithm="auto").fit(self.base)
+        distances, indices = self._sklearn.kneighbors(queries, n_neighbors=k)
+        return (distances.astype(np.float64) ** 2), indices
+
+
+def knn(queries: np.ndarray, base: np.ndarray, k: int, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``base`` for every query (exact); ``(squared_distances, indices)``."""
+    return NeighborIndex(base, device).query(queries, k)
 
 
 def pairwise_sqdist(queries: np.ndarray, base: np.ndarray, device: str = "cpu") -> np.ndarray:
