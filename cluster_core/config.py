@@ -37,6 +37,12 @@ class TrainConfig(BaseModel):
     hdbscan_min_samples: int | None = Field(None, ge=1)
     hdbscan_max_fit_samples: int = Field(50_000, ge=100)
     local_fit_max_bytes: int = Field(512 << 20, ge=0, description="train matrices up to this size fit in one task per model")
+    persist: str = Field(
+        "auto",
+        pattern="^(auto|always|never)$",
+        description="keep featurized partitions in worker memory: auto = when they fit in half of it; "
+        "never = recompute (stream from Parquet) on every pass",
+    )
     device: str = "auto"
 
     @field_validator("algorithms")

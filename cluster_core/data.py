@@ -28,12 +28,16 @@ class Dataset:
         The Parquet files found.
     n_rows : int
         Total rows, from the file footers.
+    nbytes : int
+        Uncompressed size of the data, from the file footers (an estimate of its size
+        in memory).
     """
 
     path: str
     frame: Any
     files: list[str]
     n_rows: int
+    nbytes: int = 0
 
     @property
     def columns(self) -> list[str]:
@@ -66,14 +70,16 @@ def list_parquet_files(path: str, storage_options: dict | None = None) -> tuple[
     return fs, sorted(files)
 
 
-def _footer_rows(fs: Any, file: str) -> int:
+def _footer_sizes(fs: Any, file: str) -> tuple[int, int]:
+    """(rows, uncompressed bytes) of one Parquet file, from its footer."""
     import pyarrow.parquet as pq
 
     try:
         with fs.open(file, "rb") as handle:
-            return int(pq.ParquetFile(handle).metadata.num_rows)
+            meta = pq.ParquetFile(handle).metadata
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError variants for bad files
         raise DataError(f"{file!r} is not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+    return int(meta.num_rows), sum(int(meta.row_group(i).total_byte_size) for i in range(meta.num_row_groups))
 
 
 def read_dataset(path: str, *, storage_options: dict | None = None, backend: str = "pandas") -> Dataset:
@@ -100,7 +106,8 @@ def read_dataset(path: str, *, storage_options: dict | None = None, backend: str
     path = str(path)
     fs, files = list_parquet_files(path, storage_options)
     with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
-        n_rows = sum(pool.map(lambda f: _footer_rows(fs, f), files))
+        sizes = list(pool.map(lambda f: _footer_sizes(fs, f), files))
+    n_rows, nbytes = sum(r for r, _ in sizes), sum(b for _, b in sizes)
     if n_rows == 0:
         raise DataError(f"dataset {path!r} has no rows ({len(files)} file(s), all empty)")
     with dask.config.set({"dataframe.backend": backend}):
@@ -108,7 +115,7 @@ def read_dataset(path: str, *, storage_options: dict | None = None, backend: str
             frame = dd.read_parquet(path, storage_options=storage_options or None)
         except Exception as exc:
             raise DataError(f"cannot read {path!r} as Parquet ({type(exc).__name__}: {exc})") from exc
-    return Dataset(path=path, frame=frame, files=files, n_rows=n_rows)
+    return Dataset(path=path, frame=frame, files=files, n_rows=n_rows, nbytes=nbytes)
 
 
 def partition_backend(device) -> str:

@@ -19,14 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
-from .blocks import Blocks, concat_partials, sum_partials
+from .blocks import Blocks, concat_partials, sum_partials, threaded_blocks
 from .kernels.neighbors import pairwise_sqdist
 
 DEFAULT_SILHOUETTE_SAMPLE = 10_000
 MIN_PER_CLUSTER = 50
-PAIRWISE_CHUNK_BYTES = 64 << 20
+TILE = 2048  # sample rows x block rows per distance tile: 16 MiB of float32, cache-resident
 
 AssignFn = Callable[[np.ndarray], np.ndarray]
 
@@ -35,29 +34,31 @@ def _labels(block: Any, assign: AssignFn) -> np.ndarray:
     return np.asarray(assign(block), dtype=np.int64)
 
 
+def _one_hot(labels: np.ndarray, n_clusters: int, dtype=np.float32) -> np.ndarray:
+    """(n, k) membership matrix; noise rows (-1) are all zero."""
+    out = np.zeros((labels.shape[0], n_clusters), dtype)
+    member = np.flatnonzero(labels >= 0)
+    out[member, labels[member]] = 1.0
+    return out
+
+
 def _cluster_sums(block, assign: AssignFn, n_clusters: int):
     """(counts[k + 1] with noise last, sums[k, d]) of one block."""
-    x = np.asarray(block, dtype=np.float64)
     labels = _labels(block, assign)
-    slots = np.where(labels < 0, n_clusters, labels)
-    counts = np.bincount(slots, minlength=n_clusters + 1)
-    sums = np.zeros((n_clusters, x.shape[1]))
-    keep = labels >= 0
-    np.add.at(sums, labels[keep], x[keep])
+    counts = np.bincount(np.where(labels < 0, n_clusters, labels), minlength=n_clusters + 1)
+    sums = _one_hot(labels, n_clusters, np.float64).T @ np.asarray(block, dtype=np.float64)
     return counts, sums
 
 
 def _spread_and_sample(block, index: int, assign: AssignFn, centroids: np.ndarray, keep_probability: np.ndarray, seed: int):
     """Per-cluster sums of distances / squared distances to the centroid, and the sampled rows."""
-    x = np.asarray(block, dtype=np.float64)
     labels = _labels(block, assign)
     k = centroids.shape[0]
-    dist_sum, sq_sum = np.zeros(k), np.zeros(k)
     member = labels >= 0
-    if member.any():
-        sq = ((x[member] - centroids[labels[member]]) ** 2).sum(axis=1)
-        np.add.at(sq_sum, labels[member], sq)
-        np.add.at(dist_sum, labels[member], np.sqrt(sq))
+    slots = labels[member]
+    sq = ((np.asarray(block, dtype=np.float64)[member] - centroids[slots]) ** 2).sum(axis=1)
+    dist_sum = np.bincount(slots, weights=np.sqrt(sq), minlength=k)
+    sq_sum = np.bincount(slots, weights=sq, minlength=k)
     draw = np.random.default_rng([seed, index]).random(labels.shape[0])
     chosen = member & (draw < keep_probability[np.where(member, labels, 0)])
     return (dist_sum, sq_sum), (np.asarray(block[chosen], np.float32), labels[chosen])
@@ -67,21 +68,23 @@ def _combine_spread(a, b):
     return sum_partials(a[0], b[0]), concat_partials(a[1], b[1])
 
 
+@threaded_blocks
 def _silhouette_sums(block, assign: AssignFn, sample: np.ndarray, n_clusters: int, device: str):
-    """For every sample row: summed distance to the rows of each cluster (noise rows skipped)."""
-    labels = torch.from_numpy(_labels(block, assign))
-    n_sample = sample.shape[0]
-    sums = torch.zeros(n_sample, n_clusters, dtype=torch.float64)
-    step = max(1, PAIRWISE_CHUNK_BYTES // (4 * max(n_sample, 1)))
-    for start in range(0, labels.shape[0], step):
-        chunk_labels = labels[start : start + step]
-        dist = torch.from_numpy(np.sqrt(pairwise_sqdist(sample, block[start : start + step], device)))
-        member = chunk_labels >= 0
-        if member.any():
-            part = torch.zeros(n_sample, n_clusters, dtype=torch.float32)
-            part.index_add_(1, chunk_labels[member], dist[:, member])
-            sums += part.double()
-    return sums.numpy()
+    """For every sample row: summed Euclidean distance to the rows of each cluster (noise skipped).
+
+    Tiles of TILE x TILE distances from faiss (squared, so a square root in place), then one
+    GEMM with the tile's membership matrix adds them up per cluster.
+    """
+    rows = np.asarray(block, dtype=np.float32)
+    membership = _one_hot(_labels(block, assign), n_clusters)
+    sums = np.zeros((sample.shape[0], n_clusters))
+    for q in range(0, sample.shape[0], TILE):
+        queries = sample[q : q + TILE]
+        for b in range(0, rows.shape[0], TILE):
+            distances = pairwise_sqdist(queries, rows[b : b + TILE], device)
+            np.sqrt(distances, out=distances)
+            sums[q : q + TILE] += distances @ membership[b : b + TILE]
+    return sums
 
 
 def sample_probabilities(counts: np.ndarray, sample_size: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -170,9 +170,24 @@ def fit_and_evaluate(
         return ModelResult(spec, None, fit_seconds=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
 
 
-def fit_and_evaluate_arrays(spec, config, train: np.ndarray, validation: np.ndarray, feature_names) -> ModelResult:
-    """:func:`fit_and_evaluate` on in-memory arrays (the body of one worker task)."""
-    return fit_and_evaluate(spec, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names)
+def fit_and_evaluate_arrays(
+    spec, config, train: np.ndarray, validation: np.ndarray, feature_names, threads: int = 1
+) -> ModelResult:
+    """:func:`fit_and_evaluate` on in-memory arrays (the body of one worker task).
+
+    ``threads``: the task's share of the cluster's threads — more than the worker's own
+    one when there are fewer models than worker threads (the others would sit idle).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        with threadpool_limits(max(1, threads)):
+            return fit_and_evaluate(spec, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def rank(results: list[ModelResult]) -> list[ModelResult]:
@@ -208,9 +223,21 @@ def _cluster_memory(client: Any) -> int | None:
 
 
 def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: Progress) -> PreparedData:
-    """Sample, infer the schema, fit the features, featurize and split every partition."""
+    """Sample, infer the schema, fit the features, featurize and split every partition.
+
+    When the decoded table fits in a quarter of the workers' memory it is kept there, so
+    the Parquet files are decoded once for both the sample and the features.
+    """
     import dask
 
+    memory = _cluster_memory(client)
+    if config.persist != "never" and memory is not None and dataset.nbytes <= memory // 4:
+        progress.step(f"loading {dataset.nbytes / 2**20:,.0f} MiB into worker memory")
+        dataset = replace(dataset, frame=dataset.frame.persist())
+        if client is not None:
+            from distributed import wait
+
+            wait(dataset.frame)
     progress.step(f"sampling up to {config.feature_sample_rows:,} of {dataset.n_rows:,} rows for schema and features")
     sample = sample_frame(dataset, config.feature_sample_rows, config.seed)
     schema = infer_schema(
@@ -223,10 +250,12 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     split = dask.delayed(featurize_split, pure=True, nout=2)
     parts = [split(p, i, shared, config.seed, config.validation_fraction) for i, p in enumerate(dataset.frame.to_delayed())]
     estimate = dataset.n_rows * pipeline.n_features * 4
-    memory = _cluster_memory(client)
-    persisted = memory is None or estimate <= memory // 2
+    fits = memory is None or estimate <= memory // 2
+    persisted = config.persist == "always" or (config.persist == "auto" and fits)
     if persisted:
         parts = list(dask.persist(*parts))
+    elif config.persist == "never":
+        progress.message("persist=never: partitions are re-read and featurized on every pass")
     else:
         progress.message(f"features ({estimate / 2**30:.1f} GiB) exceed half the workers' memory: streaming from Parquet")
     train = DaskBlocks([p[0] for p in parts], pipeline.n_features)
@@ -259,8 +288,9 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     from distributed import as_completed
 
     train_future, validation_future = client.compute([train, validation])
+    threads = _threads_per_task(client, len(specs))
     futures = [
-        client.submit(fit_and_evaluate_arrays, spec, config, train_future, validation_future, names, pure=False)
+        client.submit(fit_and_evaluate_arrays, spec, config, train_future, validation_future, names, threads, pure=False)
         for spec in specs
     ]
     for i, future in enumerate(as_completed(futures), 1):
@@ -268,6 +298,13 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
         progress.advance(i, len(specs), describe_result(result))
         results.append(result)
     return results
+
+
+def _threads_per_task(client: Any, n_tasks: int) -> int:
+    """The cluster's worker threads shared among ``n_tasks`` concurrent model tasks (at least 1)."""
+    workers = client.scheduler_info()["workers"].values()
+    total = sum(int(w.get("nthreads", 1)) for w in workers) or 1
+    return max(1, total // max(1, n_tasks))
 
 
 def _run_distributed(specs, config, data: PreparedData, progress: Progress) -> list[ModelResult]:

@@ -69,6 +69,9 @@ def _train_config(args: argparse.Namespace):
         "kinds": args.kind,
         "seed": args.seed,
         "validation_fraction": args.validation_fraction,
+        "max_iter": args.max_iter,
+        "kmeans_n_init": args.kmeans_n_init,
+        "persist": args.persist,
         "device": args.device or "auto",
     }
     return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
@@ -225,6 +228,10 @@ def build_parser(extra: list[CommandRegistrar] | None = None) -> argparse.Argume
     train.add_argument("--max-k", type=int, dest="max_k", help="largest allowed cluster count (default 100)")
     train.add_argument("--seed", type=int, help="seed for sampling, the split and the algorithms (default 0)")
     train.add_argument("--validation-fraction", type=float, dest="validation_fraction", help="default 0.2")
+    train.add_argument("--max-iter", type=int, dest="max_iter", help="iteration cap for KMeans / GMM (default 300)")
+    train.add_argument("--kmeans-n-init", type=int, dest="kmeans_n_init", help="k-means++ restarts per KMeans model (default 3)")
+    train.add_argument("--persist", choices=["auto", "always", "never"],
+                       help="keep features in worker memory (auto: when they fit in half of it) or re-read Parquet each pass")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_column_options(train)
     add_cluster_options(train)

@@ -35,10 +35,17 @@ def local_cluster(device: Device, n_workers: int | None = None, memory_limit: st
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, *, device: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
+def dask_client(
+    scheduler: str | None = None,
+    *,
+    device: str | None = None,
+    n_workers: int | None = None,
+    memory_limit: str | int = "auto",
+) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` (``tcp://HOST:PORT``) or to a new local cluster.
 
-    The local cluster lives as long as the context.
+    The local cluster lives as long as the context; ``memory_limit`` is per worker
+    (``"auto"``: the machine's memory split between workers).
     """
     from distributed import Client
 
@@ -50,6 +57,6 @@ def dask_client(scheduler: str | None = None, *, device: str | None = None, n_wo
         with client:
             yield client
         return
-    cluster = local_cluster(resolve_device(device), n_workers)
+    cluster = local_cluster(resolve_device(device), n_workers, memory_limit)
     with cluster, Client(cluster) as client:
         yield client

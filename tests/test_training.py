@@ -75,3 +75,14 @@ def test_split_is_seeded(dask_client, mixed_dataset):
     assert runs[0].data.n_validation == runs[1].data.n_validation
     assert np.isclose(runs[0].results[0].metrics["silhouette"], runs[1].results[0].metrics["silhouette"])
     assert runs[0].data.n_validation != runs[2].data.n_validation or runs[0].results[0].metrics != runs[2].results[0].metrics
+
+
+def test_streamed_from_parquet_equals_persisted(dask_client, mixed_dataset):
+    boards = []
+    for persist in ("always", "never"):
+        config = TrainConfig(algorithms=["kmeans", "gmm-diag"], k=[3], persist=persist, local_fit_max_bytes=0)
+        result = train_models(read_dataset(str(mixed_dataset)), config, client=dask_client)
+        assert result.data.persisted == (persist == "always")
+        boards.append({m["model_id"]: m for m in result.leaderboard()["models"]})
+    for model_id in boards[0]:
+        assert boards[0][model_id]["silhouette"] == pytest.approx(boards[1][model_id]["silhouette"], abs=1e-9)

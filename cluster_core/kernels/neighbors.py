@@ -57,5 +57,7 @@ def pairwise_sqdist(queries: np.ndarray, base: np.ndarray, device: str = "cpu") 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     base = np.ascontiguousarray(base, dtype=np.float32)
     if device == "cuda" and faiss.get_num_gpus() > 0:
-        return faiss.pairwise_distance_gpu(_gpu_resources(), queries, base)
-    return np.maximum(faiss.pairwise_distances(queries, base), 0.0)
+        distances = faiss.pairwise_distance_gpu(_gpu_resources(), queries, base)
+    else:
+        distances = faiss.pairwise_distances(queries, base)
+    return np.maximum(distances, 0.0, out=distances)
