@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run every Clustra benchmark in sequence and print their Markdown tables.
+# Usage: bench/run_all.sh [output-file]   (takes about an hour on a 2-core machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+out=${1:-bench/out/all.md}
+mkdir -p bench/out
+{
+  echo "# run at $(date -u +%FT%TZ) on $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+  echo "## clustering suite (algorithms on the reference preparation)"; $PY bench/clustering_suite.py --prep common 2>/dev/null
+  echo "## clustering suite (full feature pipeline)"; $PY bench/clustering_suite.py --prep pipeline 2>/dev/null
+  echo "## kmeans"; $PY bench/kmeans_peers.py 2>/dev/null
+  echo "## gmm"; $PY bench/gmm_peers.py 2>/dev/null
+  echo "## hdbscan"; $PY bench/hdbscan_peers.py 2>/dev/null
+  echo "## silhouette"; $PY bench/silhouette.py 2>/dev/null
+  echo "## end to end vs Spark MLlib"; $PY bench/e2e_spark.py 2>/dev/null | grep -v WARN
+  echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
+} | tee "$out"
