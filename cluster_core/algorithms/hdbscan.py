@@ -121,11 +121,7 @@ class HDBSCAN(ClusterEstimator):
     def assign(self, X) -> Assignment:
         """Approximate-predict labels (-1 = noise) and membership probabilities."""
         array = self._check_input(X)
-        device = self._torch_device()
-        index = getattr(self, "_index", None)
-        if index is None or index.device != device:
-            index = self._index = NeighborIndex(self.fit_data_, device)  # a cache, not saved state
-        labels, probability = approximate_predict(self._prediction_state(), array, index)
+        labels, probability = approximate_predict(self._prediction_state(), array, self.neighbor_index_)
         return Assignment(labels, probability, None)
 
     def _prediction_state(self) -> dict:
@@ -139,6 +135,8 @@ class HDBSCAN(ClusterEstimator):
             setattr(self, name, state[name])
         self.min_samples_ = int(self.min_samples_)
         self.n_clusters_ = int(self.n_clusters_)
+        # derived from fit_data_, not saved: the search structure over the fit sample
+        self.neighbor_index_ = NeighborIndex(self.fit_data_, self._torch_device())
 
 
 _STATE_KEYS = (

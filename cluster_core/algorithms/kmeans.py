@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
 
@@ -14,7 +15,7 @@ from ._base import Assignment, ClusterEstimator, seed_from
 DEFAULT_INIT_SAMPLE = 200_000
 
 
-class KMeans(ClusterEstimator):
+class KMeans(TransformerMixin, ClusterEstimator):
     """K-means clustering that runs unchanged on in-memory arrays and on Dask partitions.
 
     Each Lloyd iteration is one pass of :func:`~cluster_core.kernels.kmeans.lloyd_partial_sums`
