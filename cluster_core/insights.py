@@ -52,6 +52,27 @@ def profile_clusters(features: np.ndarray, labels: np.ndarray, feature_names: li
                 for i in order
                 if abs(delta[i]) > 1e-9
             ]
-            entry["name"] = ", ".join(_phrase(t["feature"], t["difference"]) for t in entry["top_features"][:2]) or f"cluster {cluster}"
         profiles.append(entry)
+    _name_clusters(profiles)
     return profiles
+
+
+def _name_clusters(profiles: list[dict]) -> None:
+    """Name each cluster by its two most distinctive features; a name that repeats takes
+    more features until it is unique (and the cluster id as a last resort)."""
+    phrases = {p["cluster_id"]: [_phrase(t["feature"], t["difference"]) for t in p["top_features"]] for p in profiles}
+    length = {cid: 2 for cid in phrases}
+    for _ in range(TOP_FEATURES):
+        names = {cid: ", ".join(parts[: length[cid]]) for cid, parts in phrases.items()}
+        repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
+        if not repeated:
+            break
+        for cid, name in names.items():
+            if name in repeated:
+                length[cid] += 1
+    seen = set()
+    for profile in profiles:
+        cid = profile["cluster_id"]
+        name = ", ".join(phrases[cid][: length[cid]]) or f"cluster {cid}"
+        profile["name"] = name if name not in seen else f"{name} (#{cid})"
+        seen.add(profile["name"])
