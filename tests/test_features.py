@@ -28,6 +28,15 @@ def test_multimodal_column_keeps_its_modes_apart():
     assert np.abs(out).max() <= 5.0
 
 
+def test_separated_modes_are_not_shrunk():
+    # two tight groups at -1 and +1: an IQR-based scale (2 / 1.349) would pull them to +-0.67
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(-1, 0.05, 500), rng.normal(1, 0.05, 500)])
+    frame = pd.DataFrame({"x": values})
+    out = NumericFeaturizer("x").fit(frame).transform(frame)[:, 0]
+    assert np.median(out[500:]) - np.median(out[:500]) == pytest.approx(2.0, rel=0.03)
+
+
 def test_mostly_constant_column_counts_like_a_flag():
     values = np.zeros(1000)
     values[:3] = 1.0
