@@ -429,6 +429,14 @@ def test_jobs_api_store_is_a_pvc_with_recreate_strategy(helm: str) -> None:
     assert args[:5] == ["api", "--host", "0.0.0.0", "--port", "8080"]
     assert args[args.index("--store") + 1] == "/var/lib/clustra/jobs/jobs.sqlite"
     assert args[args.index("--data-root") + 1] == "/data"
+    assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "/data/outputs"
+
+    s3 = render(helm, "data.persistence.enabled=false", "data.roots[0]=s3://lake/data/", "data.roots[1]=/scratch",
+                "objectStorage.enabled=true", "objectStorage.existingSecret=s3")
+    api = container(one(s3, "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"], "jobs-api")
+    assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "s3://lake/data/outputs"
+    assert [a for i, a in enumerate(api["args"]) if api["args"][i - 1] == "--data-root"] == ["s3://lake/data/", "/scratch"]
+    assert not find(s3, "PersistentVolumeClaim", f"{FULL}-data")
 
     ephemeral = render(helm, "jobsApi.persistence.enabled=false")
     assert not find(ephemeral, "PersistentVolumeClaim", f"{FULL}-jobs-store")
@@ -496,12 +504,24 @@ def test_serve_autoscaling_replaces_num_replicas(helm: str) -> None:
                   "serving.modelDeployment.autoscaling.maxReplicas=6")
     model = serve_config(docs)["applications"][0]["deployments"][1]
     assert "num_replicas" not in model
-    assert model["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 6, "target_ongoing_requests": 16}
-    assert model["user_config"] == {"max_batch_size": 256, "batch_wait_timeout_s": 0.005}
+    assert model["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 6, "target_ongoing_requests": 32}
+    assert model["user_config"] == {"max_batch_size": 64, "batch_wait_timeout_s": 0.002}
     error = render_error(helm, "serving.modelDeployment.autoscaling.enabled=true",
                          "serving.modelDeployment.autoscaling.minReplicas=5",
                          "serving.modelDeployment.autoscaling.maxReplicas=2")
     assert "minReplicas=5 should be <= maxReplicas=2" in error
+
+
+def test_user_config_of_both_deployments(helm: str) -> None:
+    ingress, model = serve_config(render(helm))["applications"][0]["deployments"]
+    assert "user_config" not in ingress
+    docs = render(helm, "serving.ingressDeployment.userConfig.max_records=500",
+                  "serving.modelDeployment.userConfig.bulk_max_batch_size=4",
+                  "serving.modelDeployment.userConfig.max_batch_size=128",
+                  "serving.modelDeployment.batching.batchWaitTimeoutS=0.01")
+    ingress, model = serve_config(docs)["applications"][0]["deployments"]
+    assert ingress["user_config"] == {"max_records": 500}
+    assert model["user_config"] == {"max_batch_size": 128, "batch_wait_timeout_s": 0.01, "bulk_max_batch_size": 4}
 
 
 def test_in_tree_autoscaling_leaves_the_head_service_account_to_kuberay(helm: str) -> None:
@@ -667,3 +687,55 @@ def test_fetch_helm_checks_the_binary(tmp_path: Path) -> None:
     fetch_helm.install(str(tarball), str(dest), hashlib.sha256(b"\x7fELF helm").hexdigest())
     assert dest.read_bytes() == b"\x7fELF helm" and os.access(dest, os.X_OK)
     assert fetch_helm.main([str(tmp_path / "missing.tgz"), str(dest), "00"]) == 1
+
+
+# --- the rendered commands against the real command-line parsers ---------------------------
+
+
+def test_dask_commands_parse_with_the_dask_cli(helm: str) -> None:
+    from distributed.cli.dask_scheduler import main as scheduler_cli
+    from distributed.cli.dask_worker import main as worker_cli
+
+    for mode in ("deployments", "operator"):
+        docs = render(helm, f"dask.mode={mode}", "dask.workers.nthreads=3", "dask.workers.memoryLimit=3GiB")
+        if mode == "operator":
+            spec = one(docs, "DaskCluster", f"{FULL}-dask")["spec"]
+            scheduler, worker = spec["scheduler"]["spec"]["containers"][0], spec["worker"]["spec"]["containers"][0]
+        else:
+            scheduler = one(docs, "Deployment", f"{FULL}-dask-scheduler")["spec"]["template"]["spec"]["containers"][0]
+            worker = one(docs, "Deployment", f"{FULL}-dask-worker")["spec"]["template"]["spec"]["containers"][0]
+        assert scheduler["command"] == worker["command"] == ["dask"]
+        assert scheduler["args"][0] == "scheduler" and worker["args"][0] == "worker"
+        params = scheduler_cli.make_context("dask scheduler", scheduler["args"][1:]).params
+        assert params["port"] == "8786" and params["dashboard_address"] == ":8787"
+        params = worker_cli.make_context("dask worker", worker["args"][1:]).params
+        assert params["scheduler"] == f"tcp://{FULL}-dask-scheduler.{NAMESPACE}.svc:8786"
+        assert params["nthreads"] == 3 and params["memory_limit"] == "3GiB"
+        assert params["dashboard_address"] == ":8788"
+        assert params["preload_argv"] == ()
+
+
+def test_jobs_api_command_parses_with_the_clustra_cli(helm: str) -> None:
+    import argparse
+
+    from jobs.cli import _extra_commands, build_parser
+
+    parser = build_parser(_extra_commands())
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if "api" not in commands.choices:
+        pytest.skip("`clustra api` (the jobs service, issue 5) is not in this tree")
+    api = one(render(helm), "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["command"] == ["clustra"]
+    parser.parse_args(api["args"])  # exits (SystemExit) on an unknown flag
+
+
+def test_deployment_names_and_user_config_match_the_serving_code(helm: str) -> None:
+    config = pytest.importorskip("serving.config", reason="the Serve application (issue 4) is not in this tree")
+    settings = pytest.importorskip("serving.settings", reason="the Serve application (issue 4) is not in this tree")
+    docs = render(helm, "serving.ingressDeployment.userConfig.max_records=10")
+    app = serve_config(docs)["applications"][0]
+    assert app["import_path"] == config.IMPORT_PATH
+    ingress, model = app["deployments"]
+    assert (ingress["name"], model["name"]) == (config.INGRESS_DEPLOYMENT, config.MODEL_DEPLOYMENT)
+    settings.IngressOptions(**ingress["user_config"])
+    settings.ModelOptions(**model["user_config"])

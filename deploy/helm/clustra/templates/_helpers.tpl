@@ -162,6 +162,20 @@ The registry location: registry.url, or the registry volume's mount path.
 {{- end -}}
 {{- end -}}
 
+{{/*
+Where job outputs go: jobsApi.outputRoot, else outputs/ on the data volume, else under the
+first data root.
+*/}}
+{{- define "clustra.outputRoot" -}}
+{{- if .Values.jobsApi.outputRoot -}}
+{{- .Values.jobsApi.outputRoot -}}
+{{- else if .Values.data.persistence.enabled -}}
+{{- printf "%s/outputs" (trimSuffix "/" .Values.data.persistence.mountPath) -}}
+{{- else -}}
+{{- printf "%s/outputs" (trimSuffix "/" (first .Values.data.roots)) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "clustra.registryVolumeEnabled" -}}
 {{- if and (not .Values.registry.url) .Values.registry.persistence.enabled -}}true{{- end -}}
 {{- end -}}

@@ -13,6 +13,9 @@ worker processes inherit that environment.
 {{- end -}}
 
 {{- $ingress := dict "name" $s.ingressDeployment.name "num_replicas" (int $s.ingressDeployment.numReplicas) "max_ongoing_requests" (int $s.ingressDeployment.maxOngoingRequests) "ray_actor_options" (dict "num_cpus" (float64 $s.ingressDeployment.numCpus)) -}}
+{{- with $s.ingressDeployment.userConfig -}}
+{{- $_ := set $ingress "user_config" (deepCopy .) -}}
+{{- end -}}
 
 {{- $m := $s.modelDeployment -}}
 {{- $actor := dict "num_cpus" (float64 $m.numCpus) -}}
@@ -20,6 +23,7 @@ worker processes inherit that environment.
 {{- $_ := set $actor "num_gpus" (float64 $m.numGpus) -}}
 {{- end -}}
 {{- $userConfig := dict "max_batch_size" (int $m.batching.maxBatchSize) "batch_wait_timeout_s" (float64 $m.batching.batchWaitTimeoutS) -}}
+{{- $userConfig = merge (deepCopy (default dict $m.userConfig)) $userConfig -}}
 {{- $model := dict "name" $m.name "max_ongoing_requests" (int $m.maxOngoingRequests) "ray_actor_options" $actor "user_config" $userConfig -}}
 {{- if $m.autoscaling.enabled -}}
 {{- $_ := set $model "autoscaling_config" (dict "min_replicas" (int $m.autoscaling.minReplicas) "max_replicas" (int $m.autoscaling.maxReplicas) "target_ongoing_requests" (float64 $m.autoscaling.targetOngoingRequests)) -}}
