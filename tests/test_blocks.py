@@ -50,3 +50,20 @@ def test_partial_combiners():
     assert sum_partials(None, 5) == 5
     merged = concat_partials((np.zeros((1, 2)), np.zeros(1)), (np.ones((2, 2)), np.ones(2)))
     assert merged[0].shape == (3, 2) and merged[1].shape == (3,)
+
+
+def test_small_in_memory_fits_run_single_threaded():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from cluster_core.blocks import SMALL_DATA_VALUES, single_threaded_when_small
+
+    before = torch.get_num_threads()
+    small = ArrayBlocks(np.zeros((100, 4), np.float32))
+    with single_threaded_when_small(small):
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert torch.get_num_threads() == before
+    large = ArrayBlocks(np.zeros((SMALL_DATA_VALUES // 4 + 1, 4), np.float32))
+    with single_threaded_when_small(large):
+        assert torch.get_num_threads() == before

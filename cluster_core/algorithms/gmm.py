@@ -9,7 +9,7 @@ from scipy.linalg import solve_triangular
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..blocks import Blocks
+from ..blocks import Blocks, single_threaded_when_small
 from ..kernels.gmm import em_statistics, hard_statistics, log_responsibilities
 from ..kernels.kmeans import kmeans_plusplus
 from ._base import Assignment, ClusterEstimator, seed_from
@@ -107,6 +107,11 @@ class GaussianMixture(ClusterEstimator):
         """Run EM ``n_init`` times and keep the parameters with the best likelihood."""
         self._validate_params()
         blocks, array = self._fit_blocks(X)
+        with single_threaded_when_small(blocks):
+            return self._fit_em(blocks, array)
+
+    def _fit_em(self, blocks: Blocks, array: np.ndarray | None) -> GaussianMixture:
+        """EM restarts on the blocks; the best likelihood wins."""
         n_rows = blocks.count_rows()
         if n_rows < self.n_components:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n_rows}")

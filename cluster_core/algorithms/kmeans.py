@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
 
 from .._compat import optional_import, require
-from ..blocks import Blocks, concat_partials
+from ..blocks import Blocks, concat_partials, single_threaded_when_small
 from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
 from ._base import Assignment, ClusterEstimator, seed_from
 
@@ -111,6 +111,11 @@ class KMeans(TransformerMixin, ClusterEstimator):
         device = self._torch_device()
         if self._engine(array is not None, device) == "cuml":
             return self._fit_cuml(array)
+        with single_threaded_when_small(blocks):
+            return self._fit_torch(blocks, array, device)
+
+    def _fit_torch(self, blocks: Blocks, array: np.ndarray | None, device: str) -> KMeans:
+        """Clustra's blocked k-means++ seeding and Lloyd iterations."""
         n_rows = blocks.count_rows()
         if n_rows < self.n_clusters:
             raise ValueError(f"n_samples={n_rows} should be >= n_clusters={self.n_clusters}.")
