@@ -116,6 +116,15 @@ def _parse_dates(values: pd.Series) -> pd.Series:
         return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
 
 
+def _n_unique(present: pd.Series) -> int:
+    """Distinct values (strings compared as text; bytes and records by value)."""
+    if present.dtype != object:
+        return int(present.nunique())
+    if present.map(lambda v: isinstance(v, (bytes, bytearray, memoryview, dict))).any():
+        return int(present.map(repr).nunique())
+    return int(present.astype(str).nunique())
+
+
 def _binary_kind(present: pd.Series) -> tuple[str, str] | None:
     """IMAGE for image bytes/structs, IDENTIFIER for other binary values, None for anything else."""
     from .features.image import is_image_bytes, looks_like_image_ref
@@ -151,7 +160,7 @@ def _infer_kind(name: str, values: pd.Series) -> tuple[str, str]:
         binary = _binary_kind(present)
         if binary is not None:
             return binary
-    n_unique = int(present.astype(str).nunique()) if present.dtype == object else int(present.nunique())
+    n_unique = _n_unique(present)
     if n_unique <= 1:
         return CONSTANT, "a single distinct value"
     dtype = values.dtype
@@ -241,7 +250,7 @@ def infer_schema(
                 used=used,
                 reason=reason,
                 missing_fraction=float(values.isna().mean()) if len(values) else 0.0,
-                n_unique=int(present.astype(str).nunique()) if len(present) else 0,
+                n_unique=_n_unique(present) if len(present) else 0,
                 example=str(present.iloc[0])[:40] if len(present) else "",
             )
         )
@@ -262,7 +271,7 @@ def _detect_pairs(schema: Schema, sample: pd.DataFrame, kinds: dict[str, str], t
     """(lat, lon) pairs of numeric columns named alike, with values in range."""
 
     def candidate(spec: ColumnSpec) -> bool:
-        allowed = kinds.get(spec.name, NUMERIC) in (NUMERIC, GEO) and spec.kind in (NUMERIC, GEO)
+        allowed = kinds.get(spec.name, GEO) == GEO and spec.kind in (NUMERIC, GEO)  # a forced other kind is kept
         return allowed and spec.used and spec.name not in taken and not spec.options
 
     longitudes = {}

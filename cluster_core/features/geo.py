@@ -61,9 +61,9 @@ def check_coordinates(lat: np.ndarray, lon: np.ndarray, where: str, values: pd.S
         bad = np.flatnonzero(np.abs(np.nan_to_num(array, nan=0.0)) > limit)
         if bad.size:
             row = int(bad[0])
-            shown = values.iloc[row] if values is not None else array[row]
+            shown = f" (value {str(values.iloc[row])[:60]!r})" if values is not None else ""
             raise InvalidInputError(
-                f"{where}: row {row} has {name} {array[row]!r} ({shown!r}); expected a number in [-{limit:g}, {limit:g}]"
+                f"{where}: row {row} has {name} {float(array[row])!r}{shown}; expected a number in [-{limit:g}, {limit:g}]"
             )
 
 

@@ -185,17 +185,22 @@ def low_level_names(column: str, bins: int, orientations: int, grid: int, thumbn
 def load_image_model(ref: ModelRef, device: str):
     """A callable (float32 (n, 3, S, S) numpy -> (n, d) numpy) for a TorchScript or ONNX model, loaded once."""
 
+    path = ref.local_path()  # checked on every call (cached by file size and time): replaced weights are refused
+
     def load():
-        path = ref.local_path()
         if path.suffix.lower() == ".onnx":
             ort = require("onnxruntime", "ONNX image models")
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
             session = ort.InferenceSession(str(path), providers=providers)
             name = session.get_inputs()[0].name
             return lambda batch: np.asarray(session.run(None, {name: batch})[0])
+        import warnings
+
         import torch
 
-        module = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream, but it is what users export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device).eval()
 
         def run(batch: np.ndarray) -> np.ndarray:
             with torch.inference_mode():

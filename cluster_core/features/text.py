@@ -49,8 +49,10 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-def load_sentence_model(ref: ModelRef, device: str):
+def load_sentence_model(ref: ModelRef, device: str, max_length: int | None = None):
     """The SentenceTransformer of ``ref`` on ``device``, loaded once per process (hub offline)."""
+
+    path = ref.local_path()  # checked on every call (cached by file size and time): replaced weights are refused
 
     def load():
         st = require("sentence_transformers", "text embeddings")
@@ -60,14 +62,22 @@ def load_sentence_model(ref: ModelRef, device: str):
         transformers = optional_import("transformers")
         if transformers is not None:
             transformers.logging.disable_progress_bar()
-        return st.SentenceTransformer(str(ref.local_path()), device=device, local_files_only=True)
+        model = st.SentenceTransformer(str(path), device=device, local_files_only=True)
+        if max_length:
+            model.max_seq_length = int(max_length)
+        return model
 
-    return load_once(("sentence-transformers", ref.sha256, device), load)
+    return load_once(("sentence-transformers", ref.sha256, device, max_length), load)
 
 
-def embed_texts(texts: list[str], ref: ModelRef, *, device: str, batch_size: int = 64, threads: int | None = None) -> np.ndarray:
-    """L2-normalized sentence embeddings, float32 of shape (len(texts), dimension)."""
-    model = load_sentence_model(ref, device)
+def embed_texts(
+    texts: list[str], ref: ModelRef, *, device: str, batch_size: int = 64, threads: int | None = None, max_length: int | None = None
+) -> np.ndarray:
+    """L2-normalized sentence embeddings, float32 of shape (len(texts), dimension).
+
+    ``max_length``: word pieces kept per text (default: the model's own limit, 256 for MiniLM).
+    """
+    model = load_sentence_model(ref, device, max_length)
     with _torch_threads(threads):
         out = model.encode(
             texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
@@ -83,6 +93,7 @@ class TextFeaturizer(Featurizer):
     Options: ``method`` (auto | embedding | tfidf), ``model`` (default
     ``all-MiniLM-L6-v2``, or a local sentence-transformers directory), ``batch_size``
     (64), ``threads`` (torch threads while embedding; default: the process setting),
+    ``max_length`` (word pieces per text; default: the model's limit),
     ``device`` (auto | cpu | cuda; default: ``CLUSTRA_DEVICE`` / auto), ``components``
     (LSA dimensions, 64), ``max_features`` (TF-IDF vocabulary, 20,000).
     """
@@ -101,7 +112,7 @@ class TextFeaturizer(Featurizer):
         self.method_ = method
         if method == "embedding":
             self.model_ref_ = ModelRef.resolve(self.options.get("model") or PACKAGED_TEXT_MODEL, "text model")
-            dimension = embed_texts([""], self.model_ref_, device=self._device()).shape[1]
+            dimension = embed_texts([""], self.model_ref_, device=self._device(), max_length=self.options.get("max_length")).shape[1]
             names = [f"{self.column}__emb{i}" for i in range(dimension)]
         else:
             self._fit_tfidf(texts)
@@ -160,6 +171,7 @@ class TextFeaturizer(Featurizer):
             block = embed_texts(
                 texts, self.model_ref_, device=self._device(),
                 batch_size=int(self.options.get("batch_size", 64)), threads=self.options.get("threads"),
+                max_length=self.options.get("max_length"),
             )
         else:
             block = self._tfidf(texts)
