@@ -103,3 +103,25 @@ def test_declared_pairs_overrides_and_missing_points():
 def test_out_of_range_columns_named_like_coordinates_stay_numeric():
     frame = pd.DataFrame({"lat": np.linspace(0, 200, 30), "lon": np.linspace(0, 10, 30)})
     assert infer_schema(frame).column("lat").kind == "numeric"
+
+
+@pytest.mark.slow
+def test_clustra_train_flags_on_the_airports_table(tmp_path, capsys):
+    from jobs.cli import main
+
+    frame = airports()[["latitude", "longitude", "state"]]
+    frame.to_parquet(tmp_path / "airports.parquet", index=False)
+    base = ["train", str(tmp_path / "airports.parquet"), "--k", "4", "--algorithms", "kmeans", "--device", "cpu"]
+    status = main([*base, "--out", str(tmp_path / "run"), "--geo", "latitude:longitude", "--kind-weight", "geo=2",
+                   "--reduce", "pca", "--reduce-components", "2", "--view-rows", "300"])
+    assert status == 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert run["geo_pairs"] == ["latitude:longitude"] and run["kind_weights"] == {"geo": 2.0} and run["reduce"] == "pca"
+    view = json.loads((tmp_path / "run" / "models" / "kmeans-k4" / "embedding_view.json").read_text())
+    assert view["n_points"] == 300
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "bad"), "--kind-weight", "geo=heavy"]) == 2
+    assert main([*base, "--out", str(tmp_path / "bad"), "--geo", "latitude"]) == 2
+    err = capsys.readouterr().err
+    assert "--kind-weight expects NAME=NUMBER" in err and "LAT_COLUMN:LON_COLUMN" in err
+    assert not (tmp_path / "bad").exists()
