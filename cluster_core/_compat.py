@@ -12,6 +12,8 @@ _INSTALL_HINTS = {
     "dask_cuda": 'pip install "clustra[gpu]"  (dask-cuda)',
     "ray": 'pip install "clustra[serve]"  (ray[serve])',
     "sentence_transformers": 'pip install "clustra[text]"',
+    "PIL": 'pip install "clustra[image]"  (pillow)',
+    "onnxruntime": 'pip install "clustra[image]"  (onnxruntime)',
 }
 
 

@@ -44,6 +44,22 @@ class TrainConfig(BaseModel):
         "never = recompute (stream from Parquet) on every pass",
     )
     device: str = "auto"
+    # -- multimodal features (text, image, geo), balance, reduction, the embedding view --
+    geo_pairs: list[str] = Field(default_factory=list, description="declared LAT:LON column pairs")
+    text_method: str = Field("auto", pattern="^(auto|embedding|tfidf)$", description="auto = embeddings when installed, else TF-IDF")
+    text_model: str | None = Field(None, description="sentence-transformers directory (default: packaged all-MiniLM-L6-v2)")
+    text_batch_size: int = Field(64, ge=1)
+    text_threads: int | None = Field(None, ge=1, description="torch threads while embedding (default: the process setting)")
+    image_model: str | None = Field(None, description="TorchScript (.pt/.ts) or ONNX (.onnx) image model")
+    image_root: str | None = Field(None, description="base directory of relative image paths")
+    balance: str = Field("column", pattern="^(column|none)$", description="column = text/image/geo blocks count as one column")
+    kind_weights: dict[str, float] = Field(default_factory=dict, description="per-kind block weights, e.g. {'text': 2}")
+    reduce: str = Field("none", pattern="^(none|pca|svd)$", description="reduce the combined matrix")
+    reduce_components: int = Field(32, ge=1)
+    stats_sample_rows: int = Field(2000, ge=10, description="rows the balance and the reduction are fitted on")
+    view_method: str = Field("pca", pattern="^(pca|tsne)$", description="2-D projection of the embedding view")
+    view_sample_rows: int = Field(2000, ge=0, description="rows shown in each model's embedding view (0 = no view)")
+    gallery_size: int = Field(8, ge=0, description="representative images per cluster and image column")
 
     @field_validator("algorithms")
     @classmethod
@@ -66,6 +82,26 @@ class TrainConfig(BaseModel):
         if bad:
             raise ValueError(f"cluster counts must be >= 2, got {bad}")
         return sorted(set(value))
+
+    @field_validator("geo_pairs")
+    @classmethod
+    def _lat_lon_pairs(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if len([c for c in p.split(":") if c.strip()]) != 2]
+        if bad:
+            raise ValueError(f"geo pairs must look like LAT_COLUMN:LON_COLUMN, got {bad}")
+        return value
+
+    def geo_pair_tuples(self) -> list[tuple[str, str]]:
+        """``geo_pairs`` as (latitude column, longitude column) tuples."""
+        return [tuple(c.strip() for c in p.split(":")) for p in self.geo_pairs]
+
+    def kind_options(self) -> dict[str, dict]:
+        """Per-kind featurizer options from the settings above."""
+        text = {"method": self.text_method, "model": self.text_model, "batch_size": self.text_batch_size,
+                "threads": self.text_threads, "device": None if self.device == "auto" else self.device}
+        image = {"model": self.image_model, "root": self.image_root, "device": None if self.device == "auto" else self.device}
+        return {"text": {k: v for k, v in text.items() if v is not None},
+                "image": {k: v for k, v in image.items() if v is not None}}
 
     @model_validator(mode="after")
     def _counts_within_max_k(self) -> TrainConfig:

@@ -24,6 +24,7 @@ from pathlib import Path
 from ._state import replace_dir, write_json
 from .errors import ArtifactError, InvalidInputError
 from .model import MODEL_FILE, ClusteringModel
+from .projection import write_embedding_views
 from .training import TrainResult
 
 LEADERBOARD_FILE = "leaderboard.json"
@@ -38,8 +39,14 @@ def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: boo
     staging = run_dir.with_name(f".{run_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     try:
-        for model in result.models():
+        models = result.models()
+        for model in models:
             model.save(staging / "models" / model.model_id)
+        config = result.config
+        write_embedding_views(
+            models, result.data.view_sample, staging / "models",
+            method=config.view_method, gallery_size=config.gallery_size, seed=config.seed,
+        )
         write_json(staging / "schema.json", result.data.schema.to_dict())
         write_json(
             staging / "run.json",

@@ -212,6 +212,7 @@ class PreparedData:
     n_train: int
     n_validation: int
     persisted: bool
+    view_sample: Any = None  # raw rows for the embedding view (cluster_core.projection)
 
 
 def _cluster_memory(client: Any) -> int | None:
@@ -241,10 +242,14 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     progress.step(f"sampling up to {config.feature_sample_rows:,} of {dataset.n_rows:,} rows for schema and features")
     sample = sample_frame(dataset, config.feature_sample_rows, config.seed)
     schema = infer_schema(
-        sample, include=config.include, exclude=config.exclude, kinds=config.kinds, supported_kinds=set(FEATURIZERS)
+        sample, include=config.include, exclude=config.exclude, kinds=config.kinds, supported_kinds=set(FEATURIZERS),
+        geo_pairs=config.geo_pair_tuples(),
     )
     progress.message(schema.format_table())
-    pipeline = FeaturePipeline(schema, config.weights).fit(sample)
+    pipeline = FeaturePipeline.from_config(schema, config).fit(sample)
+    for note in pipeline.fit_notes():
+        progress.message(note)
+    view_sample = sample if len(sample) <= config.view_sample_rows else sample.sample(config.view_sample_rows, random_state=config.seed)
     progress.step(f"featurizing {dataset.frame.npartitions} partition(s) into {pipeline.n_features} features")
     shared = dask.delayed(pipeline, pure=True)
     split = dask.delayed(featurize_split, pure=True, nout=2)
@@ -267,7 +272,7 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
             f"(train={n_train}, validation={n_validation}); at least ~10 rows are needed"
         )
     progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
-    return PreparedData(schema, pipeline, train, validation, n_train, n_validation, persisted)
+    return PreparedData(schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True))
 
 
 def _run_small(specs, config, data: PreparedData, client, progress: Progress) -> list[ModelResult]:

@@ -73,8 +73,52 @@ def _train_config(args: argparse.Namespace):
         "kmeans_n_init": args.kmeans_n_init,
         "persist": args.persist,
         "device": args.device or "auto",
+        "weights": _floats(args.weight, "--weight"),
+        "geo_pairs": args.geo,
+        "text_method": args.text_method,
+        "text_model": args.text_model,
+        "text_batch_size": args.text_batch_size,
+        "text_threads": args.text_threads,
+        "image_model": args.image_model,
+        "image_root": args.image_root,
+        "balance": args.balance,
+        "kind_weights": _floats(args.kind_weight, "--kind-weight"),
+        "reduce": args.reduce,
+        "reduce_components": args.reduce_components,
+        "view_method": args.view_method,
+        "view_sample_rows": args.view_rows,
     }
     return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _floats(pairs: dict[str, str] | None, flag: str) -> dict[str, float] | None:
+    """``{name: "2"}`` -> ``{name: 2.0}``; a non-number is a one-line user error."""
+    if not pairs:
+        return None
+    try:
+        return {k: float(v) for k, v in pairs.items()}
+    except ValueError:
+        raise UserError(f"{flag} expects NAME=NUMBER pairs, got {pairs}") from None
+
+
+def add_multimodal_options(parser: argparse.ArgumentParser) -> None:
+    """Text / image / geo featurization, block balance, reduction and the embedding view."""
+    parser.add_argument("--weight", type=key_values, metavar="COL=W,...", help="multiply a column's block by W")
+    parser.add_argument("--geo", type=csv_list, metavar="LAT:LON,...", help="declare latitude:longitude column pairs")
+    parser.add_argument("--text-method", dest="text_method", choices=["auto", "embedding", "tfidf"],
+                        help="text columns: sentence embeddings or TF-IDF + SVD (default auto: embeddings when installed)")
+    parser.add_argument("--text-model", dest="text_model", help="local sentence-transformers directory (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--text-batch-size", dest="text_batch_size", type=int, help="texts per embedding batch (default 64)")
+    parser.add_argument("--text-threads", dest="text_threads", type=int, help="torch threads while embedding")
+    parser.add_argument("--image-model", dest="image_model", help="TorchScript (.pt) or ONNX (.onnx) image model for embeddings")
+    parser.add_argument("--image-root", dest="image_root", help="base directory of relative image paths")
+    parser.add_argument("--balance", choices=["column", "none"],
+                        help="column (default): each text/image/geo block weighs like one numeric column")
+    parser.add_argument("--kind-weight", dest="kind_weight", type=key_values, metavar="KIND=W,...", help="e.g. text=2,image=0.5")
+    parser.add_argument("--reduce", choices=["none", "pca", "svd"], help="reduce the combined feature matrix (default none)")
+    parser.add_argument("--reduce-components", dest="reduce_components", type=int, help="components kept (default 32)")
+    parser.add_argument("--view-method", dest="view_method", choices=["pca", "tsne"], help="2-D embedding view (default pca)")
+    parser.add_argument("--view-rows", dest="view_rows", type=int, help="rows in each model's embedding view (default 2000; 0 = none)")
 
 
 def _backend(args: argparse.Namespace) -> str:
@@ -234,6 +278,7 @@ def build_parser(extra: list[CommandRegistrar] | None = None) -> argparse.Argume
                        help="keep features in worker memory (auto: when they fit in half of it) or re-read Parquet each pass")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_column_options(train)
+    add_multimodal_options(train)
     add_cluster_options(train)
     train.set_defaults(func=cmd_train)
 

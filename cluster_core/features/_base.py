@@ -39,6 +39,11 @@ class Featurizer(ABC):
     """
 
     kind: ClassVar[str] = ""
+    #: True for multi-dimensional kinds (text, image, geo) whose block the pipeline rescales
+    #: to the total variance of one numeric column (see ``FeaturePipeline``).
+    balance: ClassVar[bool] = False
+    #: True when ``transform(frame, issues=list)`` reports per-row problems instead of raising.
+    reports_issues: ClassVar[bool] = False
 
     def __init__(self, column: str, **options):
         self.column = column
