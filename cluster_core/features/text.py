@@ -155,11 +155,21 @@ class TextFeaturizer(Featurizer):
         self.idf_ = vectorizer.idf_.astype(np.float64)
         self.components_ = vt.astype(np.float32)
 
+    def _term_counter(self):
+        """A CountVectorizer over the fitted vocabulary, built once per featurizer (not saved)."""
+        counter = getattr(self, "_counter", None)
+        if counter is None:
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            counter = CountVectorizer(vocabulary={t: i for i, t in enumerate(self.vocabulary_)}, stop_words="english")
+            counter.fit([])  # validates the vocabulary once; transform then only counts
+            self._counter = counter
+        return counter
+
     def _tfidf(self, texts: list[str]) -> np.ndarray:
-        from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import normalize
 
-        counts = CountVectorizer(vocabulary={t: i for i, t in enumerate(self.vocabulary_)}, stop_words="english").transform(texts)
+        counts = self._term_counter().transform(texts)
         counts = counts.astype(np.float64)
         counts.data = 1.0 + np.log(counts.data)  # sublinear tf, as TfidfVectorizer(sublinear_tf=True)
         weighted = normalize(counts.multiply(self.idf_).tocsr())
