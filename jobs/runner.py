@@ -106,7 +106,6 @@ class DaskConnection:
         self.settings = settings
         self.address: str | None = None
         self.error: str | None = None
-        self._stack = contextlib.ExitStack()
         self._control: Any = None
 
     @property
@@ -114,18 +113,26 @@ class DaskConnection:
         """Whether jobs can run."""
         return self._control is not None
 
-    def connect(self) -> None:
-        """Start the embedded cluster or connect to the scheduler (raises on failure)."""
+    def open(self) -> contextlib.ExitStack:
+        """Start the embedded cluster or connect to the scheduler; close the returned stack in the same thread.
+
+        Raises whatever the connection raised (the caller retries).
+        """
         from .dask_cluster import dask_client
 
-        memory: str | int = self.settings.memory_limit
-        client = self._stack.enter_context(
+        stack = contextlib.ExitStack()
+        client = stack.enter_context(
             dask_client(self.settings.scheduler, device=self.settings.device, n_workers=self.settings.workers,
-                        memory_limit=memory)
+                        memory_limit=self.settings.memory_limit)
         )
         self.address = client.scheduler.address
         self._control = client
         self.error = None
+        stack.callback(self._forget)
+        return stack
+
+    def _forget(self) -> None:
+        self._control = None
 
     def n_workers(self) -> int:
         """Workers the scheduler has now (0 when it cannot be asked)."""
@@ -143,12 +150,6 @@ class DaskConnection:
         from .dask_cluster import CONNECT_TIMEOUT_S
 
         return Client(self.address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
-
-    def close(self) -> None:
-        """Close the control client (and the embedded cluster)."""
-        self._control = None
-        with contextlib.suppress(Exception):
-            self._stack.close()
 
 
 def cancel_client_work(client: Any, reason: str) -> int:
@@ -207,7 +208,7 @@ class Runner:
         return recovered
 
     def stop(self, timeout: float = STOP_WAIT_S) -> None:
-        """Stop dispatching; running jobs end ``interrupted``; close the Dask connection."""
+        """Stop dispatching; running jobs end ``interrupted``; the Dask connection is closed."""
         self._stopping.set()
         with self._wake:
             self._wake.notify_all()
@@ -220,9 +221,8 @@ class Runner:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
         for job in active:
             self.store.finish(job.job.id, "interrupted", error=job.reason)
-        for thread in self._threads:
-            thread.join(max(0.1, deadline - time.monotonic()))
-        self.dask.close()
+        for thread in self._threads:  # the dispatcher closes the Dask connection on its way out
+            thread.join(max(1.0, deadline + STOP_WAIT_S - time.monotonic()))
 
     def wake(self) -> None:
         """A job was queued: let the dispatcher look."""
@@ -260,10 +260,23 @@ class Runner:
     # -- threads ---------------------------------------------------------------------------
 
     def _dispatch_loop(self) -> None:
+        """Connect to Dask (retrying), then start queued jobs until stopped; the connection is
+        opened and closed in this thread (a Dask client must be closed where it was made current)."""
+        where = self.settings.scheduler or "an embedded LocalCluster"
         while not self._stopping.is_set():
-            if not self.dask.ready:
-                self._connect()
+            try:
+                connection = self.dask.open()
+            except Exception as exc:  # noqa: BLE001 - reported in /healthz, retried
+                self.dask.error = f"cannot start or reach {where}: {describe_failure(exc)}"
+                log.warning("%s; retrying in %.0fs", self.dask.error, CONNECT_RETRY_S)
+                self._stopping.wait(CONNECT_RETRY_S)
                 continue
+            log.info("jobs run on Dask at %s", self.dask.address)
+            with connection:
+                self._dispatch_until_stopped()
+
+    def _dispatch_until_stopped(self) -> None:
+        while not self._stopping.is_set():
             with self._wake:
                 free = len(self.active) < self.settings.max_concurrent_jobs
                 job = self.store.claim_next() if free and not self._stopping.is_set() else None
@@ -271,16 +284,6 @@ class Runner:
                     self._wake.wait(1.0)
                     continue
                 self._launch(job)
-
-    def _connect(self) -> None:
-        where = self.settings.scheduler or "an embedded LocalCluster"
-        try:
-            self.dask.connect()
-            log.info("jobs run on Dask at %s", self.dask.address)
-        except Exception as exc:  # noqa: BLE001 - reported in /healthz, retried
-            self.dask.error = f"cannot start or reach {where}: {describe_failure(exc)}"
-            log.warning("%s; retrying in %.0fs", self.dask.error, CONNECT_RETRY_S)
-            self._stopping.wait(CONNECT_RETRY_S)
 
     def _launch(self, job: JobRecord) -> None:
         timeout = job.spec.get("timeout_s")
