@@ -222,7 +222,10 @@ def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidInputError(f"spec file {str(path)!r} is not valid YAML or JSON: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidInputError(f"spec file {str(path)!r} is not valid YAML or JSON: {problem}{where}") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"spec file {str(path)!r} must hold a mapping with a 'kind' (train or apply)")
     return value
