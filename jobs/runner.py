@@ -6,9 +6,9 @@
   LocalCluster or ``--scheduler``), made current in the job's thread, so every Dask
   computation of the job belongs to that client.
 * Stopping a job (cancel, ``timeout_s``, no Dask worker for ``worker_wait_s``, shutdown)
-  cancels every future its client holds (the scheduler drops queued tasks and discards
-  running ones) and makes its :class:`JobProgress` raise at the next step boundary; the
-  watchdog repeats the cancellation until the job's thread has returned.
+  closes its client, so the scheduler releases every task of the job (queued ones never
+  run; a task already executing on a worker runs to its end and its result is dropped),
+  and makes its :class:`JobProgress` raise at the next step boundary.
 * Progress events become the job's ``progress``, ``step`` and log lines in the store.
 """
 
@@ -152,17 +152,23 @@ class DaskConnection:
         return Client(self.address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
 
 
-def cancel_client_work(client: Any, reason: str) -> int:
-    """Cancel every future ``client`` holds (forcefully: also tasks other clients share); how many."""
-    from distributed import Future
+def release_client_work(client: Any) -> bool:
+    """Close a job's client from another thread: the scheduler releases every task the client
+    wanted (queued ones never run, results of running ones are dropped) and the job's
+    waiting calls raise ``CancelledError``. Returns False when there was nothing to close.
 
-    if client is None or client.status != "running":
-        return 0
-    keys = list(client.futures)
-    if keys:
-        with contextlib.suppress(Exception):
-            client.cancel([Future(key, client) for key in keys], force=True, reason=reason)
-    return len(keys)
+    Closing is the robust way to drop a whole graph: ``Client.cancel(force=True)`` on keys with
+    dependents nobody holds trips an assertion in the scheduler.
+    """
+    if client is None or client.status not in ("running", "connecting", "newly-created"):
+        return False
+    threading.Thread(target=_close_quietly, args=(client,), name="clustra-release", daemon=True).start()
+    return True
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close(timeout=30)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -255,7 +261,7 @@ class Runner:
     def _stop_job(self, active: ActiveJob, state: str, reason: str) -> None:
         if active.request_stop(state, reason):
             self.store.append_log(active.job.id, f"stopping: {reason}")
-        cancel_client_work(active.client, reason)
+            release_client_work(active.client)  # None before the job has its client: it checks right after
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -331,8 +337,6 @@ class Runner:
             for job in active:
                 if job.deadline is not None and now > job.deadline:
                     self._stop_job(job, "failed", f"timed out after timeout_s={job.job.spec.get('timeout_s')}s")
-                elif job.abort.is_set():
-                    cancel_client_work(job.client, job.reason or "stopped")
             self._check_workers(active, now)
 
     def _check_workers(self, active: list[ActiveJob], now: float) -> None:
@@ -364,4 +368,4 @@ class Runner:
         }
 
 
-__all__ = ["ActiveJob", "DaskConnection", "JobAborted", "JobProgress", "Runner", "cancel_client_work"]
+__all__ = ["ActiveJob", "DaskConnection", "JobAborted", "JobProgress", "Runner", "release_client_work"]

@@ -114,7 +114,7 @@ class ApiProcess:
         command = [sys.executable, "-m", "jobs.cli", "api", "--port", str(self.port), "--log-level", "warning", *args]
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.http = httpx.Client(base_url=self.url, timeout=120)
 
     def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
         """Until /healthz says Dask is ready; the health document."""
