@@ -40,7 +40,7 @@ class JobsClient:
         Seconds per request.
     """
 
-    def __init__(self, server: str, token: str | None = None, timeout: float = 30.0):
+    def __init__(self, server: str, token: str | None = None, timeout: float = 30.0) -> None:
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -101,7 +101,7 @@ class JobsClient:
 class ProgressBar:
     """Draws a job's progress: one redrawn line on a terminal, a line per change otherwise."""
 
-    def __init__(self, stream: TextIO | None = None):
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.last: tuple[Any, ...] | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class PathPolicy:
         if tree and os.path.isdir(path) and not os.path.islink(path):
             self._check_tree(field_name, value, path, inside)
 
-    def _check_tree(self, field_name: str, value: str, top: str, inside) -> None:
+    def _check_tree(self, field_name: str, value: str, top: str, inside: Callable[[str], bool]) -> None:
         seen = 0
         for folder, dirs, files in os.walk(top, followlinks=False):
             for name in (*dirs, *files):

@@ -71,7 +71,7 @@ class JobProgress(Progress):
     each trained model (to 90 %); writing the output is the rest.
     """
 
-    def __init__(self, store: JobStore, active: ActiveJob):
+    def __init__(self, store: JobStore, active: ActiveJob) -> None:
         self.store = store
         self.active = active
         self.fraction = 0.0
@@ -102,7 +102,7 @@ class JobProgress(Progress):
 class DaskConnection:
     """The scheduler the jobs use: an embedded LocalCluster or ``settings.scheduler``."""
 
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.address: str | None = None
         self.error: str | None = None
@@ -188,7 +188,7 @@ class Runner:
     settings : ServiceSettings
     """
 
-    def __init__(self, store: JobStore, policy: PathPolicy, settings: ServiceSettings):
+    def __init__(self, store: JobStore, policy: PathPolicy, settings: ServiceSettings) -> None:
         self.store = store
         self.policy = policy
         self.settings = settings
@@ -251,7 +251,7 @@ class Runner:
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job (see :meth:`JobStore.request_cancel`); a running one is stopped."""
-        record = self.store.request_cancel(job_id)
+        self.store.request_cancel(job_id)
         with self._lock:
             active = self.active.get(job_id)
         if active is not None:

@@ -180,7 +180,7 @@ def format_errors(errors: list[dict[str, Any]]) -> str:
 class FieldError(InvalidInputError):
     """A spec value that is not acceptable where it points (a path, a job reference); names the field."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
 
@@ -188,7 +188,7 @@ class FieldError(InvalidInputError):
 class SpecError(InvalidInputError):
     """A spec that does not validate; ``errors`` names each field."""
 
-    def __init__(self, errors: list[dict[str, Any]]):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors
         super().__init__(f"invalid job spec: {format_errors(errors)}")
 

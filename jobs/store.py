@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from cluster_core.errors import ClustraError, InvalidInputError, NotFoundError
 
@@ -142,10 +142,10 @@ class JobStore:
         with ``lock=True`` gets :class:`StoreLockedError`.
     """
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_STORE, *, lock: bool = True):
+    def __init__(self, path: str | os.PathLike = DEFAULT_STORE, *, lock: bool = True) -> None:
         self.path = Path(os.path.expanduser(str(path)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = self._take_lock() if lock else None
+        self._lock_file: TextIO | None = self._take_lock() if lock else None
         self._mutex = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -160,7 +160,7 @@ class JobStore:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _take_lock(self):
+    def _take_lock(self) -> TextIO:
         import fcntl
 
         handle = open(f"{self.path}.lock", "a+")

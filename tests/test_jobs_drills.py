@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -105,8 +104,8 @@ def test_concurrent_submissions_and_api_killed_mid_job(tmp_path):
         after = http.get("/v1/jobs", params={"limit": 1000}).json()
         assert after["total"] == 52
         assert sorted(j["id"] for j in after["jobs"]) == sorted({*ids, done["id"], long_id})
-        assert all(j["state"] == "cancelled" for j in after["jobs"] if j["id"] in set(ids)) or all(
-            j["state"] in ("cancelled", "succeeded") for j in after["jobs"] if j["id"] in set(ids))
+        states = [j["state"] for j in after["jobs"] if j["id"] in set(ids)]
+        assert set(states) <= {"cancelled", "succeeded"} and states.count("cancelled") >= 45  # as before the crash
         outputs = store.parent / "outputs"
         assert not (outputs / long_id).exists() and not list(outputs.glob(".*.tmp-*"))
         # the interrupted job reruns to completion as a new linked job
@@ -151,7 +150,6 @@ def dask_processes(tmp_path):
     scheduler = start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
     workers = [start(f"worker-{i}", "worker", address, "--nthreads", "1", "--no-dashboard", "--no-nanny", "--host",
                      "127.0.0.1", "--name", f"worker-{i}", "--memory-limit", "2GiB") for i in range(2)]
-    from distributed import Client
 
     try:
         observer = wait_for(lambda: _try_client(address), 60, "the dask scheduler")
@@ -227,4 +225,3 @@ def test_dask_worker_killed_mid_job(tmp_path, dask_processes):
                  "the scheduler to hold no task of the failed job")
         health = http.get("/healthz").json()
         assert health["running_jobs"] == 0 and health["queued_jobs"] == 0
-    json.dumps(job)  # the job document is plain JSON

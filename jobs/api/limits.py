@@ -32,7 +32,7 @@ class BodySizeLimit:
     body is counted as it arrives. The accepted body is replayed to the application.
     """
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 

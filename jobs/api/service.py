@@ -23,7 +23,7 @@ class JobService:
     recovers what a dead process left running and starts the runner.
     """
 
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.store = JobStore(settings.store_path)
         try:
