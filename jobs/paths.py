@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster_core.errors import InvalidInputError
+
 from .specs import FieldError
 
 MAX_ENTRIES_CHECKED = 200_000
@@ -66,10 +68,22 @@ class PathPolicy:
 
     @classmethod
     def create(cls, data_roots: list[str] | tuple[str, ...], output_root: str | os.PathLike) -> PathPolicy:
-        """Normalize the roots (absolute, no trailing separator); the output root is created."""
+        """Normalize the roots (absolute, no trailing separator); the output root is created.
+
+        Raises
+        ------
+        InvalidInputError
+            A local data root that is not a directory, an output root that cannot be created.
+        """
         roots = tuple(r.rstrip("/") if _is_url(r) else os.path.abspath(os.path.expanduser(r)) for r in data_roots)
+        missing = [r for r in roots if not _is_url(r) and not os.path.isdir(r)]
+        if missing:
+            raise InvalidInputError(f"data root {missing[0]!r} is not a directory")
         output = os.path.abspath(os.path.expanduser(str(output_root)))
-        Path(output).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot create the output root {output!r}: {exc.strerror or exc}") from None
         policy = cls(roots, output)
         for root in (*roots, output):
             if not _is_url(root):

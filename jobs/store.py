@@ -144,8 +144,11 @@ class JobStore:
 
     def __init__(self, path: str | os.PathLike = DEFAULT_STORE, *, lock: bool = True) -> None:
         self.path = Path(os.path.expanduser(str(path)))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file: TextIO | None = self._take_lock() if lock else None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file: TextIO | None = self._take_lock() if lock else None
+        except OSError as exc:
+            raise InvalidInputError(f"cannot open the job store {str(self.path)!r}: {exc.strerror or exc}") from None
         self._mutex = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)

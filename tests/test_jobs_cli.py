@@ -197,6 +197,9 @@ def test_api_refuses_a_store_in_use_and_a_busy_port(tmp_path):
         port = busy.getsockname()[1]
         result = _clustra_process("api", "--port", str(port), "--store", str(tmp_path / "other.db"))
     assert result.returncode == 2 and f"clustra: error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    result = _clustra_process("api", "--port", "0", "--store", str(tmp_path / "third.db"), "--data-root",
+                              str(tmp_path / "missing"))
+    assert result.returncode == 2 and "clustra: error: data root" in result.stderr and "is not a directory" in result.stderr
 
 
 def test_api_help_lists_the_contract_flags():

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from cluster_core.errors import InvalidInputError
 from jobs.paths import PathMissingError, PathNotAllowedError, PathPolicy
 from jobs.specs import FieldError
 
@@ -125,3 +126,11 @@ def test_outputs_do_not_overwrite_unless_asked_and_never_the_input(roots):
         policy.writable(str(data / "escape"), default, overwrite=True)
     with pytest.raises(PathNotAllowedError, match="resolves \\(through a symlink\\) outside"):
         policy.writable(str(data / "escape" / "new"), default)
+
+
+def test_roots_are_checked_when_the_service_starts(tmp_path):
+    with pytest.raises(InvalidInputError, match="data root .*nope' is not a directory"):
+        PathPolicy.create([str(tmp_path / "nope")], str(tmp_path / "out"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidInputError, match="cannot create the output root"):
+        PathPolicy.create([str(tmp_path)], str(tmp_path / "file" / "out"))

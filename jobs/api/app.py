@@ -45,7 +45,11 @@ ServiceDep = Annotated[JobService, Depends(_service)]
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["jobs"])
 
 
-@router.post("/jobs", status_code=201, response_model=JobView,
+_YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"},
+                                                                 "example": "kind: train\ndata: customers/\nk: [3, 5]\n"}}}}
+
+
+@router.post("/jobs", status_code=201, response_model=JobView, openapi_extra=_YAML_BODY,
              responses={200: {"model": JobView, "description": "an Idempotency-Key seen before: the job it created"},
                         **_errors(400, 403, 409, 413, 429)})
 def submit_job(
@@ -55,7 +59,7 @@ def submit_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
                                                   description="retrying with the same key returns the same job")] = None,
 ) -> JobView:
-    """Submit a job (queued at once; 201 with its Location)."""
+    """Submit a job spec, JSON or YAML (queued at once; 201 with its Location)."""
     record, created = service.submit(spec, idempotency_key=idempotency_key)
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/jobs/{record.id}"

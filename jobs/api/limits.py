@@ -1,4 +1,4 @@
-"""Request guards: a body size limit (413) and the optional bearer token (401)."""
+"""Request guards: a body size limit (413, YAML bodies read as JSON) and the optional bearer token (401)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,30 @@ def require_token(request: Request, credentials: HTTPAuthorizationCredentials | 
         raise Unauthorized("the bearer token is not valid")
 
 
+YAML_MEDIA_TYPES = (b"application/yaml", b"application/x-yaml", b"text/yaml", b"text/x-yaml")
+
+
+def yaml_to_json(body: bytes) -> bytes:
+    """A YAML document as JSON bytes; ValueError saying where it is malformed."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the request body is not UTF-8 text: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"the request body is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
+    return json.dumps(value, default=str).encode()
+
+
 class BodySizeLimit:
     """ASGI middleware: reads at most ``max_bytes`` of a request body, else answers 413 (JSON).
 
     A declared ``Content-Length`` above the limit is refused before reading; a chunked
-    body is counted as it arrives. The accepted body is replayed to the application.
+    body is counted as it arrives. The accepted body is replayed to the application; a
+    YAML body (``Content-Type: application/yaml``) is replayed as JSON.
     """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
@@ -70,6 +89,15 @@ class BodySizeLimit:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media in YAML_MEDIA_TYPES and body:
+            try:
+                body = yaml_to_json(body)
+            except ValueError as exc:
+                await self._reject(send, 400, "invalid_yaml", str(exc))
+                return
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+                     + [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
         replayed = False
 
         async def replay() -> dict:
