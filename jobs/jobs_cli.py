@@ -163,6 +163,19 @@ def _wait(client: JobsClient, job_id: str, args: argparse.Namespace) -> int:
     return _finish_wait(job)
 
 
+def _after_submit(client: JobsClient, job: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the new job (its id, or with --json the job) and with --wait follow it to the end."""
+    if not args.wait:
+        if args.json:
+            _print_json(job)
+        else:
+            print(job["id"])
+        return 0
+    if not args.json:  # with --json, stdout is the finished job's JSON only
+        print(job["id"], flush=True)
+    return _wait(client, job["id"], args)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     """clustra jobs submit SPEC [--wait]."""
     from .specs import load_spec_file
@@ -171,12 +184,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         job = client.submit(spec)
-        if not args.wait:
-            _print_json(job) if args.json else print(job["id"])
-            return 0
-        print(job["id"])
-        sys.stdout.flush()
-        return _wait(client, job["id"], args)
+        return _after_submit(client, job, args)
     finally:
         client.close()
 
@@ -257,7 +265,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         job = client.job(args.job_id)
     finally:
         client.close()
-    _print_json(job) if args.json else print(describe_job(job))
+    if args.json:
+        _print_json(job)
+    else:
+        print(describe_job(job))
     return 0
 
 
@@ -320,12 +331,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             job = client.request("POST", f"/v1/jobs/{args.job_id}/models/{args.model}/rerun", json={"k": args.k[0]})
         else:
             job = client.request("POST", f"/v1/jobs/{args.job_id}/rerun", json={"k": args.k})
-        if not args.wait:
-            _print_json(job) if args.json else print(job["id"])
-            return 0
-        print(job["id"])
-        sys.stdout.flush()
-        return _wait(client, job["id"], args)
+        return _after_submit(client, job, args)
     finally:
         client.close()
 

@@ -15,7 +15,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
+import os
+import shutil
 import threading
 import time
 import traceback
@@ -225,8 +228,8 @@ class Runner:
         for job in active:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
-        for job in active:
-            self.store.finish(job.job.id, "interrupted", error=job.reason)
+        for job in active:  # a job thread that did not return in time
+            self.store.finish(job.job.id, job.end_state or "interrupted", error=job.reason)
         for thread in self._threads:  # the dispatcher closes the Dask connection on its way out
             thread.join(max(1.0, deadline + STOP_WAIT_S - time.monotonic()))
 
@@ -237,10 +240,6 @@ class Runner:
 
     def _remove_staging(self, job: JobRecord) -> None:
         """Half-written outputs (``.NAME.tmp-*`` siblings) of an interrupted job."""
-        import glob
-        import os
-        import shutil
-
         if not job.output:
             return
         parent, name = os.path.split(job.output)

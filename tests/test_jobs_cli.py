@@ -109,6 +109,14 @@ def test_submit_wait_status_logs_leaderboard_list(clustra, spec_file):
     assert status == 2 and f"clustra: error: job {job_id} has already finished (succeeded)" in err
 
 
+def test_submit_json_and_wait_json(clustra, spec_file):
+    status, out, _ = clustra("jobs", "submit", str(spec_file), "--json")
+    job = json.loads(out)
+    assert status == 0 and job["state"] in ("queued", "running") and job["name"] == "from-cli"
+    status, out, err = clustra("jobs", "wait", job["id"], "--json", "--interval", "0.2")
+    assert status == 0 and json.loads(out)["state"] == "succeeded" and "100% succeeded" in err
+
+
 def test_wait_timeout_then_cancel(clustra, server):
     _, root, _ = server
     spec = root / "long.json"
