@@ -231,7 +231,8 @@ class Runner:
         for job in active:  # a job thread that did not return in time
             self.store.finish(job.job.id, job.end_state or "interrupted", error=job.reason)
         for thread in self._threads:  # the dispatcher closes the Dask connection on its way out
-            thread.join(max(1.0, deadline + STOP_WAIT_S - time.monotonic()))
+            connecting = not self.dask.ready  # a daemon thread still trying to connect is not waited for
+            thread.join(1.0 if connecting else max(1.0, deadline + STOP_WAIT_S - time.monotonic()))
 
     def wake(self) -> None:
         """A job was queued: let the dispatcher look."""

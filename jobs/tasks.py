@@ -82,14 +82,13 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
     """Train the sweep and write the run directory; the job's result."""
     from cluster_core.data import read_dataset
     from cluster_core.runs import write_run
+    from cluster_core.training import train_models
 
     data = policy.readable(spec.data, "data")
     out = policy.writable(spec.output, default_output(policy, job.id), inputs=(data,))
     progress.step(f"reading {spec.data}")
     dataset = read_dataset(data, backend=_backend(spec.device))
     progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files)} file(s), columns: {', '.join(dataset.columns)}")
-    from cluster_core.training import train_models
-
     result = train_models(dataset, spec.train_config(), client=client, progress=progress)
     progress.step(f"writing {out}")
     write_run(result, out)
