@@ -1,0 +1,187 @@
+"""The jobs REST API (FastAPI): ``/v1/jobs`` and ``/healthz``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request, Response
+
+from cluster_core import __version__
+
+from ..settings import ServiceSettings
+from ..specs import JobSpec
+from .errors import install_error_handlers
+from .limits import BodySizeLimit, require_token
+from .schemas import ErrorBody, Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
+from .service import JobService
+
+_DESCRIPTIONS = {
+    400: "malformed request (body not JSON)",
+    401: "missing or wrong bearer token (when the service has one)",
+    403: "a spec path outside the configured roots ('..', absolute paths, symlinks)",
+    404: "no such job (or model)",
+    409: "the job is not in a state that allows this",
+    413: "request body larger than the limit",
+    422: "invalid spec or parameter; 'field' names it",
+    429: "too many queued jobs",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in (401, 422, *codes)}
+
+
+JobId = Annotated[str, Path(description="the job's id", min_length=1, max_length=64)]
+
+
+def _service(request: Request) -> JobService:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[JobService, Depends(_service)]
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["jobs"])
+
+
+_YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"},
+                                                                 "example": "kind: train\ndata: customers/\nk: [3, 5]\n"}}}}
+
+
+@router.post("/jobs", status_code=201, response_model=JobView, openapi_extra=_YAML_BODY,
+             responses={200: {"model": JobView, "description": "an Idempotency-Key seen before: the job it created"},
+                        **_errors(400, 403, 409, 413, 429)})
+def submit_job(
+    service: ServiceDep,
+    response: Response,
+    spec: Annotated[JobSpec, Body(description="a train or apply spec")],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+                                                  description="retrying with the same key returns the same job")] = None,
+) -> JobView:
+    """Submit a job spec, JSON or YAML (queued at once; 201 with its Location)."""
+    record, created = service.submit(spec, idempotency_key=idempotency_key)
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = f"/v1/jobs/{record.id}"
+    return service.view(record)
+
+
+@router.get("/jobs", response_model=JobList, responses=_errors())
+def list_jobs(
+    service: ServiceDep,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    kind: Annotated[JobKind | None, Query(description="only train or apply jobs")] = None,
+    parent: Annotated[str | None, Query(description="only reruns of this job", max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    """Jobs, newest first, filtered by state / kind / parent."""
+    records = service.store.list(state=state, kind=kind, parent_id=parent, limit=limit, offset=offset)
+    jobs = [service.view(r) for r in records]
+    total = service.store.count(state=state, kind=kind, parent_id=parent)
+    return JobList(jobs=jobs, count=len(jobs), total=total)
+
+
+@router.get("/jobs/{job_id}", response_model=JobView, responses=_errors(404))
+def get_job(service: ServiceDep, job_id: JobId) -> JobView:
+    """A job: state, progress, current step, step timings, error, result."""
+    return service.get(job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobView, responses=_errors(404, 409))
+def cancel_job(service: ServiceDep, job_id: JobId) -> JobView:
+    """Cancel a queued or running job (a running one stops its Dask work and ends 'cancelled')."""
+    service.runner.cancel(job_id)
+    return service.get(job_id)
+
+
+@router.get("/jobs/{job_id}/leaderboard", response_model=Leaderboard, responses=_errors(404, 409))
+def get_leaderboard(service: ServiceDep, job_id: JobId) -> dict[str, Any]:
+    """The leaderboard of a succeeded train job (best model first)."""
+    return service.leaderboard(job_id)
+
+
+@router.get("/jobs/{job_id}/logs", response_model=LogPage, responses=_errors(404))
+def get_logs(
+    service: ServiceDep,
+    job_id: JobId,
+    after: Annotated[int, Query(ge=0, description="only lines with a larger id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> LogPage:
+    """The job's log lines after a cursor."""
+    import datetime as _dt
+
+    lines = service.store.logs(job_id, after=after, limit=limit)
+    state = service.store.get(job_id).state
+    return LogPage(
+        job_id=job_id, state=state,
+        lines=[{"id": l["id"], "at": _dt.datetime.fromtimestamp(l["at"], _dt.timezone.utc), "text": l["text"]}
+               for l in lines],
+        next_after=lines[-1]["id"] if lines else after,
+    )
+
+
+@router.post("/jobs/{job_id}/rerun", status_code=201, response_model=JobView, responses=_errors(403, 404, 409, 413, 429))
+def rerun_sweep(service: ServiceDep, job_id: JobId, body: Annotated[SweepRerun, Body()] = SweepRerun()) -> JobView:
+    """Rerun a train job's whole sweep (optionally with a new list of counts ``k``) as a new linked job."""
+    return service.view(service.rerun_sweep(job_id, body.k))
+
+
+@router.post("/jobs/{job_id}/models/{model_id}/rerun", status_code=201, response_model=JobView,
+             responses=_errors(403, 404, 409, 413, 429))
+def rerun_model(
+    service: ServiceDep, job_id: JobId, model_id: Annotated[str, Path(max_length=200)], body: ModelRerun
+) -> JobView:
+    """Rerun one model of a succeeded train job with another cluster count, as a new linked job."""
+    return service.view(service.rerun_model(job_id, model_id, body.k))
+
+
+def health(request: Request) -> Health:
+    """Liveness for probes (no auth): the process answers and its store is readable."""
+    service: JobService = request.app.state.service
+    runner = service.runner.health()
+    return Health(
+        status="ok", store=str(service.store.path), queued_jobs=service.store.count(state="queued"),
+        running_jobs=runner["running_jobs"], max_concurrent_jobs=runner["max_concurrent_jobs"], dask=runner["dask"],
+        dask_address=runner["dask_address"], dask_error=runner["dask_error"], auth=service.settings.auth_token is not None,
+    )
+
+
+def create_app(settings: ServiceSettings | None = None, service: JobService | None = None) -> FastAPI:
+    """The FastAPI application.
+
+    Parameters
+    ----------
+    settings : ServiceSettings, optional
+        Used to open a :class:`JobService` at startup when ``service`` is not given.
+    service : JobService, optional
+        An opened service (``clustra api`` opens it first so a bad setting is a one-line error).
+    """
+    if settings is None:
+        settings = service.settings if service is not None else ServiceSettings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        running = service or JobService(settings)
+        app.state.service = running
+        running.start()
+        try:
+            yield
+        finally:
+            running.stop()
+
+    app = FastAPI(
+        title="Clustra jobs API",
+        version=__version__,
+        description="Submit, watch and manage clustering jobs (train sweeps and apply runs) that run on Dask.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(router)
+    app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"])
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,130 @@
+"""The jobs service behind the HTTP routes: the store, the path policy and the runner of one process."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cluster_core.errors import NotFoundError
+
+from ..paths import PathPolicy
+from ..runner import Runner
+from ..settings import ServiceSettings
+from ..specs import ApplySpec, FieldError, TrainSpec, parse_spec
+from ..store import JobRecord, JobStateError, JobStore, new_job_id
+from ..tasks import admit
+from .schemas import JobView, job_view
+
+
+class JobService:
+    """Submit, read, cancel and rerun jobs.
+
+    Opening it takes the store's process lock and creates the output root; :meth:`start`
+    recovers what a dead process left running and starts the runner.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.store_path)
+        try:
+            self.policy = PathPolicy.create(settings.resolved_data_roots(), settings.resolved_output_root())
+        except BaseException:
+            self.store.close()
+            raise
+        self.runner = Runner(self.store, self.policy, settings)
+
+    def start(self) -> None:
+        """Recover and start running jobs."""
+        self.runner.start()
+
+    def stop(self) -> None:
+        """Stop the runner (running jobs end ``interrupted``) and close the store."""
+        try:
+            self.runner.stop()
+        finally:
+            self.store.close()
+
+    # -- views -----------------------------------------------------------------------------
+
+    def view(self, job: JobRecord) -> JobView:
+        """The API view of a job (with the ids of its reruns)."""
+        return job_view(job, self.store.children(job.id), time.time())
+
+    def get(self, job_id: str) -> JobView:
+        """A job by id (404 when unknown)."""
+        return self.view(self.store.get(job_id))
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(
+        self, spec: TrainSpec | ApplySpec, *, idempotency_key: str | None = None, parent_id: str | None = None,
+        rerun: dict[str, Any] | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Check and queue a spec; ``(job, created)`` (``created`` is False for a replayed key)."""
+        payload = spec.model_dump(mode="json")
+        if idempotency_key is not None:
+            existing = self.store.find_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                record, _ = self.store.create(payload, idempotency_key=idempotency_key)
+                return record, False
+        job_id = new_job_id()
+        output = admit(spec, job_id, self.policy, self.store)
+        record, created = self.store.create(
+            payload, output=output, parent_id=parent_id, rerun=rerun, idempotency_key=idempotency_key,
+            max_queued=self.settings.max_queued_jobs, job_id=job_id,
+        )
+        if created:
+            self.runner.wake()
+        return record, created
+
+    def _train_parent(self, job_id: str) -> JobRecord:
+        parent = self.store.get(job_id)
+        if parent.kind != "train":
+            raise JobStateError(f"job {job_id} is an {parent.kind} job; only train jobs can be rerun with other counts")
+        return parent
+
+    @staticmethod
+    def _rerun_spec(parent: JobRecord, **changes: Any) -> TrainSpec | ApplySpec:
+        spec = {k: v for k, v in parent.spec.items() if k != "output"}  # a rerun writes its own output
+        spec.update(changes)
+        return parse_spec(spec)
+
+    def rerun_sweep(self, job_id: str, k: list[int] | None) -> JobRecord:
+        """A new job linked to ``job_id``: its whole sweep, with counts ``k`` (default: the same)."""
+        parent = self._train_parent(job_id)
+        spec = self._rerun_spec(parent, **({"k": k} if k is not None else {}))
+        record, _ = self.submit(spec, parent_id=job_id, rerun={"of": job_id, "k": k})
+        return record
+
+    def rerun_model(self, job_id: str, model_id: str, k: int) -> JobRecord:
+        """A new job linked to ``job_id``: model ``model_id``'s algorithm with ``k`` clusters."""
+        from cluster_core.runs import read_leaderboard
+
+        parent = self._train_parent(job_id)
+        if parent.state != "succeeded" or not parent.result:
+            raise JobStateError(f"job {job_id} is {parent.state}; its models can be rerun once it has succeeded")
+        board = read_leaderboard(parent.result["run_dir"])
+        entry = next((m for m in board["models"] if m["model_id"] == model_id), None)
+        if entry is None:
+            known = [m["model_id"] for m in board["models"]]
+            raise NotFoundError(f"job {job_id} has no model {model_id!r}; its models: {known}")
+        if entry.get("requested_clusters") is None:
+            raise FieldError("k", f"model {model_id!r} ({entry['algorithm']}) has no cluster count to change")
+        spec = self._rerun_spec(parent, algorithms=[entry["algorithm"]], k=[k])
+        record, _ = self.submit(spec, parent_id=job_id, rerun={"of": job_id, "model_id": model_id, "k": k})
+        return record
+
+    def leaderboard(self, job_id: str) -> dict[str, Any]:
+        """A succeeded train job's leaderboard."""
+        from cluster_core.runs import read_leaderboard
+
+        job = self.store.get(job_id)
+        if job.kind != "train":
+            raise JobStateError(f"job {job_id} is an {job.kind} job; only train jobs have a leaderboard")
+        if job.state != "succeeded" or not job.result:
+            raise JobStateError(f"job {job_id} is {job.state}; its leaderboard exists once it has succeeded")
+        board = read_leaderboard(job.result["run_dir"])
+        return {"job_id": job_id, "run_dir": job.result["run_dir"], **board}
+
+
+__all__ = ["JobService"]

@@ -1,0 +1,479 @@
+"""``clustra api`` (the jobs service) and ``clustra jobs ...`` (its command-line client).
+
+Registered through :data:`jobs.cli.COMMAND_MODULES`; fastapi, uvicorn and httpx are
+imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+from cluster_core.errors import ClustraError
+
+ENV_SERVER = "CLUSTRA_SERVER"
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
+EXIT_JOB_FAILED = 1
+EXIT_WAIT_TIMEOUT = 3
+BAR_WIDTH = 30
+
+
+class ApiError(ClustraError):
+    """The jobs API answered with an error, or could not be reached."""
+
+
+class JobsClient:
+    """A small synchronous client of the jobs API.
+
+    Parameters
+    ----------
+    server : str
+        Base URL, e.g. ``http://127.0.0.1:8080``.
+    token : str, optional
+        Bearer token (``CLUSTRA_AUTH_TOKEN``).
+    timeout : float
+        Seconds per request.
+    """
+
+    def __init__(self, server: str, token: str | None = None, timeout: float = 30.0) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = server.rstrip("/")
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON answer; :class:`ApiError` with the server's message otherwise."""
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the jobs API at {self.server}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            message = body.get("message") if isinstance(body, dict) else None
+            raise ApiError(message or f"HTTP {response.status_code} from {self.server}{path}: {response.text[:200]}")
+        return body
+
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """POST /v1/jobs; retried once on a connection error with the same key (no duplicate)."""
+        import uuid
+
+        key = idempotency_key or uuid.uuid4().hex
+        try:
+            return self.request("POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key})
+        except ApiError as exc:
+            if "cannot reach" not in str(exc):
+                raise
+            time.sleep(1.0)
+            return self.request("POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}."""
+        return self.request("GET", f"/v1/jobs/{job_id}")
+
+    def wait(self, job_id: str, *, timeout: float | None = None, interval: float = 1.0,
+             on_update: Any = None) -> dict[str, Any]:
+        """Poll until the job is finished (or ``timeout`` seconds passed); its last state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["state"] in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            time.sleep(interval)
+
+
+class ProgressBar:
+    """Draws a job's progress: one redrawn line on a terminal, a line per change otherwise."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last: tuple[Any, ...] | None = None
+
+    @staticmethod
+    def render(job: dict[str, Any]) -> str:
+        """``[#####-----]  45% running  training 6 model(s)``."""
+        filled = int(round(job["progress"] * BAR_WIDTH))
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        step = job.get("step") or ""
+        return f"{job['id']} [{bar}] {job['progress'] * 100:3.0f}% {job['state']:<9} {step}"[:160]
+
+    def update(self, job: dict[str, Any]) -> None:
+        """Show the job's current state."""
+        key = (job["state"], job.get("step"), round(job["progress"], 2))
+        if key == self.last:
+            return
+        self.last = key
+        line = self.render(job)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(100))
+            if job["state"] in TERMINAL:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _client(args: argparse.Namespace) -> JobsClient:
+    return JobsClient(args.server, args.token, timeout=args.http_timeout)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _finish_wait(job: dict[str, Any]) -> int:
+    """Exit status for a waited job: 0 succeeded, 1 ended otherwise, 3 still running."""
+    if job["state"] == "succeeded":
+        result = job.get("result") or {}
+        where = result.get("run_dir") or result.get("out") or job.get("output")
+        best = f", best model {result['best']}" if result.get("best") else ""
+        print(f"job {job['id']} succeeded{best}: {where}", file=sys.stderr)
+        return 0
+    if job["state"] in TERMINAL:
+        print(f"job {job['id']} {job['state']}: {job.get('error') or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_JOB_FAILED
+    print(f"job {job['id']} is still {job['state']} ({job['progress'] * 100:.0f}%)", file=sys.stderr)
+    return EXIT_WAIT_TIMEOUT
+
+
+def _wait(client: JobsClient, job_id: str, args: argparse.Namespace) -> int:
+    bar = ProgressBar()
+    job = client.wait(job_id, timeout=args.timeout, interval=args.interval, on_update=bar.update)
+    if bar.tty and job["state"] not in TERMINAL:
+        sys.stderr.write("\n")
+    if args.json:
+        _print_json(job)
+    return _finish_wait(job)
+
+
+def _after_submit(client: JobsClient, job: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the new job (its id, or with --json the job) and with --wait follow it to the end."""
+    if not args.wait:
+        if args.json:
+            _print_json(job)
+        else:
+            print(job["id"])
+        return 0
+    if not args.json:  # with --json, stdout is the finished job's JSON only
+        print(job["id"], flush=True)
+    return _wait(client, job["id"], args)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """clustra jobs submit SPEC [--wait]."""
+    from .specs import load_spec_file
+
+    spec = load_spec_file(args.spec)
+    client = _client(args)
+    try:
+        job = client.submit(spec)
+        return _after_submit(client, job, args)
+    finally:
+        client.close()
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """clustra jobs wait ID: a progress bar until the job has finished."""
+    client = _client(args)
+    try:
+        return _wait(client, args.job_id, args)
+    finally:
+        client.close()
+
+
+def _age(iso: str | None) -> str:
+    import datetime as _dt
+
+    if not iso:
+        return "-"
+    seconds = (_dt.datetime.now(_dt.timezone.utc) - _dt.datetime.fromisoformat(iso)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def job_table(jobs: list[dict[str, Any]]) -> str:
+    """Jobs as a terminal table."""
+    rows = [("id", "kind", "state", "progress", "created", "name", "step")]
+    for job in jobs:
+        rows.append((job["id"], job["kind"], job["state"], f"{job['progress'] * 100:.0f}%", _age(job["created_at"]),
+                     job.get("name") or "-", (job.get("step") or "-")[:60]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip() for r in rows)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """clustra jobs list [--state S]."""
+    client = _client(args)
+    try:
+        params = {k: v for k, v in (("state", args.state), ("kind", args.kind), ("limit", args.limit)) if v is not None}
+        page = client.request("GET", "/v1/jobs", params=params)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(page)
+    else:
+        print(job_table(page["jobs"]))
+        if page["total"] > page["count"]:
+            print(f"({page['count']} of {page['total']} jobs; --limit for more)")
+    return 0
+
+
+def describe_job(job: dict[str, Any]) -> str:
+    """A job's status for people."""
+    lines = [
+        f"job {job['id']} ({job['kind']}{', ' + job['name'] if job.get('name') else ''}): {job['state']}, "
+        f"{job['progress'] * 100:.0f}%",
+        f"  step: {job.get('step') or '-'}",
+        f"  created {job['created_at']}, queued {job['timings']['queued_seconds']}s, "
+        f"running {job['timings']['running_seconds'] if job['timings']['running_seconds'] is not None else '-'}s",
+        f"  output: {job.get('output') or '-'}",
+    ]
+    if job.get("error"):
+        lines.append(f"  error: {job['error']}")
+    if job.get("result"):
+        lines.append(f"  result: {json.dumps(job['result'])}")
+    if job.get("parent_id"):
+        lines.append(f"  reruns {job['parent_id']}: {json.dumps(job.get('rerun'))}")
+    if job.get("reruns"):
+        lines.append(f"  rerun by: {', '.join(job['reruns'])}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """clustra jobs status ID."""
+    client = _client(args)
+    try:
+        job = client.job(args.job_id)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(job)
+    else:
+        print(describe_job(job))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """clustra jobs cancel ID."""
+    client = _client(args)
+    try:
+        job = client.request("POST", f"/v1/jobs/{args.job_id}/cancel")
+    finally:
+        client.close()
+    note = " (stopping)" if job["state"] == "running" else ""
+    print(f"job {job['id']}: {job['state']}{note}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """clustra jobs logs ID [--follow]."""
+    client = _client(args)
+    after = 0
+    try:
+        while True:
+            page = client.request("GET", f"/v1/jobs/{args.job_id}/logs", params={"after": after})
+            for line in page["lines"]:
+                print(f"{line['at'][11:19]}  {line['text']}" if args.timestamps else line["text"], flush=True)
+            after = page["next_after"]
+            if not args.follow or (page["state"] in TERMINAL and not page["lines"]):
+                return 0
+            if not page["lines"]:
+                time.sleep(args.interval)
+    finally:
+        client.close()
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """clustra jobs leaderboard ID."""
+    from cluster_core.training import leaderboard_table
+
+    client = _client(args)
+    try:
+        board = client.request("GET", f"/v1/jobs/{args.job_id}/leaderboard")
+    finally:
+        client.close()
+    if args.json:
+        _print_json(board)
+    else:
+        print(leaderboard_table(board))
+        print(f"\nbest model: {board['best']}  (run {board['run_dir']})")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """clustra jobs rerun ID [--k 3,5] | --model MODEL_ID --k 7."""
+    from .cli import raise_user
+
+    client = _client(args)
+    try:
+        if args.model:
+            if not args.k or len(args.k) != 1:
+                raise_user("--model needs exactly one cluster count: --k N")
+            job = client.request("POST", f"/v1/jobs/{args.job_id}/models/{args.model}/rerun", json={"k": args.k[0]})
+        else:
+            job = client.request("POST", f"/v1/jobs/{args.job_id}/rerun", json={"k": args.k})
+        return _after_submit(client, job, args)
+    finally:
+        client.close()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """clustra api: serve the jobs REST API (and run the jobs) until interrupted."""
+    import socket
+
+    import uvicorn
+
+    from .api import JobService, create_app
+    from .settings import ServiceSettings
+
+    settings = ServiceSettings.from_env(
+        host=args.host, port=args.port, store=args.store, data_roots=args.data_root or [], output_root=args.output_root,
+        scheduler=args.scheduler, workers=args.workers, memory_limit=args.memory_limit, device=args.device,
+        max_concurrent_jobs=args.max_concurrent_jobs, max_queued_jobs=args.max_queued_jobs,
+        max_request_bytes=args.max_request_bytes, auth_token=args.auth_token, worker_wait_s=args.worker_wait,
+        resume=args.resume or None,
+    )
+    family, kind, proto, _, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ApiError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    service = JobService(settings)
+    host, port = sock.getsockname()[:2]
+    print(
+        f"clustra jobs API on http://{host}:{port} (store {service.store.path}; data roots "
+        f"{', '.join(service.policy.data_roots)}; outputs {service.policy.output_root}; "
+        f"dask {settings.scheduler or 'embedded LocalCluster'}; auth {'on' if settings.auth_token else 'off'})",
+        file=sys.stderr, flush=True,
+    )
+    config = uvicorn.Config(create_app(service=service), log_level=args.log_level, timeout_graceful_shutdown=30)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _add_client_options(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    parser.add_argument("--server", default=os.environ.get(ENV_SERVER, DEFAULT_SERVER),
+                        help=f"jobs API base URL (default: ${ENV_SERVER} or {DEFAULT_SERVER})")
+    parser.add_argument("--token", default=os.environ.get("CLUSTRA_AUTH_TOKEN"),
+                        help="bearer token (default: $CLUSTRA_AUTH_TOKEN)")
+    parser.add_argument("--http-timeout", type=float, default=30.0, dest="http_timeout", help="seconds per request")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _add_wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, help="stop waiting after this many seconds (exit status 3)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default 1)")
+
+
+def _register_api(sub: argparse._SubParsersAction) -> None:
+    from .settings import DEFAULT_PORT
+
+    api = sub.add_parser("api", help="serve the jobs REST API and run submitted jobs on Dask")
+    api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT} (0: any free port)")
+    api.add_argument("--store", help="SQLite job store (default: $CLUSTRA_JOBS_STORE or ~/.clustra/jobs.db)")
+    api.add_argument("--data-root", action="append", dest="data_root", metavar="DIR",
+                     help="a directory specs may read data from (repeatable; default: the current directory)")
+    api.add_argument("--output-root", dest="output_root", metavar="DIR",
+                     help="where job outputs go (default: $CLUSTRA_OUTPUT_ROOT or outputs/ next to the store)")
+    api.add_argument("--scheduler", help="Dask scheduler tcp://HOST:PORT (default: $CLUSTRA_DASK_SCHEDULER or an "
+                                         "embedded LocalCluster)")
+    api.add_argument("--workers", type=int, help="embedded LocalCluster worker processes (default: cores, at most 8)")
+    api.add_argument("--memory-limit", dest="memory_limit", help="per embedded worker, e.g. 4GiB (default auto)")
+    api.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    api.add_argument("--max-concurrent-jobs", type=int, dest="max_concurrent_jobs", help="jobs running at once (default 2)")
+    api.add_argument("--max-queued-jobs", type=int, dest="max_queued_jobs", help="queue length limit (default 1000)")
+    api.add_argument("--max-request-bytes", type=int, dest="max_request_bytes", help="request body limit (default 1 MiB)")
+    api.add_argument("--auth-token", dest="auth_token", help="require this bearer token (default: $CLUSTRA_AUTH_TOKEN; "
+                                                             "unset: no auth)")
+    api.add_argument("--worker-wait", type=float, dest="worker_wait",
+                     help="fail running jobs after this many seconds without a Dask worker (default 300)")
+    api.add_argument("--resume", action="store_true",
+                     help="queue again the jobs a stopped process left running (default: mark them interrupted)")
+    api.add_argument("--log-level", dest="log_level", default="info",
+                     choices=["critical", "error", "warning", "info", "debug"])
+    api.set_defaults(func=cmd_api)
+
+
+def _register_jobs(sub: argparse._SubParsersAction) -> None:
+    from .cli import csv_ints
+
+    jobs = sub.add_parser("jobs", help="submit, watch and manage jobs of a clustra api service")
+    commands = jobs.add_subparsers(dest="jobs_command", required=True)
+
+    submit = commands.add_parser("submit", help="submit a job spec (YAML or JSON file; - for stdin)")
+    submit.add_argument("spec")
+    submit.add_argument("--wait", action="store_true", help="show a progress bar until the job has finished")
+    _add_client_options(submit)
+    _add_wait_options(submit)
+    submit.set_defaults(func=cmd_submit)
+
+    listing = commands.add_parser("list", help="list jobs, newest first")
+    listing.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
+    listing.add_argument("--kind", choices=["train", "apply"])
+    listing.add_argument("--limit", type=int)
+    _add_client_options(listing)
+    listing.set_defaults(func=cmd_list)
+
+    for name, func, text in (("status", cmd_status, "a job's state, progress, timings, error and result"),
+                             ("cancel", cmd_cancel, "cancel a queued or running job"),
+                             ("leaderboard", cmd_leaderboard, "a succeeded train job's leaderboard")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("job_id", metavar="ID")
+        _add_client_options(command, json_flag=name != "cancel")
+        command.set_defaults(func=func)
+
+    logs = commands.add_parser("logs", help="a job's log")
+    logs.add_argument("job_id", metavar="ID")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job has finished")
+    logs.add_argument("--timestamps", action="store_true")
+    logs.add_argument("--interval", type=float, default=1.0)
+    _add_client_options(logs, json_flag=False)
+    logs.set_defaults(func=cmd_logs)
+
+    wait = commands.add_parser("wait", help="a progress bar until the job has finished (exit 0: succeeded)")
+    wait.add_argument("job_id", metavar="ID")
+    _add_client_options(wait)
+    _add_wait_options(wait)
+    wait.set_defaults(func=cmd_wait)
+
+    rerun = commands.add_parser("rerun", help="rerun a train job's sweep (--k) or one of its models (--model, --k)")
+    rerun.add_argument("job_id", metavar="ID")
+    rerun.add_argument("--k", type=csv_ints, help="new cluster counts, e.g. 3,5,7 (one with --model)")
+    rerun.add_argument("--model", help="rerun only this model of the job (e.g. kmeans-k5)")
+    rerun.add_argument("--wait", action="store_true")
+    _add_client_options(rerun)
+    _add_wait_options(rerun)
+    rerun.set_defaults(func=cmd_rerun)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``api`` and ``jobs`` to the ``clustra`` command."""
+    _register_api(subparsers)
+    _register_jobs(subparsers)
+
+
+__all__ = ["ApiError", "JobsClient", "ProgressBar", "register"]

@@ -1,0 +1,371 @@
+"""The runner: queued jobs run on Dask, at most ``max_concurrent_jobs`` at a time.
+
+* A dispatcher thread claims the oldest queued job (one store transaction) whenever a
+  slot is free and runs it in a thread of its own.
+* Each job gets its own ``distributed.Client`` on the shared scheduler (the embedded
+  LocalCluster or ``--scheduler``), made current in the job's thread, so every Dask
+  computation of the job belongs to that client.
+* Stopping a job (cancel, ``timeout_s``, no Dask worker for ``worker_wait_s``, shutdown)
+  closes its client, so the scheduler releases every task of the job (queued ones never
+  run; a task already executing on a worker runs to its end and its result is dropped),
+  and makes its :class:`JobProgress` raise at the next step boundary.
+* Progress events become the job's ``progress``, ``step`` and log lines in the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from cluster_core.errors import ArtifactError, ClustraError
+from cluster_core.progress import Progress
+
+from .paths import PathPolicy
+from .settings import ServiceSettings
+from .store import JobRecord, JobStore
+from .tasks import run_job
+
+log = logging.getLogger("clustra.jobs")
+
+CONNECT_RETRY_S = 5.0
+WATCH_INTERVAL_S = 0.5
+STOP_WAIT_S = 15.0
+PREPARE_SHARE = 0.3
+TRAIN_SHARE = 0.6
+
+
+class JobAborted(Exception):
+    """Raised inside a job to stop it (cancelled, timed out, no workers, shutdown)."""
+
+
+@dataclass
+class ActiveJob:
+    """A job running in this process."""
+
+    job: JobRecord
+    deadline: float | None
+    abort: threading.Event = field(default_factory=threading.Event)
+    end_state: str | None = None
+    reason: str | None = None
+    client: Any = None
+    thread: threading.Thread | None = None
+
+    def request_stop(self, state: str, reason: str) -> bool:
+        """Ask the job to stop ending in ``state``; False when it was asked already."""
+        if self.abort.is_set():
+            return False
+        self.end_state, self.reason = state, reason
+        self.abort.set()
+        return True
+
+
+class JobProgress(Progress):
+    """Stores a job's progress and raises :class:`JobAborted` once the job must stop.
+
+    The fraction grows through the library's preparation steps (up to 30 %), then with
+    each trained model (to 90 %); writing the output is the rest.
+    """
+
+    def __init__(self, store: JobStore, active: ActiveJob) -> None:
+        self.store = store
+        self.active = active
+        self.fraction = 0.0
+
+    def check(self) -> None:
+        """Raise :class:`JobAborted` when the job was asked to stop."""
+        if self.active.abort.is_set():
+            raise JobAborted(self.active.reason or "stopped")
+
+    def step(self, name: str) -> None:
+        self.check()
+        if name.startswith(("writing", "scoring")):
+            self.fraction = max(self.fraction, PREPARE_SHARE + TRAIN_SHARE)
+        else:
+            self.fraction = min(PREPARE_SHARE, self.fraction + 0.05)
+        self.store.update_progress(self.active.job.id, progress=self.fraction, step=name, log=name)
+
+    def message(self, text: str) -> None:
+        self.check()
+        self.store.append_log(self.active.job.id, text)
+
+    def advance(self, done: int, total: int, text: str) -> None:
+        self.check()
+        self.fraction = PREPARE_SHARE + TRAIN_SHARE * done / max(total, 1)
+        self.store.update_progress(self.active.job.id, progress=self.fraction, log=f"[{done}/{total}] {text}")
+
+
+class DaskConnection:
+    """The scheduler the jobs use: an embedded LocalCluster or ``settings.scheduler``."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.address: str | None = None
+        self.error: str | None = None
+        self._control: Any = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether jobs can run."""
+        return self._control is not None
+
+    def open(self) -> contextlib.ExitStack:
+        """Start the embedded cluster or connect to the scheduler; close the returned stack in the same thread.
+
+        Raises whatever the connection raised (the caller retries).
+        """
+        from .dask_cluster import dask_client
+
+        stack = contextlib.ExitStack()
+        client = stack.enter_context(
+            dask_client(self.settings.scheduler, device=self.settings.device, n_workers=self.settings.workers,
+                        memory_limit=self.settings.memory_limit)
+        )
+        self.address = client.scheduler.address
+        self._control = client
+        self.error = None
+        stack.callback(self._forget)
+        return stack
+
+    def _forget(self) -> None:
+        self._control = None
+
+    def n_workers(self) -> int:
+        """Workers the scheduler has now (0 when it cannot be asked)."""
+        if self._control is None:
+            return 0
+        try:
+            return len(self._control.nthreads())
+        except Exception:  # noqa: BLE001 - a lost scheduler counts as no workers
+            return 0
+
+    def job_client(self) -> Any:
+        """A new client of the scheduler for one job (not the process default)."""
+        from distributed import Client
+
+        from .dask_cluster import CONNECT_TIMEOUT_S
+
+        return Client(self.address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
+
+
+def release_client_work(client: Any) -> bool:
+    """Close a job's client from another thread: the scheduler releases every task the client
+    wanted (queued ones never run, results of running ones are dropped) and the job's
+    waiting calls raise ``CancelledError``. Returns False when there was nothing to close.
+
+    Closing is the robust way to drop a whole graph: ``Client.cancel(force=True)`` on keys with
+    dependents nobody holds trips an assertion in the scheduler.
+    """
+    if client is None or client.status not in ("running", "connecting", "newly-created"):
+        return False
+    threading.Thread(target=_close_quietly, args=(client,), name="clustra-release", daemon=True).start()
+    return True
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close(timeout=30)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The error message stored for a failed job: the message of a Clustra error, else type + message."""
+    if isinstance(exc, (ClustraError, ArtifactError, FileExistsError, ValueError)) and str(exc):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Runner:
+    """Runs the store's queued jobs on Dask.
+
+    Parameters
+    ----------
+    store : JobStore
+    policy : PathPolicy
+    settings : ServiceSettings
+    """
+
+    def __init__(self, store: JobStore, policy: PathPolicy, settings: ServiceSettings) -> None:
+        self.store = store
+        self.policy = policy
+        self.settings = settings
+        self.dask = DaskConnection(settings)
+        self.active: dict[str, ActiveJob] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._no_workers_since: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> list[JobRecord]:
+        """Recover jobs a dead process left running, then start the threads; the recovered jobs."""
+        recovered = self.store.recover(resume=self.settings.resume)
+        for job in recovered:
+            self._remove_staging(job)
+        for target, name in ((self._dispatch_loop, "clustra-dispatch"), (self._watch_loop, "clustra-watchdog")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return recovered
+
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
+        """Stop dispatching; running jobs end ``interrupted``; the Dask connection is closed."""
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify_all()
+            active = list(self.active.values())
+        for job in active:
+            self._stop_job(job, "interrupted", "the API process shut down while the job was running")
+        deadline = time.monotonic() + timeout
+        for job in active:
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+        for job in active:  # a job thread that did not return in time
+            self.store.finish(job.job.id, job.end_state or "interrupted", error=job.reason)
+        for thread in self._threads:  # the dispatcher closes the Dask connection on its way out
+            connecting = not self.dask.ready  # a daemon thread still trying to connect is not waited for
+            thread.join(1.0 if connecting else max(1.0, deadline + STOP_WAIT_S - time.monotonic()))
+
+    def wake(self) -> None:
+        """A job was queued: let the dispatcher look."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def _remove_staging(self, job: JobRecord) -> None:
+        """Half-written outputs (``.NAME.tmp-*`` siblings) of an interrupted job."""
+        if not job.output:
+            return
+        parent, name = os.path.split(job.output)
+        for staging in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.tmp-*")):
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # -- cancelling ------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job (see :meth:`JobStore.request_cancel`); a running one is stopped."""
+        self.store.request_cancel(job_id)
+        with self._lock:
+            active = self.active.get(job_id)
+        if active is not None:
+            self._stop_job(active, "cancelled", "cancelled by request")
+        return self.store.get(job_id)
+
+    def _stop_job(self, active: ActiveJob, state: str, reason: str) -> None:
+        if active.request_stop(state, reason):
+            self.store.append_log(active.job.id, f"stopping: {reason}")
+            release_client_work(active.client)  # None before the job has its client: it checks right after
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        """Connect to Dask (retrying), then start queued jobs until stopped; the connection is
+        opened and closed in this thread (a Dask client must be closed where it was made current)."""
+        where = self.settings.scheduler or "an embedded LocalCluster"
+        while not self._stopping.is_set():
+            try:
+                connection = self.dask.open()
+            except Exception as exc:  # noqa: BLE001 - reported in /healthz, retried
+                self.dask.error = f"cannot start or reach {where}: {describe_failure(exc)}"
+                log.warning("%s; retrying in %.0fs", self.dask.error, CONNECT_RETRY_S)
+                self._stopping.wait(CONNECT_RETRY_S)
+                continue
+            log.info("jobs run on Dask at %s", self.dask.address)
+            with connection:
+                self._dispatch_until_stopped()
+
+    def _dispatch_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            with self._wake:
+                free = len(self.active) < self.settings.max_concurrent_jobs
+                job = self.store.claim_next() if free and not self._stopping.is_set() else None
+                if job is None:
+                    self._wake.wait(1.0)
+                    continue
+                self._launch(job)
+
+    def _launch(self, job: JobRecord) -> None:
+        timeout = job.spec.get("timeout_s")
+        active = ActiveJob(job, time.monotonic() + float(timeout) if timeout else None)
+        active.thread = threading.Thread(target=self._execute, args=(active,), name=f"clustra-job-{job.id}", daemon=True)
+        self.active[job.id] = active
+        active.thread.start()
+
+    def _execute(self, active: ActiveJob) -> None:
+        job = active.job
+        progress = JobProgress(self.store, active)
+        try:
+            if self.store.get(job.id).cancel_requested:
+                active.request_stop("cancelled", "cancelled by request")
+            progress.check()
+            active.client = self.dask.job_client()
+            progress.check()
+            with active.client.as_current():
+                result = run_job(job, self.policy, self.store, active.client, progress)
+            self.store.finish(job.id, "succeeded", result=result)
+        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
+            self._record_failure(active, exc)
+        finally:
+            if active.client is not None:
+                with contextlib.suppress(Exception):
+                    active.client.close()
+            with self._wake:
+                self.active.pop(job.id, None)
+                self._wake.notify_all()
+
+    def _record_failure(self, active: ActiveJob, exc: BaseException) -> None:
+        if active.abort.is_set():
+            state = active.end_state or "cancelled"
+            self.store.finish(active.job.id, state, error=active.reason)
+            return
+        if not isinstance(exc, (ClustraError, ValueError)):
+            self.store.append_log(active.job.id, "".join(traceback.format_exception(exc)).rstrip())
+        self.store.finish(active.job.id, "failed", error=describe_failure(exc))
+
+    def _watch_loop(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            with self._lock:
+                active = list(self.active.values())
+            now = time.monotonic()
+            for job in active:
+                if job.deadline is not None and now > job.deadline:
+                    self._stop_job(job, "failed", f"timed out after timeout_s={job.job.spec.get('timeout_s')}s")
+            self._check_workers(active, now)
+
+    def _check_workers(self, active: list[ActiveJob], now: float) -> None:
+        if not active or not self.dask.ready or self.dask.n_workers() > 0:
+            self._no_workers_since = None
+            return
+        if self._no_workers_since is None:
+            self._no_workers_since = now
+            for job in active:
+                self.store.append_log(job.job.id, "the Dask cluster has no workers; waiting for one")
+        elif now - self._no_workers_since > self.settings.worker_wait_s:
+            reason = (f"no Dask worker for {self.settings.worker_wait_s:g}s at {self.dask.address}: "
+                      "the workers died or were removed")
+            for job in active:
+                self._stop_job(job, "failed", reason)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports about the runner."""
+        with self._lock:
+            running = len(self.active)
+        return {
+            "dask": "ready" if self.dask.ready else ("error" if self.dask.error else "starting"),
+            "dask_address": self.dask.address,
+            "dask_error": self.dask.error,
+            "running_jobs": running,
+            "max_concurrent_jobs": self.settings.max_concurrent_jobs,
+        }
+
+
+__all__ = ["ActiveJob", "DaskConnection", "JobAborted", "JobProgress", "Runner", "release_client_work"]

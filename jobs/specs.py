@@ -1,0 +1,242 @@
+"""Job specs: what a client asks the jobs service to do (pydantic, versioned, JSON or YAML).
+
+Two kinds, told apart by ``kind``::
+
+    {"kind": "train", "data": "customers/", "algorithms": ["kmeans"], "k": [3, 5]}
+    {"kind": "apply", "job": "3f2a9c0d1b2e", "data": "customers/", "output": "scored/customers"}
+
+A train spec *is* a :class:`cluster_core.config.TrainConfig` (every field, default and check
+of ``clustra train``) plus the job fields (``data``, ``output``, ``name``, ``timeout_s``,
+``version``); ``columns`` is accepted as another name for ``include``. An apply spec names a
+model (a model or run directory, or a train job of this service and optionally one of its
+models), the data to score and where to write it. Paths are checked against the service's
+roots by :mod:`jobs.paths`, not here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+
+from cluster_core.config import TrainConfig
+from cluster_core.errors import InvalidInputError
+
+SPEC_VERSION = 1
+JOB_KINDS = ("train", "apply")
+MAX_NAME_LENGTH = 200
+
+
+class _JobFields(BaseModel):
+    """Fields every spec has."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+
+    version: int = Field(SPEC_VERSION, description="spec format version (this server reads version 1)")
+    name: str | None = Field(None, max_length=MAX_NAME_LENGTH, description="a label shown in job lists")
+    timeout_s: float | None = Field(None, gt=0, description="fail the job when it runs longer than this")
+
+    @field_validator("version")
+    @classmethod
+    def _supported_version(cls, value: int) -> int:
+        if value != SPEC_VERSION:
+            raise ValueError(f"unsupported spec version {value}; this server reads version {SPEC_VERSION}")
+        return value
+
+
+def _non_blank(value: str | None, what: str) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError(f"{what} must be a non-empty path")
+    return value
+
+
+class TrainSpec(_JobFields, TrainConfig):
+    """Train a sweep: a :class:`~cluster_core.config.TrainConfig` plus the data and job fields.
+
+    ``data`` is a Parquet file, directory or glob under a data root; the run directory is
+    written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``).
+    """
+
+    kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
+    data: str = Field(min_length=1, description="Parquet file, directory (hive partitions ok) or glob under a data root")
+    output: str | None = Field(None, description="run directory to create (default: OUTPUT_ROOT/JOB_ID)")
+    include: list[str] | None = Field(
+        None, validation_alias=AliasChoices("include", "columns"), description="use only these columns (alias: columns)"
+    )
+
+    @field_validator("data", "output")
+    @classmethod
+    def _paths_not_blank(cls, value: str | None) -> str | None:
+        return _non_blank(value, "the path")
+
+    def train_config(self) -> TrainConfig:
+        """The library's settings for this spec (the job fields left out)."""
+        return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
+
+
+class ApplySpec(_JobFields):
+    """Score a dataset with a model: adds ``cluster_id`` (and probability / distance) columns.
+
+    The model is either ``model`` (a model directory, or a run directory for its best model)
+    or ``job`` (a train job of this service) with an optional ``model_id`` (default: the best).
+    """
+
+    kind: Literal["apply"] = Field(description="apply: add cluster columns to a dataset")
+    model: str | None = Field(None, description="model directory, or run directory (its best model)")
+    job: str | None = Field(
+        None, min_length=1, validate_default=True, description="id of a succeeded train job (its run directory)"
+    )
+    model_id: str | None = Field(
+        None, min_length=1, validate_default=True, description="a model of that job's leaderboard (default: the best)"
+    )
+    data: str = Field(min_length=1, description="Parquet file, directory or glob under a data root")
+    output: str | None = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
+    overwrite: bool = Field(False, description="replace an existing output directory")
+
+    @field_validator("model", "data", "output")
+    @classmethod
+    def _paths_not_blank(cls, value: str | None) -> str | None:
+        return _non_blank(value, "the path")
+
+    @field_validator("job")
+    @classmethod
+    def _one_model_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (info.data.get("model") is None) == (value is None) and "model" in info.data:
+            raise ValueError("give exactly one of 'model' (a model or run directory) or 'job' (a train job id)")
+        return value
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id_needs_job(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("job") is None and "job" in info.data:
+            raise ValueError("model_id selects a model of 'job'; with 'model', name the model directory itself")
+        return value
+
+
+JobSpec = Annotated[Union[TrainSpec, ApplySpec], Field(discriminator="kind")]
+_SPEC_ADAPTER: TypeAdapter[TrainSpec | ApplySpec] = TypeAdapter(JobSpec)
+
+
+def error_field(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    """The spec field a pydantic error location points at (``("train", "k", 0)`` -> ``"k"``).
+
+    The union tag (``train`` / ``apply``) and FastAPI's ``body`` prefix are dropped; list
+    indexes are kept as ``[i]``.
+    """
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    if parts and parts[0] in JOB_KINDS:
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or None
+
+
+_SPEC_FIELDS = set(TrainSpec.model_fields) | set(ApplySpec.model_fields)
+
+
+def _field_named_by(message: str) -> str | None:
+    """The spec field a whole-spec message starts with (``"k=300 exceeds max_k=100"`` -> ``"k"``)."""
+    head = re.match(r"[A-Za-z_]+", message)
+    return head.group(0) if head and head.group(0) in _SPEC_FIELDS and message[head.end():head.end() + 1] in "= " else None
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic errors as ``[{"field": ..., "message": ..., "type": ...}]``.
+
+    A missing or unknown ``kind`` is reported on the field ``kind``; a check of the whole
+    spec (``k=300 exceeds max_k=100``) on the field its message starts with.
+    """
+    out = []
+    for error in errors:
+        kind = error.get("type", "")
+        field = error_field(error.get("loc", ()))
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        if field is None:
+            field = _field_named_by(message)
+        if kind in ("union_tag_not_found", "union_tag_invalid"):
+            field = "kind"
+            found = error.get("ctx", {}).get("tag")
+            got = f", got {found!r}" if found is not None else " (missing)"
+            message = f"kind must be one of {list(JOB_KINDS)}{got}"
+        elif kind == "missing" and field:
+            message = f"{field} is required"
+        elif kind == "extra_forbidden" and field:
+            message = f"unknown field {field!r}"
+        out.append({"field": field, "message": message, "type": kind})
+    return out
+
+
+def format_errors(errors: list[dict[str, Any]]) -> str:
+    """``field: message; field: message`` for people."""
+    return "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+
+
+class FieldError(InvalidInputError):
+    """A spec value that is not acceptable where it points (a path, a job reference); names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class SpecError(InvalidInputError):
+    """A spec that does not validate; ``errors`` names each field."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__(f"invalid job spec: {format_errors(errors)}")
+
+
+def parse_spec(value: Any) -> TrainSpec | ApplySpec:
+    """A validated spec from a mapping; :class:`SpecError` naming the fields otherwise."""
+    if not isinstance(value, dict):
+        raise SpecError([{"field": None, "message": f"a job spec is a mapping with a 'kind', got {type(value).__name__}",
+                          "type": "model_type"}])
+    try:
+        return _SPEC_ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        raise SpecError(describe_errors(exc.errors())) from None
+
+
+def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a spec file (YAML or JSON; ``-`` reads stdin) into a mapping, unvalidated."""
+    import sys
+
+    import yaml
+
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise InvalidInputError(f"spec file {str(path)!r} does not exist") from None
+        except (IsADirectoryError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"spec file {str(path)!r} is not a YAML or JSON text file ({exc})") from None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidInputError(f"spec file {str(path)!r} is not valid YAML or JSON: {problem}{where}") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"spec file {str(path)!r} must hold a mapping with a 'kind' (train or apply)")
+    return value
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON schema of a job spec (both kinds)."""
+    return _SPEC_ADAPTER.json_schema()
+
+
+__all__ = [
+    "ApplySpec", "FieldError", "JobSpec", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
+    "format_errors", "load_spec_file", "parse_spec", "spec_json_schema",
+]
