@@ -98,7 +98,10 @@ class ServedModel:
     # -- inference ------------------------------------------------------------------------
     def records_frame(self, records: list[dict]) -> pd.DataFrame:
         """The model's input columns of ``records`` as a frame (checked records only)."""
-        return pd.DataFrame({c: [r[c] for r in records] for c in self.required}, index=pd.RangeIndex(len(records)))
+        try:
+            return pd.DataFrame({c: [r[c] for r in records] for c in self.required}, index=pd.RangeIndex(len(records)))
+        except _FEATURIZE_ERRORS as exc:
+            raise InvalidInputError(f"the records cannot form a table: {exc}") from None
 
     def featurize(self, frame: pd.DataFrame) -> np.ndarray:
         """The feature matrix; a featurizer's failure becomes InvalidInputError naming its column."""

@@ -69,6 +69,8 @@ def parse_records(body: bytes, max_records: int) -> list[Any]:
         raise BadRequestError(f"request body is not UTF-8 text: {exc.reason}") from None
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {ENVELOPE_HINT}") from None
+    except RecursionError:
+        raise BadRequestError(f"request body is JSON nested too deeply to decode; {ENVELOPE_HINT}") from None
     if not isinstance(payload, dict):
         raise InvalidInputError(f"request body is a JSON {_json_type(payload)}; {ENVELOPE_HINT}")
     if "records" not in payload:

@@ -63,8 +63,11 @@ def arrow_body(frame: pd.DataFrame) -> bytes:
         (b'{"records": {}}', InvalidInputError, ["'records'", "object"]),
         (b'{"records": [], "extra": 1}', InvalidInputError, ["'extra'"]),
         (b'{"records": [{}, {}, {}, {}]}', PayloadTooLargeError, ["4 records", "limit of 3"]),
+        (b"[" * 100_000, BadRequestError, ["nested too deeply"]),
+        (b"1e999", InvalidInputError, ["JSON number"]),
     ],
-    ids=["empty", "blank", "truncated", "not-utf8", "xml", "array", "no-records", "records-object", "extra-field", "too-many"],
+    ids=["empty", "blank", "truncated", "not-utf8", "xml", "array", "no-records", "records-object", "extra-field", "too-many",
+         "deep", "number"],
 )
 def test_parse_records_errors(body, error, words):
     with pytest.raises(error) as info:
@@ -149,6 +152,22 @@ def test_mistyped_values_are_422_naming_the_column(served, change, words):
         served["customers"].assign_records([_record(**change)])
     for word in words:
         assert word in str(info.value)
+
+
+ODD_VALUES = [
+    {"spend": 10**400}, {"spend": float("inf")}, {"spend": True}, {"spend": -0.0}, {"visits": ""}, {"signup": True},
+    {"signup": 12345}, {"signup": -(10**30)}, {"signup": "9999-99-99"}, {"signup": "2024-08-25T17:00:00+05:00"},
+    {"signup": "10000-01-01"}, {"signup": ""}, {"is_member": 2}, {"is_member": "1"}, {"plan": 3.5}, {"plan": True},
+    {"plan": ""}, {"region": None}, {"spend": None, "visits": None, "plan": None, "is_member": None, "signup": None},
+]
+
+
+@pytest.mark.parametrize("name", ["customers", "mixture", "density"])
+def test_odd_values_get_an_answer_or_a_422_never_an_exception(served, name):
+    results = served[name].assign_batch([[_record(**change)] for change in ODD_VALUES])
+    assert {status for status, _, _ in results} <= {200, 422}
+    assert results[0][0] == 422 and b"'spend'" in results[0][1]  # too large for a float
+    assert results[-1][0] == 200  # all missing: imputed
 
 
 def test_columns_the_model_excluded_are_accepted(served):
