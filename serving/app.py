@@ -16,6 +16,7 @@ batching and ``ray_actor_options`` live in the Serve config YAML (see :mod:`serv
 import asyncio
 import hmac
 import json
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -44,6 +45,7 @@ from ray.serve import Application  # noqa: E402
 from ray.serve.handle import DeploymentHandle  # noqa: E402
 
 _HANDLE_CACHE_SIZE = 1024
+logger = logging.getLogger("ray.serve")
 _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 413: "payload_too_large", 422: "invalid_input"}
 
 api = FastAPI(
@@ -70,9 +72,13 @@ class AssignmentModel:
 
     def __init__(self, args: dict[str, Any]) -> None:
         import torch
+        from threadpoolctl import threadpool_limits
 
-        # one BLAS thread per replica core: oversubscribed threads cost 50x on small batches
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
+        # one math thread per replica core (Ray sets OMP_NUM_THREADS from num_cpus): on small
+        # batches, oversubscribed torch/BLAS threads cost 10-50x
+        threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
         self.registry = ModelRegistry(ServeArgs(**args).registry_url())
         self.reconfigure({})
 
@@ -146,7 +152,7 @@ class AssignmentAPI:
 
     async def _resolve(self, name: str, version: str | None, alias: str | None) -> ModelRef:
         if self.view.due() and (self._refreshing is None or self._refreshing.done()):
-            self._refreshing = asyncio.create_task(asyncio.to_thread(self.view.refresh))
+            self._refreshing = asyncio.create_task(asyncio.to_thread(self._refresh_view))
             if not self.view.models():  # first request: wait for the view
                 await self._refreshing
         ref = self.view.lookup(name, version, alias)
@@ -156,6 +162,13 @@ class AssignmentAPI:
         if ref is None:
             raise self.view.not_found(name, version, alias)
         return ref
+
+    def _refresh_view(self) -> None:
+        """Re-read the registry; an unreachable registry keeps the last view (and is logged)."""
+        try:
+            self.view.refresh()
+        except Exception as exc:  # noqa: BLE001 - a background refresh must not die silently
+            logger.warning("re-reading the registry %s failed, keeping the last view: %s", self.registry.url, exc)
 
     def _handle(self, ref: ModelRef) -> DeploymentHandle:
         handle = self._handles.get(ref.key)

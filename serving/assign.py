@@ -18,7 +18,7 @@ from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef
 
 from .errors import status_for
-from .records import read_arrow, write_arrow
+from .records import read_arrow, write_table
 
 # JSON-level expectations for the kinds whose values are single scalars; kinds not listed
 # here (text, image, geo, ...) are left to their featurizer to accept or refuse.
@@ -194,53 +194,59 @@ class ServedModel:
             out["distance"] = np.asarray(result.distance, np.float64)
         return pd.DataFrame(out)
 
-    def table_frame(self, body: bytes) -> tuple[Any, pd.DataFrame]:
-        """Decode and check an Arrow IPC stream: ``(arrow schema, frame of the input columns)``."""
-        import pyarrow as pa
-
+    def checked_table(self, body: bytes) -> Any:
+        """Decode and check an Arrow IPC stream; the ``pyarrow.Table`` of the model's input columns."""
         table = read_arrow(body)
         self.check_table(table)
-        table = table.select(self.required)
+        return table.select(self.required)
+
+    def score_arrow(self, table: Any) -> Any:
+        """The apply columns of an Arrow table, as an Arrow table."""
+        import pyarrow as pa
+
         try:
-            return table.schema, table.to_pandas()
+            frame = table.to_pandas(use_threads=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
             raise InvalidInputError(f"the Arrow table cannot be converted: {exc}") from None
+        return pa.Table.from_pandas(self.score_table(frame), preserve_index=False, nthreads=1)
 
     def assign_arrow(self, body: bytes) -> bytes:
         """An Arrow IPC stream of records -> an Arrow IPC stream of the apply columns, row for row."""
-        return write_arrow(self.score_table(self.table_frame(body)[1]))
+        return write_table(self.score_arrow(self.checked_table(body)))
 
     def assign_arrow_batch(self, bodies: list[bytes]) -> list[tuple[int, bytes, int]]:
-        """Several Arrow requests; those with the same schema are featurized in one call.
+        """Several Arrow requests; those with the same schema are scored in one call.
 
-        Featurizing has a fixed cost per call, so four 1,000-row tables scored together
-        take about a third of the time of four calls. ``(status, body, n_records)`` per request.
+        Featurizing has a fixed cost per call, so eight 1,000-row tables scored together
+        take a fraction of eight calls. ``(status, body, n_records)`` per request.
         """
+        import pyarrow as pa
+
         out: list[tuple[int, bytes, int] | None] = [None] * len(bodies)
-        groups: dict[Any, list[tuple[int, pd.DataFrame]]] = {}
+        groups: dict[Any, list[tuple[int, Any]]] = {}
         for index, body in enumerate(bodies):
             try:
-                schema, frame = self.table_frame(body)
+                table = self.checked_table(body)
             except ClustraError as exc:
                 out[index] = (status_for(exc), str(exc).encode(), 0)
                 continue
-            groups.setdefault(schema, []).append((index, frame))
+            groups.setdefault(table.schema, []).append((index, table))
         for members in groups.values():
             try:
-                scored = self.score_table(pd.concat([f for _, f in members], ignore_index=True)) if len(members) > 1 else None
+                scored = self.score_arrow(pa.concat_tables([t for _, t in members])) if len(members) > 1 else None
             except ClustraError:
                 scored = None
             start = 0
-            for index, frame in members:
+            for index, table in members:
                 if scored is None:
-                    out[index] = self._score_one(frame)
+                    out[index] = self._score_one(table)
                 else:
-                    out[index] = (200, write_arrow(scored.iloc[start : start + len(frame)]), len(frame))
-                start += len(frame)
+                    out[index] = (200, write_table(scored.slice(start, table.num_rows)), table.num_rows)
+                start += table.num_rows
         return out  # type: ignore[return-value]
 
-    def _score_one(self, frame: pd.DataFrame) -> tuple[int, bytes, int]:
+    def _score_one(self, table: Any) -> tuple[int, bytes, int]:
         try:
-            return 200, write_arrow(self.score_table(frame)), len(frame)
+            return 200, write_table(self.score_arrow(table)), table.num_rows
         except ClustraError as exc:
             return status_for(exc), str(exc).encode(), 0

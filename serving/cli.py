@@ -119,7 +119,7 @@ def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     http = config.get("http_options", {})
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)  # never join a cluster found on the machine
     try:
         serve.start(proxy_location="HeadOnly", http_options=http)
         for app in clustra_apps(config):

@@ -104,12 +104,18 @@ def read_arrow(body: bytes):
         raise BadRequestError(f"request body is not an Arrow IPC stream: {exc}") from None
 
 
-def write_arrow(frame: pd.DataFrame) -> bytes:
-    """``frame`` as an Arrow IPC stream (no pandas index)."""
+def write_table(table: Any) -> bytes:
+    """A ``pyarrow.Table`` as Arrow IPC stream bytes."""
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def write_arrow(frame: pd.DataFrame) -> bytes:
+    """A pandas frame as Arrow IPC stream bytes (no index)."""
+    import pyarrow as pa
+
+    return write_table(pa.Table.from_pandas(frame, preserve_index=False, nthreads=1))
