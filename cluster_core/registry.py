@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactError, InvalidInputError, NotFoundError
-from .model import MODEL_FILE, ClusteringModel, read_model_info
+
+# cluster_core.model (and torch behind it) is imported inside the functions that load models,
+# so the `clustra` command starts fast.
 
 REGISTRY_ENV = "CLUSTRA_REGISTRY"
 DEFAULT_REGISTRY = "~/.clustra/registry"
@@ -242,6 +244,8 @@ class ModelRegistry:
 
     def model_info(self, name: str, version: int) -> dict:
         """``model.json`` of a published version (algorithm, clusters, input schema, metrics)."""
+        from .model import MODEL_FILE
+
         try:
             return self._read_json(self._path(name, "versions", version, MODEL_FILE))
         except FileNotFoundError as exc:
@@ -312,8 +316,10 @@ class ModelRegistry:
             raise
         return target
 
-    def load(self, name: str, version: Any = None, alias: str | None = None) -> ClusteringModel:
-        """Load the model a reference resolves to (see :meth:`resolve`)."""
+    def load(self, name: str, version: Any = None, alias: str | None = None) -> Any:
+        """Load the :class:`~cluster_core.model.ClusteringModel` a reference resolves to (see :meth:`resolve`)."""
+        from .model import ClusteringModel
+
         ref = self.resolve(name, version, alias)
         return ClusteringModel.load(self.local_dir(ref.name, ref.version))
 
@@ -329,6 +335,7 @@ class ModelRegistry:
         dict
             ``version.json`` of the new version plus ``alias`` and ``registry``.
         """
+        from .model import ClusteringModel, read_model_info
         from .runs import resolve_model_dir
 
         check_name(name)

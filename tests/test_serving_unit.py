@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
@@ -335,3 +336,28 @@ def test_print_config_cli(tmp_path):
     bad.write_text(to_yaml({"applications": [{"name": "x", "import_path": "elsewhere:app"}]}))
     result = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("clustra: error:") and "import_path" in result.stderr
+
+
+def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
+    import serving.cli as serving_cli
+    from jobs.cli import main
+
+    seen = {}
+
+    def fake_run(config, *, num_cpus=None):
+        seen.update(config=config, num_cpus=num_cpus, env={k: os.environ.get(k) for k in
+                    ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED")})
+        return 0
+
+    for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(serving_cli, "run_embedded", fake_run)
+    assert main(["serve", "--registry", str(tmp_path), "--port", "8123", "--num-cpus", "3", "--model-replicas", "2",
+                 "--auth-token", "t0ken", "--haproxy"]) == 0
+    config = seen["config"]
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8123} and seen["num_cpus"] == 3
+    app = config["applications"][0]
+    assert app["args"] == {"registry": str(tmp_path)} and app["deployments"][1]["num_replicas"] == 2
+    assert seen["env"] == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
+    for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY"):
+        os.environ.pop(name, None)
