@@ -41,7 +41,7 @@ class ServedModel:
         The registry name and version it was loaded from.
     """
 
-    def __init__(self, model: ClusteringModel, ref: ModelRef):
+    def __init__(self, model: ClusteringModel, ref: ModelRef) -> None:
         self.model = model
         self.ref = ref
         pipeline = model.pipeline

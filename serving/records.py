@@ -92,7 +92,7 @@ def _json_type(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
-def read_arrow(body: bytes):
+def read_arrow(body: bytes) -> Any:
     """The ``pyarrow.Table`` of an Arrow IPC stream (BadRequestError when it is not one)."""
     import pyarrow as pa
 

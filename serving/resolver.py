@@ -33,7 +33,7 @@ class RegistryView:
         Age after which :meth:`due` asks for a full re-read.
     """
 
-    def __init__(self, registry: ModelRegistry, refresh_interval_s: float = 2.0):
+    def __init__(self, registry: ModelRegistry, refresh_interval_s: float = 2.0) -> None:
         self.registry = registry
         self.refresh_interval_s = refresh_interval_s
         self._entries: dict[str, _Entry] = {}

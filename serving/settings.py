@@ -16,7 +16,7 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster_core.registry import REGISTRY_ENV, default_registry_url
+from cluster_core.registry import default_registry_url
 
 AUTH_TOKEN_ENV = "CLUSTRA_AUTH_TOKEN"
 MAX_MODELS_ENV = "CLUSTRA_MAX_MODELS_PER_REPLICA"

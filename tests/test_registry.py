@@ -14,7 +14,7 @@ import pytest
 from _serving_helpers import train_run
 from cluster_core.errors import ArtifactError, InvalidInputError, NotFoundError
 from cluster_core.model import ClusteringModel
-from cluster_core.registry import REGISTRY_ENV, VERSION_FILE, ModelRegistry, default_registry_url
+from cluster_core.registry import REGISTRY_ENV, ModelRegistry, default_registry_url
 from jobs.cli import main
 
 
