@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every Clustra benchmark in sequence and print their Markdown tables.
-# Usage: bench/run_all.sh [output-file]   (takes about an hour on a 2-core machine)
+# Usage: bench/run_all.sh [output-file]   (takes about an hour and a half on a 2-core machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -16,4 +16,5 @@ mkdir -p bench/out
   echo "## silhouette"; $PY bench/silhouette.py 2>/dev/null
   echo "## end to end vs Spark MLlib"; $PY bench/e2e_spark.py 2>/dev/null | grep -v WARN
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
+  echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
 } | tee "$out"

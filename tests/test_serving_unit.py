@@ -1,0 +1,363 @@
+"""Request decoding, column checks, batched assignment, version resolution and the Serve config -- no Ray running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import yaml
+
+from _serving_helpers import FEATURE_COLUMNS, json_records, train_run
+from cluster_core.errors import ArtifactError, InvalidInputError, NotFoundError
+from cluster_core.registry import ModelRegistry
+from conftest import make_mixed_frame
+from serving.assign import ServedModel
+from serving.config import SHIPPED_CONFIG, deployment_overrides, serve_config, to_yaml, validate_config
+from serving.errors import BadRequestError, PayloadTooLargeError, UnauthorizedError, error_for, status_for
+from serving.records import check_declared_length, parse_records, read_arrow, read_limited, write_arrow
+from serving.resolver import RegistryView
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> ModelRegistry:
+    root = tmp_path_factory.mktemp("serving-unit")
+    _, run = train_run(root)
+    registry = ModelRegistry(root / "registry")
+    for model_id, name in (("kmeans-k3", "customers"), ("gmm-k3", "mixture"), ("hdbscan", "density")):
+        registry.publish(run / "models" / model_id, name, alias="production")
+    return registry
+
+
+@pytest.fixture(scope="module")
+def served(registry) -> dict[str, ServedModel]:
+    return {name: ServedModel(registry.load(name), registry.resolve(name)) for name in ("customers", "mixture", "density")}
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    """Fresh rows (other seed) with every column of the training table, missing values included."""
+    return make_mixed_frame(40, seed=11)
+
+
+def arrow_body(frame: pd.DataFrame) -> bytes:
+    return write_arrow(frame)
+
+
+# -- decoding -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body, error, words",
+    [
+        (b"", BadRequestError, ["empty"]),
+        (b"   ", BadRequestError, ["empty"]),
+        (b'{"records": [', BadRequestError, ["not valid JSON"]),
+        (b"\xff\xfe{}", BadRequestError, ["UTF-8"]),
+        (b"<xml/>", BadRequestError, ["not valid JSON"]),
+        (b"[1, 2]", InvalidInputError, ["array", "records"]),
+        (b'{"rows": []}', InvalidInputError, ["'records' is missing"]),
+        (b'{"records": {}}', InvalidInputError, ["'records'", "object"]),
+        (b'{"records": [], "extra": 1}', InvalidInputError, ["'extra'"]),
+        (b'{"records": [{}, {}, {}, {}]}', PayloadTooLargeError, ["4 records", "limit of 3"]),
+        (b"[" * 100_000, BadRequestError, ["nested too deeply"]),
+        (b"1e999", InvalidInputError, ["JSON number"]),
+    ],
+    ids=["empty", "blank", "truncated", "not-utf8", "xml", "array", "no-records", "records-object", "extra-field", "too-many",
+         "deep", "number"],
+)
+def test_parse_records_errors(body, error, words):
+    with pytest.raises(error) as info:
+        parse_records(body, max_records=3)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_parse_records_returns_the_list():
+    assert parse_records(b'{"records": [{"a": 1}, {"a": null}]}', 10) == [{"a": 1}, {"a": None}]
+
+
+def test_body_limits():
+    with pytest.raises(PayloadTooLargeError, match="2,000 bytes"):
+        check_declared_length("2000", 1000)
+    with pytest.raises(BadRequestError, match="'abc'"):
+        check_declared_length("abc", 1000)
+    check_declared_length(None, 1000)
+
+    async def chunks(n):
+        for _ in range(n):
+            yield b"x" * 400
+
+    assert len(asyncio.run(read_limited(chunks(2), 1000))) == 800
+    with pytest.raises(PayloadTooLargeError):
+        asyncio.run(read_limited(chunks(3), 1000))
+
+
+def test_read_arrow_refuses_other_bytes():
+    with pytest.raises(BadRequestError, match="Arrow IPC"):
+        read_arrow(b'{"records": []}')
+    with pytest.raises(BadRequestError, match="empty"):
+        read_arrow(b"")
+
+
+@pytest.mark.parametrize(
+    "error, status",
+    [(BadRequestError("x"), 400), (UnauthorizedError("x"), 401), (NotFoundError("x"), 404), (PayloadTooLargeError("x"), 413),
+     (InvalidInputError("x"), 422), (ArtifactError("x"), 500), (RuntimeError("x"), 500)],
+    ids=["400", "401", "404", "413", "422", "500-artifact", "500-other"],
+)
+def test_status_mapping_round_trips(error, status):
+    assert status_for(error) == status
+    if status != 500:
+        assert status_for(error_for(status, "again")) == status
+
+
+# -- column checks --------------------------------------------------------------------------
+def _record(**changes):
+    record = {"spend": 105.4, "visits": 8.9, "plan": "team", "is_member": False, "signup": "2024-08-25T17:00:00", "region": "south"}
+    record.update(changes)
+    return {k: v for k, v in record.items() if v != "DROP"}
+
+
+@pytest.mark.parametrize(
+    "records, words",
+    [
+        ([_record(visits="DROP")], ["records[0]", "'visits'", "missing"]),
+        ([_record(), _record(spendd=3)], ["records[1]", "'spendd'", "unknown"]),
+        ([_record(spend=[1, 2])], ["'spend'", "an array", "a number"]),
+        ([_record(plan={"a": 1})], ["'plan'", "an object"]),
+        (["not a record"], ["records[0]", "not an object"]),
+    ],
+    ids=["missing", "unknown", "array-for-number", "object-for-category", "not-an-object"],
+)
+def test_check_records_names_record_and_column(served, records, words):
+    with pytest.raises(InvalidInputError) as info:
+        served["customers"].check_records(records)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [({"spend": "lots"}, ["'spend'", "'lots'", "number"]),
+     ({"is_member": "maybe"}, ["'is_member'", "'maybe'"]),
+     ({"signup": "not a date"}, ["'signup'", "'not a date'"])],
+    ids=["number", "boolean", "datetime"],
+)
+def test_mistyped_values_are_422_naming_the_column(served, change, words):
+    with pytest.raises(InvalidInputError) as info:
+        served["customers"].assign_records([_record(**change)])
+    for word in words:
+        assert word in str(info.value)
+
+
+ODD_VALUES = [
+    {"spend": 10**400}, {"spend": float("inf")}, {"spend": True}, {"spend": -0.0}, {"visits": ""}, {"signup": True},
+    {"signup": 12345}, {"signup": -(10**30)}, {"signup": "9999-99-99"}, {"signup": "2024-08-25T17:00:00+05:00"},
+    {"signup": "10000-01-01"}, {"signup": ""}, {"is_member": 2}, {"is_member": "1"}, {"plan": 3.5}, {"plan": True},
+    {"plan": ""}, {"region": None}, {"spend": None, "visits": None, "plan": None, "is_member": None, "signup": None},
+]
+
+
+@pytest.mark.parametrize("name", ["customers", "mixture", "density"])
+def test_odd_values_get_an_answer_or_a_422_never_an_exception(served, name):
+    results = served[name].assign_batch([[_record(**change)] for change in ODD_VALUES])
+    assert {status for status, _, _ in results} <= {200, 422}
+    assert results[0][0] == 422 and b"'spend'" in results[0][1]  # too large for a float
+    assert results[-1][0] == 200  # all missing: imputed
+
+
+def test_columns_the_model_excluded_are_accepted(served):
+    record = _record(customer_id=7, constant="same", segment_truth=1)
+    assert json.loads(served["customers"].assign_records([record]))[0] == json.loads(served["customers"].assign_records([_record()]))[0]
+
+
+# -- answers ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, detail", [("customers", "distances"), ("mixture", "probabilities"), ("density", "probabilities")])
+def test_json_answers_match_the_model_on_the_same_rows(served, rows, name, detail):
+    model = served[name]
+    answers = json.loads(model.assign_records(json_records(rows)))
+    scored = model.model.score_frame(rows)
+    assert [a["cluster_id"] for a in answers] == scored["cluster_id"].tolist()
+    scalar = "distance" if detail == "distances" else "cluster_probability"
+    np.testing.assert_allclose([a[model.scalar] for a in answers], scored[scalar], rtol=1e-6)
+    names = model.model.cluster_names()
+    for answer in answers:
+        assert len(answer[detail]) == model.model.n_clusters
+        assert answer["is_noise"] == (answer["cluster_id"] == -1)
+        assert answer["cluster_name"] == (names[answer["cluster_id"]] if answer["cluster_id"] >= 0 else None)
+        if detail == "distances" and answer["cluster_id"] >= 0:
+            assert int(np.argmin(answer["distances"])) == answer["cluster_id"]
+        if name == "mixture":
+            assert abs(sum(answer["probabilities"]) - 1) < 1e-6
+
+
+def test_missing_values_follow_the_models_imputation(served, rows):
+    model = served["customers"]
+    blank = rows.head(3).copy()
+    blank[["spend", "visits"]] = np.nan
+    blank["plan"] = None
+    expected = model.model.score_frame(blank)["cluster_id"].tolist()
+    answers = json.loads(model.assign_records(json_records(blank)))
+    assert [a["cluster_id"] for a in answers] == expected
+    assert all(r["spend"] is None for r in json_records(blank))
+
+
+def test_hdbscan_noise_has_no_name_and_zero_probabilities(served):
+    answer = json.loads(served["density"].assign_records([_record(spend=1e6)]))[0]
+    assert answer == {"cluster_id": -1, "cluster_name": None, "is_noise": True, "probability": 0.0, "probabilities": [0.0, 0.0, 0.0]}
+
+
+def test_a_batch_answers_like_single_requests_and_isolates_bad_ones(served, rows):
+    model = served["customers"]
+    records = json_records(rows)
+    requests = [records[:1], records[1:5], [_record(spend="lots")], records[5:6], [_record(visits="DROP")]]
+    results = model.assign_batch(requests)
+    assert [r[0] for r in results] == [200, 200, 422, 200, 422]
+    assert [r[2] for r in results] == [1, 4, 0, 1, 0]
+    for request, (status, body, _) in zip(requests, results):
+        if status == 200:
+            assert json.loads(body) == json.loads(model.assign_records(request))
+    assert b"'lots'" in results[2][1] and b"'visits'" in results[4][1]
+
+
+def test_arrow_answers_are_the_apply_columns(served, rows):
+    for model in served.values():
+        out = pa.ipc.open_stream(model.assign_arrow(arrow_body(rows))).read_all().to_pandas()
+        scored = model.model.score_frame(rows)
+        expected = scored[list(model.model.output_columns())].reset_index(drop=True)
+        pd.testing.assert_frame_equal(out, expected)
+
+
+def test_arrow_batch_groups_by_schema_and_isolates_errors(served, rows):
+    model = served["mixture"]
+    typed = arrow_body(rows.head(10))
+    as_text = arrow_body(rows.iloc[10:20].astype({"signup": str}))  # another schema, same answers
+    nested = pa.table({**{c: pa.array(rows[c].head(2)) for c in FEATURE_COLUMNS if c != "spend"},
+                       "spend": pa.array([[1.0], [2.0]])})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, nested.schema) as writer:
+        writer.write_table(nested)
+    results = model.assign_arrow_batch([typed, b"garbage", as_text, sink.getvalue().to_pybytes(), typed])
+    assert [r[0] for r in results] == [200, 400, 200, 422, 200]
+    assert b"'spend'" in results[3][1]
+    expected = model.model.score_frame(rows.head(20))["cluster_id"].tolist()
+    got = [pa.ipc.open_stream(results[i][1]).read_all().column("cluster_id").to_pylist() for i in (0, 2)]
+    assert got[0] + got[1] == expected
+    assert results[4][1] == results[0][1]
+
+
+def test_arrow_column_errors(served, rows):
+    model = served["customers"]
+    with pytest.raises(InvalidInputError, match="'visits' is missing"):
+        model.assign_arrow(arrow_body(rows.drop(columns=["visits"])))
+    with pytest.raises(InvalidInputError, match="'surprise' is unknown"):
+        model.assign_arrow(arrow_body(rows.assign(surprise=1)))
+
+
+# -- which version a request means --------------------------------------------------------
+def test_registry_view_resolves_and_refreshes(tmp_path, registry):
+    local = ModelRegistry(tmp_path / "reg")
+    source = registry.local_dir("customers", 1)
+    local.publish(source, "customers", alias="production")
+    view = RegistryView(local, refresh_interval_s=60)
+    assert view.due() and view.lookup("customers") is None
+    view.refresh()
+    assert not view.due()
+    assert view.lookup("customers").key == "customers/1"
+    assert view.lookup("customers", alias="production").version == 1
+    local.publish(source, "customers")
+    local.set_alias("customers", "production", 2)
+    assert view.lookup("customers", version="2") is None  # not seen yet: the caller re-reads this model
+    assert view.lookup("customers", alias="production").version == 1  # stale until the next refresh
+    view.refresh_model("customers")
+    assert view.lookup("customers", version="2").version == 2
+    assert view.lookup("customers", alias="production").version == 2
+    assert view.lookup("customers").version == 2
+    assert "versions: [1, 2]" in str(view.not_found("customers", version="9"))
+    assert "no alias 'staging'" in str(view.not_found("customers", alias="staging"))
+    assert "'ghost' is not in the registry" in str(view.not_found("ghost"))
+    with pytest.raises(InvalidInputError, match="either"):
+        view.lookup("customers", version="1", alias="production")
+    with pytest.raises(InvalidInputError, match="'x1'"):
+        view.lookup("customers", version="x1")
+
+
+# -- the Serve config ---------------------------------------------------------------------
+def test_generated_config_is_a_valid_serve_config():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = serve_config(registry="s3://bucket/models", model_replicas=2, model_num_gpus=1)
+    schema = ServeDeploySchema.model_validate(config)
+    app = schema.applications[0]
+    assert app.import_path == "serving.app:build_app" and app.args == {"registry": "s3://bucket/models"}
+    model = {d.name: d for d in app.deployments}["AssignmentModel"]
+    assert model.num_replicas == 2 and model.ray_actor_options.num_gpus == 1
+    assert model.user_config["max_batch_size"] == 64
+    autoscaled = serve_config()["applications"][0]["deployments"][1]
+    assert autoscaled["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in autoscaled
+
+
+def test_shipped_config_is_the_generated_default():
+    assert yaml.safe_load(SHIPPED_CONFIG.read_text()) == serve_config()
+
+
+def test_config_options_are_accepted_by_the_deployments():
+    from serving.app import AssignmentAPI, AssignmentModel, build_app
+
+    overrides = deployment_overrides(serve_config()["applications"][0])
+    assert AssignmentModel.options(**overrides["AssignmentModel"]).name == "AssignmentModel"
+    assert AssignmentAPI.options(**overrides["AssignmentAPI"]).name == "AssignmentAPI"
+    assert type(build_app({"registry": "/tmp/anywhere"})).__name__ == "Application"
+    with pytest.raises(ValueError, match="regsitry"):
+        build_app({"regsitry": "/tmp/typo"})
+
+
+def test_validate_config_names_the_problem():
+    with pytest.raises(InvalidInputError, match="import_path"):
+        validate_config({"applications": [{"name": "x", "import_path": "other.module:app"}]})
+    with pytest.raises(InvalidInputError, match="not a valid Serve config"):
+        validate_config({"applications": "nope"})
+
+
+def test_print_config_cli(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", "--print-config", "--registry", "s3://b/m", "--port", "9000"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    validate_config(config)
+    assert config["http_options"] == {"host": "0.0.0.0", "port": 9000}
+    assert config["applications"][0]["args"] == {"registry": "s3://b/m"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(to_yaml({"applications": [{"name": "x", "import_path": "elsewhere:app"}]}))
+    result = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("clustra: error:") and "import_path" in result.stderr
+
+
+def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
+    import serving.cli as serving_cli
+    from jobs.cli import main
+
+    seen = {}
+
+    def fake_run(config, *, num_cpus=None):
+        seen.update(config=config, num_cpus=num_cpus, env={k: os.environ.get(k) for k in
+                    ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED")})
+        return 0
+
+    for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(serving_cli, "run_embedded", fake_run)
+    assert main(["serve", "--registry", str(tmp_path), "--port", "8123", "--num-cpus", "3", "--model-replicas", "2",
+                 "--auth-token", "t0ken", "--haproxy"]) == 0
+    config = seen["config"]
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8123} and seen["num_cpus"] == 3
+    app = config["applications"][0]
+    assert app["args"] == {"registry": str(tmp_path)} and app["deployments"][1]["num_replicas"] == 2
+    assert seen["env"] == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
+    for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY"):
+        os.environ.pop(name, None)
