@@ -115,12 +115,39 @@ def test_data_far_from_the_origin(blobs):
 def test_cpu_primitives_match_torch():
     import torch
 
-    from cluster_core.kernels._cpu import column_argmin
-    from cluster_core.kernels._torch import matmul
+    from cluster_core.kernels._cpu import column_argmin, row_argmin
+    from cluster_core.kernels._torch import matmul, row_min
 
     rng = np.random.default_rng(0)
-    scores = rng.standard_normal((37, 1001)).astype(np.float32)
-    best, labels = column_argmin(scores)
-    assert np.array_equal(labels, scores.argmin(axis=0)) and np.array_equal(best, scores.min(axis=0))
+    scores = rng.standard_normal((1001, 37)).astype(np.float32)
+    bias = rng.standard_normal(37).astype(np.float32)
+    scores[5, 3] = scores[5, 30] = -100.0 - bias[3]  # a tie goes to the first index
+    scores[5, 30] -= bias[30] - bias[3]
+    best, labels = row_argmin(scores, bias)
+    expected = scores + bias
+    assert np.array_equal(labels, expected.argmin(axis=1)) and np.array_equal(best, expected.min(axis=1))
+    assert labels[5] == 3
+    values, indices = row_min(torch.from_numpy(scores), torch.from_numpy(bias))
+    assert torch.equal(indices, torch.from_numpy(labels)) and torch.equal(values, torch.from_numpy(best))
+    column_best, column_labels = column_argmin(np.ascontiguousarray(expected.T))
+    assert np.array_equal(column_labels, labels) and np.array_equal(column_best, best)
     a, b = torch.randn(5, 7), torch.randn(9, 7)
     assert torch.allclose(matmul(a, b.T), a @ b.T, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_clusters", [5, 300])  # both score layouts (see ROW_LAYOUT_MAX_K)
+def test_assignment_and_lloyd_sums_match_brute_force(n_clusters):
+    from cluster_core.kernels.kmeans import assign_nearest, lloyd_partial_sums
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((3000, 7)) * 3 + 50).astype(np.float32)
+    centers = x[rng.choice(3000, n_clusters, replace=False)] + 0.01
+    sqdist = ((x.astype(np.float64)[:, None, :] - centers.astype(np.float64)[None]) ** 2).sum(axis=2)
+    expected = sqdist.argmin(axis=1)
+    labels, distances = assign_nearest(x, centers, "cpu")
+    assert (labels == expected).mean() > 0.999
+    np.testing.assert_allclose(distances, sqdist.min(axis=1), rtol=1e-3, atol=1e-2)
+    counts, sums, inertia = lloyd_partial_sums(x, centers, "cpu")
+    assert np.array_equal(counts, np.bincount(labels, minlength=n_clusters))
+    np.testing.assert_allclose(sums, np.stack([x[labels == j].sum(axis=0) for j in range(n_clusters)]), rtol=1e-4, atol=1e-2)
+    assert inertia == pytest.approx(sqdist.min(axis=1).sum(), rel=1e-4)

@@ -4,7 +4,7 @@ Kernels are written in torch and run on ``cpu`` or ``cuda``. Two primitives take
 different library on the CPU when it is faster there: the GEMM (torch's CPU build links
 MKL, which is slow on some CPUs — e.g. AMD EPYC — where numpy's OpenBLAS is 2-3x faster;
 chosen once per process by a short calibration, see :func:`cpu_gemm_backend`) and the
-column-wise argmin (a numba loop, ~10x faster than torch's CPU reduction).
+row-wise argmin of the score matrix (a numba loop, much faster than torch's CPU reduction).
 """
 
 from __future__ import annotations
@@ -51,12 +51,24 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor, center_sqnorms: to
     return dist.clamp_(min=0.0)
 
 
-def column_min(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(values, indices)`` of the minimum of every column of a (k x n) score tensor.
+def row_min(scores: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, indices)`` of the minimum of every row of ``scores + bias`` ((rows x k)
+    scores, one bias per column).
 
     On a GPU this is torch's reduction; on the CPU, where torch's arg-reductions are
-    slow, the numba kernel of :mod:`cluster_core.kernels._cpu` scans the same memory.
+    slow, the numba kernel of :mod:`cluster_core.kernels._cpu` adds and scans in one pass.
     """
+    if scores.device.type != "cpu":
+        return (scores + bias.unsqueeze(0)).min(dim=1)
+    from ._cpu import row_argmin
+
+    best, labels = row_argmin(scores.numpy(), bias.numpy())
+    return torch.from_numpy(best), torch.from_numpy(labels)
+
+
+def column_min(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, indices)`` of the minimum of every column of a (k x rows) score tensor
+    (torch's reduction on a GPU, the numba scan on the CPU)."""
     if scores.device.type != "cpu":
         return scores.min(dim=0)
     from ._cpu import column_argmin
@@ -69,9 +81,9 @@ def column_min(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def cpu_gemm_backend() -> str:
     """``"numpy"`` or ``"torch"``: whichever multiplies kernel-shaped float32 matrices faster here.
 
-    Set ``CLUSTRA_CPU_GEMM`` to force one. The calibration times a (128 x 32) @ (32 x 8192)
-    product (centers times a transposed chunk, as the kernels use it) a few times with each
-    library, single-threaded as kernels run, ~20 ms.
+    Set ``CLUSTRA_CPU_GEMM`` to force one. The calibration times a (8192 x 32) @ (32 x 128)
+    product (a chunk times the transposed centers, as the kernels use it) a few times with
+    each library, single-threaded as kernels run, ~20 ms.
     """
     forced = os.environ.get("CLUSTRA_CPU_GEMM")
     if forced in ("numpy", "torch"):
@@ -79,8 +91,8 @@ def cpu_gemm_backend() -> str:
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((128, 32), dtype=np.float32)
-    b = rng.standard_normal((8192, 32), dtype=np.float32).T
+    a = rng.standard_normal((8192, 32), dtype=np.float32)
+    b = rng.standard_normal((128, 32), dtype=np.float32).T
     ta, tb = torch.from_numpy(a), torch.from_numpy(b.T).T
     timings = {}
     threads = torch.get_num_threads()

@@ -67,18 +67,43 @@ def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type:
     return to_numpy(torch.cat(log_resp)), to_numpy(torch.cat(norms))
 
 
-def _scatter(x: torch.Tensor, resp: torch.Tensor, shift: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full, batched over k) or its diagonal.
+def _scatter(
+    x: torch.Tensor, resp: torch.Tensor, weighted_sum: torch.Tensor, shift: torch.Tensor, covariance_type: str
+) -> torch.Tensor:
+    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full) or its diagonal, for every k
+    (``weighted_sum`` is ``R^T x``, which the caller also needs).
 
-    Diagonal: ``R^T (x*x) - 2 shift * (R^T x) + N shift^2`` — three small GEMM-sized
-    terms instead of a (k, n, d) temporary. Callers pass ``x`` already centred near the
-    data (see :func:`em_statistics`), so the expansion does not cancel.
+    Expanded about the shift: ``R^T (x x^T) - shift (R^T x)^T - (R^T x) shift^T + N shift
+    shift^T``. Full: the products ``x_i x_i^T`` (upper triangle, ``d(d+1)/2`` per row) are
+    formed once per chunk whatever k is, and one (k x n) @ (n x d(d+1)/2) GEMM weighs
+    them for all components, instead of a (k, n, d) temporary per component. Diagonal:
+    ``R^T (x*x)``. Callers pass ``x`` already centred near the data (see
+    :func:`em_statistics`), so the expansion does not cancel (float64).
     """
+    counts = resp.sum(dim=0)
     if covariance_type == "full":
-        diff = x.unsqueeze(0) - shift.unsqueeze(1)  # (k, n, d)
-        return torch.bmm((diff * resp.T.unsqueeze(2)).transpose(1, 2), diff)
-    weighted_sum = matmul(resp.T, x)
-    return matmul(resp.T, x * x) - 2.0 * shift * weighted_sum + resp.sum(dim=0).unsqueeze(1) * shift * shift
+        k, d = shift.shape
+        rows, cols = _upper_triangle(d, x.device)
+        second = torch.empty(k, d, d, dtype=x.dtype, device=x.device)
+        upper = matmul(resp.T, x[:, rows] * x[:, cols])
+        second[:, rows, cols] = upper
+        second[:, cols, rows] = upper
+        cross = shift.unsqueeze(2) * weighted_sum.unsqueeze(1)
+        return second - cross - cross.transpose(1, 2) + counts.view(k, 1, 1) * shift.unsqueeze(2) * shift.unsqueeze(1)
+    return matmul(resp.T, x * x) - 2.0 * shift * weighted_sum + counts.unsqueeze(1) * shift * shift
+
+
+def _em_chunk_rows(n_rows: int, k: int, d: int, covariance_type: str) -> int:
+    """Rows per EM chunk: the widest per-row work array ((k x d) terms, or the d(d+1)/2
+    outer-product terms of the full scatter) stays within EM_CHUNK_BYTES."""
+    width = k * d if covariance_type != "full" else max(k * d, d * (d + 1) // 2)
+    return chunk_rows(n_rows, width, itemsize=8, budget=EM_CHUNK_BYTES)
+
+
+def _upper_triangle(d: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices of the upper triangle (diagonal included) of a d x d matrix."""
+    index = torch.triu_indices(d, d, device=device)
+    return index[0], index[1]
 
 
 def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, device: str = "cpu"):
@@ -99,15 +124,16 @@ def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, d
     sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
     scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
     loglik = torch.zeros((), dtype=torch.float64, device=device)
-    step = chunk_rows(x_all.shape[0], k * d, itemsize=8, budget=EM_CHUNK_BYTES)
+    step = _em_chunk_rows(x_all.shape[0], k, d, covariance_type)
     for start in range(0, x_all.shape[0], step):
         x = x_all[start : start + step] - origin
         weighted = _log_gaussian(x, mu, pc, covariance_type) + log_w
         norm = torch.logsumexp(weighted, dim=1)
         resp = torch.exp(weighted - norm.unsqueeze(1))
         nk += resp.sum(dim=0)
-        sum_x += matmul(resp.T, x)
-        scatter += _scatter(x, resp, mu, covariance_type)
+        weighted_sum = matmul(resp.T, x)
+        sum_x += weighted_sum
+        scatter += _scatter(x, resp, weighted_sum, mu, covariance_type)
         loglik += norm.sum()
     sum_x += nk.unsqueeze(1) * origin
     return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), float(loglik), int(x_all.shape[0])
@@ -126,14 +152,15 @@ def hard_statistics(block: Any, centers, covariance_type: str, device: str = "cp
     nk = torch.zeros(k, dtype=torch.float64, device=device)
     sum_x = torch.zeros(k, d, dtype=torch.float64, device=device)
     scatter = torch.zeros((k, d, d) if covariance_type == "full" else (k, d), dtype=torch.float64, device=device)
-    step = chunk_rows(x_all.shape[0], k * d, itemsize=8, budget=EM_CHUNK_BYTES)
+    step = _em_chunk_rows(x_all.shape[0], k, d, covariance_type)
     for start in range(0, x_all.shape[0], step):
         chunk = x_all[start : start + step]
         labels, _ = prepared.nearest(chunk)
         x = chunk - origin
         resp = torch.nn.functional.one_hot(labels, k).to(torch.float64)
         nk += resp.sum(dim=0)
-        sum_x += matmul(resp.T, x)
-        scatter += _scatter(x, resp, c, covariance_type)
+        weighted_sum = matmul(resp.T, x)
+        sum_x += weighted_sum
+        scatter += _scatter(x, resp, weighted_sum, c, covariance_type)
     sum_x += nk.unsqueeze(1) * origin
     return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), 0.0, int(x_all.shape[0])

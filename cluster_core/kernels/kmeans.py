@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from ..blocks import threaded_blocks
-from ._torch import chunk_rows, column_min, matmul, to_numpy, to_tensor
+from ._torch import chunk_rows, column_min, matmul, row_min, to_numpy, to_tensor
 
 FAR_POINTS = 16  # candidates for re-seeding empty clusters
+ROW_LAYOUT_MAX_K = 128  # up to this many centers the scores are (rows x k), else (k x rows)
 
 
 class _Centers:
@@ -27,20 +28,28 @@ class _Centers:
         self.shift = c.mean(dim=0)
         shifted = c - self.shift
         self.k, self.d = c.shape
-        self.minus_two = (-2.0 * shifted).contiguous()
         self.sqnorms = (shifted * shifted).sum(dim=1)
+        # Few centers: (rows x k) scores, the GEMM layout BLAS runs fastest. Many: (k x rows),
+        # whose column-wise minimum vectorises (see kernels._cpu).
+        self.rows_layout = self.k <= ROW_LAYOUT_MAX_K
+        minus_two = -2.0 * shifted
+        self.minus_two = (minus_two.T if self.rows_layout else minus_two).contiguous()
 
-    def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scores (k x n), shifted x)``: the column-wise argmin of scores is the nearest center."""
+    def best(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(min score, label, shifted x)`` of every row: the score ``||c||^2 - 2 c.x`` is
+        the squared distance less ``||x||^2``."""
         x = x - self.shift
-        scores = matmul(self.minus_two, x.T)
-        scores += self.sqnorms.unsqueeze(1)
-        return scores, x
+        if self.rows_layout:
+            best, labels = row_min(matmul(x, self.minus_two), self.sqnorms)
+        else:
+            scores = matmul(self.minus_two, x.T)
+            scores += self.sqnorms.unsqueeze(1)
+            best, labels = column_min(scores)
+        return best, labels, x
 
     def nearest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and squared distances of ``x`` rows to their nearest center."""
-        scores, shifted = self.scores(x)
-        best, labels = column_min(scores)
+        best, labels, shifted = self.best(x)
         return labels, (best + (shifted * shifted).sum(dim=1)).clamp_(min=0.0)
 
 
@@ -91,8 +100,7 @@ def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu"):
     step = chunk_rows(x_all.shape[0], k)
     for start in range(0, x_all.shape[0], step):
         x = x_all[start : start + step]
-        scores, shifted = prepared.scores(x)
-        best, labels = column_min(scores)
+        best, labels, shifted = prepared.best(x)
         counts += torch.bincount(labels, minlength=k)
         sums += torch.zeros(k, d, dtype=x.dtype, device=device).index_add_(0, labels, shifted).double()
         flat = shifted.reshape(-1)
