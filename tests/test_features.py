@@ -106,3 +106,13 @@ def test_pipeline_state_round_trip_and_errors(mixed_frame):
 def test_unknown_kind_in_state_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="kind 'hologram'"):
         Featurizer.from_state({"kind": "hologram", "column": "x", "options": {}, "feature_names": [], "fitted": {}})
+
+
+def test_tiled_hstack_matches_numpy_across_tile_boundaries():
+    from cluster_core.features.pipeline import _hstack_float32
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((1000, width)) for width in (1, 3, 1)] + [rng.standard_normal((1000, 2)).astype(np.float32)]
+    out = _hstack_float32(blocks, tile_rows=128)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, np.hstack(blocks).astype(np.float32))

@@ -152,8 +152,11 @@ class RobustScaler:
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Scale and compress the tails (NaN stays NaN)."""
         z = (values - self.center_) / self.scale_
-        excess = np.maximum(np.abs(z) - self.clip, 0.0)
-        return np.where(excess > 0, np.sign(z) * (self.clip + np.log1p(excess)), z)
+        tails = np.abs(z) > self.clip  # few rows: compress only those
+        if tails.any():
+            z_tails = z[tails]
+            z[tails] = np.sign(z_tails) * (self.clip + np.log1p(np.abs(z_tails) - self.clip))
+        return z
 
     def state(self) -> dict:
         """JSON form."""
