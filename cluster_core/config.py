@@ -29,6 +29,11 @@ class TrainConfig(BaseModel):
     validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     feature_sample_rows: int = Field(100_000, ge=10, description="rows the featurizers are fitted on")
     silhouette_sample: int = Field(10_000, ge=100, description="rows scored for the silhouette estimate")
+    silhouette_reference: int = Field(
+        50_000, ge=0,
+        description="above this many validation rows, the scored rows are measured against a stratified sample "
+        "of about this many rows instead of all of them (0: always all rows)",
+    )
     kmeans_n_init: int = Field(3, ge=1)
     gmm_n_init: int = Field(1, ge=1)
     gmm_reg_covar: float = Field(1e-4, ge=0.0, description="added to covariance diagonals (features are ~unit scale)")

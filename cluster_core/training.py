@@ -158,7 +158,8 @@ def fit_and_evaluate(
         fit_seconds = time.perf_counter() - started
         n_clusters = estimator.n_clusters_found
         metrics = evaluate_clustering(
-            validation, estimator.predict, n_clusters, sample_size=config.silhouette_sample, seed=config.seed, device=device
+            validation, estimator.predict, n_clusters, sample_size=config.silhouette_sample,
+            reference_size=config.silhouette_reference, seed=config.seed, device=device,
         )
         sample = validation.sample_rows(PROFILE_SAMPLE_ROWS, config.seed)
         clusters = profile_clusters(sample, estimator.predict(sample), feature_names, n_clusters)

@@ -64,3 +64,17 @@ def test_allocation_keeps_small_clusters():
     assert p[1] * 100 >= 50
     assert p[0] * 100_000 == pytest.approx(1000 * 100_000 / 100_100, rel=1e-6)
     assert np.all(sample_probabilities(np.array([10, 10]), 1000) == 1.0)
+
+
+def test_reference_sample_estimate_within_a_hundredth():
+    x, _ = make_blobs(12_000, n_features=8, centers=6, cluster_std=3.0, random_state=7)
+    x = np.vstack([x, np.full((30, 8), 40.0) + np.random.default_rng(0).normal(size=(30, 8))]).astype(np.float32)
+    model = KMeans(7, random_state=0).fit(x)
+    assert np.bincount(model.labels_).min() == 30  # a small cluster: all its rows are queries and references
+    exact = skm.silhouette_score(x, model.labels_)
+    for seed in range(3):
+        estimate = evaluate_clustering(ArrayBlocks(x, 1000), model.predict, 7, sample_size=2000, reference_size=4000, seed=seed)
+        assert 3000 < estimate["silhouette_reference_size"] < 6000
+        assert abs(estimate["silhouette"] - exact) <= 0.01
+    everything = evaluate_clustering(ArrayBlocks(x), model.predict, 7, sample_size=20_000, reference_size=0)
+    assert everything["silhouette"] == pytest.approx(exact, abs=1e-5)
