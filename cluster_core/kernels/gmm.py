@@ -20,26 +20,45 @@ COVARIANCE_TYPES = ("full", "diag")
 EM_CHUNK_BYTES = 16 << 20  # per-chunk (rows x k x d) float64 work arrays
 
 
-def _log_gaussian(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
+def _log_gaussian(
+    x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str, outer: torch.Tensor | None = None
+) -> torch.Tensor:
     """log N(x | mean_k, cov_k) for every row and component, shape (n, k).
 
-    Full covariance: ``y_k = x P_k - mu_k P_k`` for all k with one GEMM of ``x`` against
-    the (d, k*d) stack of precision factors.
+    Full covariance: the Mahalanobis form ``(x - mu)^T L (x - mu)`` (``L = P P^T``, the
+    precision) expanded as ``vec(x x^T) . vec(L) - 2 x . (L mu) + mu^T L mu``: two GEMMs
+    of the chunk's per-row outer products (``outer``, shared with the M-step, see
+    :func:`_moments`) and of ``x`` against all k components at once. Diagonal: one GEMM
+    of ``[x, x*x]`` against ``[-2 mu L, L]``. In float64
+    on data centred near the means (as :func:`em_statistics` passes it) the expansion
+    keeps about 1e-10 relative accuracy.
     """
     n, d = x.shape
-    k = means.shape[0]
     if covariance_type == "full":
-        shift = torch.einsum("kd,kde->ke", means, prec_chol)
-        y = matmul(x, prec_chol.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d) - shift.unsqueeze(0)
-        out = (y * y).sum(dim=2)
+        precision = prec_chol @ prec_chol.transpose(1, 2)  # (k, d, d)
+        outer = _moments(x, covariance_type) if outer is None else outer
+        precision_means = torch.einsum("kde,ke->kd", precision, means)
+        out = matmul(outer, precision.reshape(-1, d * d).T)
+        out -= 2.0 * matmul(x, precision_means.T)
+        out += (means * precision_means).sum(dim=1).unsqueeze(0)
+        out.clamp_(min=0.0)
         log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(dim=1)
     else:
         precision = prec_chol * prec_chol
-        out = matmul(x, (-2.0 * means * precision).T)
+        moments = _moments(x, covariance_type) if outer is None else outer
+        out = matmul(moments, torch.cat([-2.0 * means * precision, precision], dim=1).T)
         out += (means * means * precision).sum(dim=1).unsqueeze(0)
-        out += matmul(x * x, precision.T)
         log_det = torch.log(prec_chol).sum(dim=1)
     return -0.5 * (d * math.log(2 * math.pi) + out) + log_det.unsqueeze(0)
+
+
+def _moments(x: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """Per-row second-moment terms, formed once per chunk and shared by the E- and M-step:
+    full: ``x_i x_i^T`` flattened, shape (n, d * d); diag: ``[x_i, x_i * x_i]``, (n, 2d)."""
+    n, d = x.shape
+    if covariance_type == "full":
+        return (x.unsqueeze(2) * x.unsqueeze(1)).reshape(n, d * d)
+    return torch.cat([x, x * x], dim=1)
 
 
 def _params(weights, means, prec_chol, device):
@@ -54,11 +73,13 @@ def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type:
     """``(log_resp[n, k], log_prob_norm[n])`` of a block under the mixture (numpy float64)."""
     x_all = to_tensor(block, device, torch.float64)
     w, mu, pc = _params(weights, means, prec_chol, device)
+    origin = mu.mean(dim=0)  # work near the data (see _log_gaussian)
+    mu = mu - origin
     log_w = torch.log(w).unsqueeze(0)
-    step = chunk_rows(x_all.shape[0], mu.shape[0] * mu.shape[1], itemsize=8, budget=EM_CHUNK_BYTES)
+    step = _em_chunk_rows(x_all.shape[0], mu.shape[0], mu.shape[1], covariance_type)
     log_resp, norms = [], []
     for start in range(0, x_all.shape[0], step):
-        weighted = _log_gaussian(x_all[start : start + step], mu, pc, covariance_type) + log_w
+        weighted = _log_gaussian(x_all[start : start + step] - origin, mu, pc, covariance_type) + log_w
         norm = torch.logsumexp(weighted, dim=1)
         log_resp.append(weighted - norm.unsqueeze(1))
         norms.append(norm)
@@ -68,42 +89,37 @@ def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type:
 
 
 def _scatter(
-    x: torch.Tensor, resp: torch.Tensor, weighted_sum: torch.Tensor, shift: torch.Tensor, covariance_type: str
+    counts: torch.Tensor, weighted_sum: torch.Tensor, second: torch.Tensor, shift: torch.Tensor, covariance_type: str
 ) -> torch.Tensor:
-    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full) or its diagonal, for every k
-    (``weighted_sum`` is ``R^T x``, which the caller also needs).
-
-    Expanded about the shift: ``R^T (x x^T) - shift (R^T x)^T - (R^T x) shift^T + N shift
-    shift^T``. Full: the products ``x_i x_i^T`` (upper triangle, ``d(d+1)/2`` per row) are
-    formed once per chunk whatever k is, and one (k x n) @ (n x d(d+1)/2) GEMM weighs
-    them for all components, instead of a (k, n, d) temporary per component. Diagonal:
-    ``R^T (x*x)``. Callers pass ``x`` already centred near the data (see
-    :func:`em_statistics`), so the expansion does not cancel (float64).
+    """sum_i resp_ik (x_i - shift_k)(x_i - shift_k)^T (full) or its diagonal, for every k,
+    from ``counts`` = ``R^T 1``, ``weighted_sum`` = ``R^T x`` and ``second`` = ``R^T
+    vec(x x^T)`` (full, k x d^2) or ``R^T (x*x)`` (diag): ``second - shift (R^T x)^T -
+    (R^T x) shift^T + N shift shift^T``. The callers form ``second`` with one GEMM over the
+    chunk's :func:`_moments` for all components (no (k, n, d) temporary), on ``x`` centred
+    near the data (see :func:`em_statistics`), so the expansion does not cancel (float64).
     """
-    counts = resp.sum(dim=0)
     if covariance_type == "full":
         k, d = shift.shape
-        rows, cols = _upper_triangle(d, x.device)
-        second = torch.empty(k, d, d, dtype=x.dtype, device=x.device)
-        upper = matmul(resp.T, x[:, rows] * x[:, cols])
-        second[:, rows, cols] = upper
-        second[:, cols, rows] = upper
         cross = shift.unsqueeze(2) * weighted_sum.unsqueeze(1)
-        return second - cross - cross.transpose(1, 2) + counts.view(k, 1, 1) * shift.unsqueeze(2) * shift.unsqueeze(1)
-    return matmul(resp.T, x * x) - 2.0 * shift * weighted_sum + counts.unsqueeze(1) * shift * shift
+        return second.reshape(k, d, d) - cross - cross.transpose(1, 2) + counts.view(k, 1, 1) * shift.unsqueeze(2) * shift.unsqueeze(1)
+    return second - 2.0 * shift * weighted_sum + counts.unsqueeze(1) * shift * shift
+
+
+def _weighted_moments(resp: torch.Tensor, x: torch.Tensor, moments: torch.Tensor, covariance_type: str):
+    """``(R^T 1, R^T x, second)`` of a chunk, ``second`` as :func:`_scatter` takes it."""
+    counts = resp.sum(dim=0)
+    if covariance_type == "full":
+        return counts, matmul(resp.T, x), matmul(resp.T, moments)
+    d = x.shape[1]
+    both = matmul(resp.T, moments)
+    return counts, both[:, :d], both[:, d:]
 
 
 def _em_chunk_rows(n_rows: int, k: int, d: int, covariance_type: str) -> int:
-    """Rows per EM chunk: the widest per-row work array ((k x d) terms, or the d(d+1)/2
-    outer-product terms of the full scatter) stays within EM_CHUNK_BYTES."""
-    width = k * d if covariance_type != "full" else max(k * d, d * (d + 1) // 2)
+    """Rows per EM chunk: the widest per-row work array ((k x d) terms, or the d^2
+    moment terms of the full covariance) stays within EM_CHUNK_BYTES."""
+    width = k * d if covariance_type != "full" else max(k * d, d * d)
     return chunk_rows(n_rows, width, itemsize=8, budget=EM_CHUNK_BYTES)
-
-
-def _upper_triangle(d: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column indices of the upper triangle (diagonal included) of a d x d matrix."""
-    index = torch.triu_indices(d, d, device=device)
-    return index[0], index[1]
 
 
 def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, device: str = "cpu"):
@@ -117,7 +133,7 @@ def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, d
     x_all = to_tensor(block, device, torch.float64)
     w, mu, pc = _params(weights, means, prec_chol, device)
     k, d = mu.shape
-    origin = mu.mean(dim=0)  # work near the data: no cancellation in the diagonal expansion
+    origin = mu.mean(dim=0)  # work near the data: no cancellation in the expansions
     mu = mu - origin
     log_w = torch.log(w).unsqueeze(0)
     nk = torch.zeros(k, dtype=torch.float64, device=device)
@@ -127,13 +143,14 @@ def em_statistics(block: Any, weights, means, prec_chol, covariance_type: str, d
     step = _em_chunk_rows(x_all.shape[0], k, d, covariance_type)
     for start in range(0, x_all.shape[0], step):
         x = x_all[start : start + step] - origin
-        weighted = _log_gaussian(x, mu, pc, covariance_type) + log_w
+        moments = _moments(x, covariance_type)
+        weighted = _log_gaussian(x, mu, pc, covariance_type, moments) + log_w
         norm = torch.logsumexp(weighted, dim=1)
         resp = torch.exp(weighted - norm.unsqueeze(1))
-        nk += resp.sum(dim=0)
-        weighted_sum = matmul(resp.T, x)
+        counts, weighted_sum, second = _weighted_moments(resp, x, moments, covariance_type)
+        nk += counts
         sum_x += weighted_sum
-        scatter += _scatter(x, resp, weighted_sum, mu, covariance_type)
+        scatter += _scatter(counts, weighted_sum, second, mu, covariance_type)
         loglik += norm.sum()
     sum_x += nk.unsqueeze(1) * origin
     return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), float(loglik), int(x_all.shape[0])
@@ -158,9 +175,9 @@ def hard_statistics(block: Any, centers, covariance_type: str, device: str = "cp
         labels, _ = prepared.nearest(chunk)
         x = chunk - origin
         resp = torch.nn.functional.one_hot(labels, k).to(torch.float64)
-        nk += resp.sum(dim=0)
-        weighted_sum = matmul(resp.T, x)
+        counts, weighted_sum, second = _weighted_moments(resp, x, _moments(x, covariance_type), covariance_type)
+        nk += counts
         sum_x += weighted_sum
-        scatter += _scatter(x, resp, weighted_sum, c, covariance_type)
+        scatter += _scatter(counts, weighted_sum, second, c, covariance_type)
     sum_x += nk.unsqueeze(1) * origin
     return to_numpy(nk), to_numpy(sum_x), to_numpy(scatter), 0.0, int(x_all.shape[0])
