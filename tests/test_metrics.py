@@ -78,3 +78,21 @@ def test_reference_sample_estimate_within_a_hundredth():
         assert abs(estimate["silhouette"] - exact) <= 0.01
     everything = evaluate_clustering(ArrayBlocks(x), model.predict, 7, sample_size=20_000, reference_size=0)
     assert everything["silhouette"] == pytest.approx(exact, abs=1e-5)
+
+
+def test_reference_path_same_on_dask_blocks_as_in_memory():
+    import dask
+
+    from cluster_core.blocks import DaskBlocks
+
+    x, _ = make_blobs(6000, n_features=5, centers=4, cluster_std=2.0, random_state=5)
+    x = x.astype(np.float32)
+    model = KMeans(4, random_state=0).fit(x)
+    local = ArrayBlocks(x, 700)
+    remote = DaskBlocks([dask.delayed(x[i : i + 700]) for i in range(0, 6000, 700)], n_features=5)
+    options = {"sample_size": 1000, "reference_size": 2000, "seed": 2}
+    a = evaluate_clustering(local, model.predict, 4, **options)
+    b = evaluate_clustering(remote, model.predict, 4, **options)
+    assert a["silhouette_reference_size"] == b["silhouette_reference_size"] < 6000
+    assert a["silhouette"] == pytest.approx(b["silhouette"], abs=1e-9)
+    assert abs(a["silhouette"] - skm.silhouette_score(x, model.labels_)) <= 0.01
