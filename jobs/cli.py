@@ -133,8 +133,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """clustra train DATA --out RUN_DIR."""
     from cluster_core.data import read_dataset
     from cluster_core.progress import PrintProgress
-    from cluster_core.runs import write_run
-    from cluster_core.training import leaderboard_table, train_models
 
     from .dask_cluster import dask_client
 
@@ -148,6 +146,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files)} file(s), columns: {', '.join(dataset.columns)}")
     progress.step("starting Dask" if not args.scheduler else f"connecting to {args.scheduler}")
     with dask_client(args.scheduler, device=args.device) as client:
+        # imported once the workers are starting: they warm up the same modules meanwhile
+        from cluster_core.runs import write_run
+        from cluster_core.training import leaderboard_table, train_models
+
         result = train_models(dataset, config, client=client, progress=progress)
         progress.step(f"writing {out}")
         write_run(result, out, overwrite=args.overwrite)
@@ -231,6 +233,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = TrainConfig(exclude=DEMO_EXCLUDE, seed=args.seed)
     progress.step("starting Dask")
     with dask_client(args.scheduler, device=args.device) as client:
+        # imported once the workers are starting: they warm up the same modules meanwhile
+        from cluster_core.runs import write_run
+        from cluster_core.training import leaderboard_table, train_models
+
         result = train_models(dataset, config, client=client, progress=progress)
         run_dir = write_run(result, root / "run", overwrite=True)
         best = load_model(run_dir)
