@@ -739,3 +739,21 @@ def test_deployment_names_and_user_config_match_the_serving_code(helm: str) -> N
     assert (ingress["name"], model["name"]) == (config.INGRESS_DEPLOYMENT, config.MODEL_DEPLOYMENT)
     settings.IngressOptions(**ingress["user_config"])
     settings.ModelOptions(**model["user_config"])
+
+
+def test_dask_workers_unset_the_malloc_trim_threshold_dask_would_export(helm: str) -> None:
+    import ast
+
+    import dask
+
+    docs = render(helm, "dask.gpuWorkers.enabled=true", "image.gpuTag=cu12")
+    for name in (f"{FULL}-dask-worker", f"{FULL}-dask-gpu-worker"):
+        worker = container(one(docs, "Deployment", name)["spec"]["template"]["spec"], "worker")
+        env = {e["name"]: e.get("value") for e in worker["env"]}
+        value = env["DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"]
+        # what dask.config does with it on top of Dask's defaults: the variable's value becomes
+        # None, which the nanny leaves out of the worker's spawn environment
+        defaults = {"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1}}}}
+        config = dask.config.update(defaults, dask.config.collect_env({"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": value}))
+        assert ast.literal_eval(value) == {"MALLOC_TRIM_THRESHOLD_": None}
+        assert config["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": 1}

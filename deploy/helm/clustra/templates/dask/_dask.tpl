@@ -81,6 +81,10 @@ containers:
       {{- end }}
     env:
       {{- include "clustra.env" (dict "ctx" $ctx "auth" false) | nindent 6 }}
+      # keep glibc's adaptive malloc in the worker processes: Dask's default
+      # MALLOC_TRIM_THRESHOLD_=65536 makes Clustra's kernels 3-10x slower (docs/benchmarks.md)
+      - name: DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON
+        value: "{'MALLOC_TRIM_THRESHOLD_': None}"
     ports:
       - name: http-dashboard
         containerPort: {{ $d.workers.dashboardPort }}
