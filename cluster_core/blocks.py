@@ -164,6 +164,9 @@ def _run_blocks(calls: list[Callable[[], Any]], threaded: bool) -> list[Any]:
             return list(pool.map(lambda call: call(), calls))
 
 
+THREADED_MIN_BLOCK_ROWS = 8192
+
+
 class ArrayBlocks(Blocks):
     """An in-memory 2-D array seen as consecutive row blocks of ``block_rows`` rows.
 
@@ -187,13 +190,25 @@ class ArrayBlocks(Blocks):
         """Number of columns."""
         return int(self.data.shape[1])
 
-    def _blocks(self):
-        for start in range(0, max(self._n_rows, 1), self.block_rows):
-            yield self.data[start : start + self.block_rows]
+    def _blocks(self, block_rows: int | None = None):
+        step = block_rows or self.block_rows
+        for start in range(0, max(self._n_rows, 1), step):
+            yield self.data[start : start + step]
 
     def map_reduce(self, fn, *args, combine=sum_partials):
-        calls = [lambda block=block: fn(block, *args) for block in self._blocks()]
-        return _combine_all(_run_blocks(calls, getattr(fn, "threaded_blocks", False)), combine)
+        threaded = getattr(fn, "threaded_blocks", False)
+        blocks = self._blocks(self._threaded_block_rows() if threaded else self.block_rows)
+        calls = [lambda block=block: fn(block, *args) for block in blocks]
+        return _combine_all(_run_blocks(calls, threaded), combine)
+
+    def _threaded_block_rows(self) -> int:
+        """Rows per block for kernels run one block per thread: at least four blocks per
+        thread where that keeps THREADED_MIN_BLOCK_ROWS rows per block (a thread that draws
+        the last big block alone would leave the others idle); never above ``block_rows``."""
+        import torch
+
+        per_block = -(-self._n_rows // (4 * max(1, torch.get_num_threads())))
+        return min(self.block_rows, max(THREADED_MIN_BLOCK_ROWS, per_block))
 
     def map_indexed_reduce(self, fn, *args, combine=sum_partials):
         calls = [lambda block=block, i=i: fn(block, i, *args) for i, block in enumerate(self._blocks())]

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..blocks import Blocks, single_threaded_when_small
-from ..kernels.gmm import em_statistics, hard_statistics, log_responsibilities
+from ..kernels.gmm import em_statistics, em_statistics_blockwise, hard_statistics, log_responsibilities
 from ..kernels.kmeans import kmeans_plusplus
 from ._base import Assignment, ClusterEstimator, seed_from
 from .kmeans import KMeans
@@ -133,10 +133,11 @@ class GaussianMixture(ClusterEstimator):
         weights, means, covariances = self._initial_parameters(blocks, rng, device)
         prec_chol = precision_cholesky(covariances, self.covariance_type)
         lower_bound, converged, n_iter = -np.inf, False, 0
+        statistics = em_statistics_blockwise if self.covariance_type == "full" else em_statistics
         for n_iter in range(1, self.max_iter + 1):
             previous = lower_bound
             nk, sum_x, scatter, loglik, n = blocks.map_reduce(
-                em_statistics, weights, means, prec_chol, self.covariance_type, device
+                statistics, weights, means, prec_chol, self.covariance_type, device
             )
             lower_bound = loglik / n
             weights, means, covariances = m_step(nk, sum_x, scatter, means, self.covariance_type, self.reg_covar)

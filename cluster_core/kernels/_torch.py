@@ -111,8 +111,12 @@ def cpu_gemm_backend() -> str:
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for 2-D tensors; float32 products on the CPU use the faster library (see
-    :func:`cpu_gemm_backend`, calibrated for float32 only)."""
-    if a.device.type == "cpu" and a.dtype == torch.float32 and cpu_gemm_backend() == "numpy":
-        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    """``a @ b`` for 2-D tensors; CPU products use the faster library (see
+    :func:`cpu_gemm_backend`, calibrated on float32): float32 always, float64 only while
+    torch runs single-threaded (inside per-block threads, or a single-threaded worker), where
+    numpy's BLAS is also limited to one thread. With both libraries' thread teams active,
+    OpenBLAS's spinning threads starve torch's (an EM fit ran 3x slower)."""
+    if a.device.type == "cpu" and cpu_gemm_backend() == "numpy":
+        if a.dtype == torch.float32 or (a.dtype == torch.float64 and torch.get_num_threads() == 1):
+            return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b
