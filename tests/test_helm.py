@@ -722,16 +722,15 @@ def test_jobs_api_command_parses_with_the_clustra_cli(helm: str) -> None:
 
     parser = build_parser(_extra_commands())
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if "api" not in commands.choices:
-        pytest.skip("`clustra api` (the jobs service, issue 5) is not in this tree")
+    assert "api" in commands.choices
     api = one(render(helm), "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"]["containers"][0]
     assert api["command"] == ["clustra"]
     parser.parse_args(api["args"])  # exits (SystemExit) on an unknown flag
 
 
 def test_deployment_names_and_user_config_match_the_serving_code(helm: str) -> None:
-    config = pytest.importorskip("serving.config", reason="the Serve application (issue 4) is not in this tree")
-    settings = pytest.importorskip("serving.settings", reason="the Serve application (issue 4) is not in this tree")
+    from serving import config, settings
+
     docs = render(helm, "serving.ingressDeployment.userConfig.max_records=10")
     app = serve_config(docs)["applications"][0]
     assert app["import_path"] == config.IMPORT_PATH
