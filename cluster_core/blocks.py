@@ -153,6 +153,11 @@ def threaded_blocks(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def run_threaded(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run calls of single-threaded, GIL-releasing kernels in parallel threads (one per torch thread)."""
+    return _run_blocks(calls, threaded=True)
+
+
 def _run_blocks(calls: list[Callable[[], Any]], threaded: bool) -> list[Any]:
     """Run per-block calls, in parallel threads for kernels marked :func:`threaded_blocks`."""
     if len(calls) <= 1 or not threaded:
@@ -200,6 +205,10 @@ class ArrayBlocks(Blocks):
         blocks = self._blocks(self._threaded_block_rows() if threaded else self.block_rows)
         calls = [lambda block=block: fn(block, *args) for block in blocks]
         return _combine_all(_run_blocks(calls, threaded), combine)
+
+    def threaded_views(self) -> list[Any]:
+        """The row blocks kernels marked :func:`threaded_blocks` receive (the same views on every call)."""
+        return list(self._blocks(self._threaded_block_rows()))
 
     def _threaded_block_rows(self) -> int:
         """Rows per block for kernels run one block per thread: at least four blocks per

@@ -10,6 +10,7 @@ from numbers import Integral, Real
 from .._compat import optional_import, require
 from ..blocks import Blocks, concat_partials, single_threaded_when_small
 from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
+from . import _yinyang
 from ._base import Assignment, ClusterEstimator, seed_from
 
 DEFAULT_INIT_SAMPLE = 200_000
@@ -20,7 +21,9 @@ class KMeans(TransformerMixin, ClusterEstimator):
 
     Each Lloyd iteration is one pass of :func:`~cluster_core.kernels.kmeans.lloyd_partial_sums`
     over the blocks (counts, sums, inertia), reduced on the driver; the distance matrix
-    is computed in bounded chunks and never materialises whole. Empty clusters are
+    is computed in bounded chunks and never materialises whole. On in-memory data on the
+    CPU with 128 or more clusters the same iterations skip most distance computations with
+    Yinyang bounds (:mod:`cluster_core.algorithms._yinyang`). Empty clusters are
     re-seeded with the points farthest from their centers.
 
     Parameters
@@ -130,7 +133,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
         labels_pass_measures = array is not None and len(seeds) == 1
         best = None
         for centers in seeds:
-            result = lloyd(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures)
+            result = fit_centers(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures)
             if best is None or (result[1] is not None and result[1] < best[1]):
                 best = result
         self.cluster_centers_, self.inertia_, self.n_iter_ = best
@@ -215,6 +218,24 @@ class KMeans(TransformerMixin, ClusterEstimator):
         self.inertia_ = float(state["inertia_"])
         self.n_iter_ = int(state["n_iter_"])
         self.n_clusters_ = int(self.cluster_centers_.shape[0])
+
+
+def fit_centers(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
+    """Lloyd iterations from ``centers``, skipping distance computations with Yinyang bounds
+    where they apply (:mod:`._yinyang`: in-memory data on the CPU); returns ``(centers, inertia, n_iter)``
+    like :func:`lloyd`, the same iterations either way."""
+    if not _yinyang.available(blocks, device, centers.shape[0]):
+        return lloyd(blocks, centers, max_iter, tol, device, final_inertia)
+
+    def update(current, counts, sums):
+        return _update_centers(blocks, current, counts, sums, device)
+
+    centers, n_iter, done = _yinyang.yinyang_lloyd(blocks, np.asarray(centers, np.float32), max_iter, tol, update)
+    if not done:  # the bounds stopped paying off: plain passes for the remaining iterations
+        centers, inertia, more = lloyd(blocks, centers, max_iter - n_iter, tol, device, final_inertia)
+        return centers, inertia, n_iter + more
+    inertia = blocks.map_reduce(lloyd_partial_sums, centers, device)[2] if final_inertia else None
+    return centers, inertia, n_iter
 
 
 def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
