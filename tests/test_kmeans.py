@@ -151,3 +151,15 @@ def test_assignment_and_lloyd_sums_match_brute_force(n_clusters):
     assert np.array_equal(counts, np.bincount(labels, minlength=n_clusters))
     np.testing.assert_allclose(sums, np.stack([x[labels == j].sum(axis=0) for j in range(n_clusters)]), rtol=1e-4, atol=1e-2)
     assert inertia == pytest.approx(sqdist.min(axis=1).sum(), rel=1e-4)
+
+
+@pytest.mark.parametrize("make_blocks", [lambda x: ArrayBlocks(x, 700), lambda x: DaskBlocks(np.array_split(x, 3), 6)], ids=["array", "dask"])
+def test_tol_zero_stops_when_the_assignment_stops_changing(blobs, make_blocks):
+    """Strict convergence (scikit-learn's rule for tol=0): the sums are taken around one fixed
+    shift, so an unchanged assignment reproduces the centers exactly and Lloyd stops."""
+    x, _ = blobs
+    model = KMeans(5, n_init=1, max_iter=300, tol=0, random_state=0).fit(make_blocks(x))
+    assert model.n_iter_ < 50
+    # restarted from its own centers: one iteration reproduces them up to rounding, the next exactly
+    again = KMeans(5, init=model.cluster_centers_, n_init=1, max_iter=300, tol=0).fit(make_blocks(x))
+    assert again.n_iter_ <= 2

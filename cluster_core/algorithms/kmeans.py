@@ -241,24 +241,29 @@ def fit_centers(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, 
 def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
     """Lloyd iterations from ``centers``; returns ``(centers, inertia, n_iter)``.
 
+    Stops after ``max_iter`` iterations or when the squared center shift is at most ``tol``
+    (with ``tol=0``: when the assignment no longer changes — the sums are computed around one
+    fixed shift, so an unchanged assignment reproduces the centers bit for bit).
     ``inertia`` is measured against the returned centers (one more pass when the last
     iteration moved them), or None with ``final_inertia=False`` when the caller measures it.
     """
     centers = np.asarray(centers, dtype=np.float32)
+    shift = centers.mean(axis=0)
     n_iter = 0
     inertia = None
+    shift_sq = np.inf
     for n_iter in range(1, max_iter + 1):
-        counts, sums, inertia = blocks.map_reduce(lloyd_partial_sums, centers, device)
+        counts, sums, inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, shift)
         updated = _update_centers(blocks, centers, counts, sums, device)
-        shift = float(((updated.astype(np.float64) - centers) ** 2).sum())
+        shift_sq = float(((updated.astype(np.float64) - centers) ** 2).sum())
         centers = updated
-        if shift <= tol:
+        if shift_sq <= tol:
             break
         inertia = None
-    if inertia is None or shift > 0.0:
+    if inertia is None or shift_sq > 0.0:
         if not final_inertia:
             return centers, None, n_iter
-        inertia = blocks.map_reduce(lloyd_partial_sums, centers, device)[2]
+        inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, shift)[2]
     return centers, float(inertia), n_iter
 
 

@@ -20,12 +20,12 @@ class _Centers:
 
     Scores ``||c||^2 - 2 c.x`` cancel catastrophically in float32 when the data sit far
     from the origin (norms ~1e12 for coordinates ~1e6); shifting data and centers by the
-    centers' mean keeps them small without changing any distance.
+    centers' mean (or a given ``shift`` near them) keeps them small without changing any distance.
     """
 
-    def __init__(self, centers: Any, device: str, dtype=torch.float32):
+    def __init__(self, centers: Any, device: str, dtype=torch.float32, shift: Any = None):
         c = to_tensor(centers, device, dtype)
-        self.shift = c.mean(dim=0)
+        self.shift = c.mean(dim=0) if shift is None else to_tensor(shift, device, dtype)
         shifted = c - self.shift
         self.k, self.d = c.shape
         self.sqnorms = (shifted * shifted).sum(dim=1)
@@ -82,8 +82,12 @@ def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tupl
 
 
 @threaded_blocks
-def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu"):
+def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu", shift: np.ndarray | None = None):
     """One block's share of a Lloyd iteration.
+
+    ``shift`` (default: the centers' mean) is subtracted from rows and centers before the
+    GEMM. Lloyd passes one fixed shift for the whole run, so an unchanged assignment gives
+    bit-identical sums and the centers stop moving exactly (strict convergence).
 
     Returns
     -------
@@ -92,7 +96,7 @@ def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu"):
         ``sum(min score) + ||X - shift||^2`` (one dot product per chunk, no per-row norms).
     """
     x_all = to_tensor(block, device)
-    prepared = _Centers(centers, device)
+    prepared = _Centers(centers, device, shift=shift)
     k, d = prepared.k, prepared.d
     counts = torch.zeros(k, dtype=torch.int64, device=device)
     sums = torch.zeros(k, d, dtype=torch.float64, device=device)
