@@ -10,7 +10,7 @@ mkdir -p bench/out
   echo "# run at $(date -u +%FT%TZ) on $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
   echo "## clustering suite (algorithms on the reference preparation)"; $PY bench/clustering_suite.py --prep common 2>/dev/null
   echo "## clustering suite (full feature pipeline)"; $PY bench/clustering_suite.py --prep pipeline 2>/dev/null
-  echo "## kmeans"; $PY bench/kmeans_peers.py 2>/dev/null
+  echo "## kmeans"; $PY bench/kmeans_peers.py 2>/dev/null; $PY bench/kmeans_peers.py --data blobs 2>/dev/null
   echo "## gmm"; $PY bench/gmm_peers.py 2>/dev/null
   echo "## hdbscan"; $PY bench/hdbscan_peers.py 2>/dev/null
   echo "## silhouette"; $PY bench/silhouette.py 2>/dev/null

@@ -2,8 +2,9 @@
 
 Ding et al., "Yinyang K-Means: A Drop-In Replacement of the Classic K-Means with Consistent
 Speedup" (ICML 2015). The centers are split into ``t`` groups of GROUP_WIDTH (contiguous
-columns here, padded with columns that never win). Every row keeps an upper bound on the distance to its center and, for each group, a
-lower bound on the distance to the group's other centers. When the centers move by
+columns here, padded with columns that never win). Every row keeps an upper bound on the
+distance to its center and, for each group, a lower bound on the distance to the group's
+other centers. When the centers move by
 ``drift``, the upper bound grows by its center's drift and each group bound shrinks by the
 group's largest drift; a row whose upper bound stays below every group bound keeps its
 center without computing a distance. Otherwise the exact distance to its center tightens
