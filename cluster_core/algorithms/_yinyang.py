@@ -55,11 +55,15 @@ def center_columns(centers: np.ndarray, seed: int = 0) -> np.ndarray:
     sqdist = (centers**2).sum(axis=1)[:, None] - 2.0 * centers @ group_centers.T + (group_centers**2).sum(axis=1)
     filled = np.zeros(n_groups, np.int64)
     columns = np.full(k, -1, np.int64)
+    unplaced = k
     for flat in np.argsort(sqdist, axis=None, kind="stable"):
         center, group = divmod(int(flat), n_groups)
         if columns[center] < 0 and filled[group] < WIDTH:
             columns[center] = group * WIDTH + filled[group]
             filled[group] += 1
+            unplaced -= 1
+            if unplaced == 0:
+                break
     return columns
 
 
