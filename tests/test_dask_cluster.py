@@ -2,16 +2,16 @@
 
 import os
 import sys
-import time
+import threading
 
 from cluster_core.device import resolve_device
 from jobs.dask_cluster import local_cluster
 
 
 def _worker_state() -> dict:
-    deadline = time.monotonic() + 60
-    while "cluster_core.training" not in sys.modules and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for thread in threading.enumerate():  # the preload's background import, if still running
+        if thread.name == "clustra-warmup":
+            thread.join(timeout=60)
     return {"trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "warm": "cluster_core.training" in sys.modules}
 
 

@@ -9,9 +9,6 @@ from cluster_core.algorithms.kmeans import _update_centers, fit_centers, lloyd
 from cluster_core.blocks import ArrayBlocks, DaskBlocks
 from cluster_core.kernels.kmeans import assign_nearest, kmeans_plusplus
 
-pytestmark = pytest.mark.skipif(not _yinyang._bounds.AVAILABLE, reason="numba is a runtime dependency")
-
-
 @pytest.fixture
 def many_blobs():
     x, _ = make_blobs(12_000, n_features=8, centers=60, cluster_std=1.0, random_state=0)

@@ -9,6 +9,7 @@ in-memory blocks; Dask partitions and GPUs run the plain blocked GEMM iterations
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,10 +29,10 @@ BOUNDS_MIN_BYTES = 256 << 20  # the bounds may always take this much memory, els
 
 
 def available(blocks, device: str, n_clusters: int) -> bool:
-    """Whether :func:`yinyang_lloyd` applies: in-memory blocks on the CPU (numba), at least
+    """Whether :func:`yinyang_lloyd` applies: in-memory blocks on the CPU, at least
     MIN_CLUSTERS clusters, and (rows x groups) float32 bounds that take no more than twice
     the data's size or BOUNDS_MIN_BYTES."""
-    if not (_bounds.AVAILABLE and device == "cpu" and isinstance(blocks, ArrayBlocks) and n_clusters >= MIN_CLUSTERS):
+    if not (device == "cpu" and isinstance(blocks, ArrayBlocks) and n_clusters >= MIN_CLUSTERS):
         return False
     n_rows = blocks.count_rows()
     bounds_bytes = n_rows * 4 * (2 + -(-n_clusters // WIDTH))  # + upper bound and ||x||^2
@@ -84,6 +85,7 @@ class _BlockBounds:
         self.labels = np.empty(n, np.int64)
         self.upper = np.empty(n, np.float32)
         self.lower = np.empty((n, width // WIDTH), np.float32)
+        self.x_sqnorm = np.empty(n, np.float32)
         shift = torch.from_numpy(self.shift)
         minus_two = torch.from_numpy(layout.minus_two).T
         step = chunk_rows(n, width)
@@ -91,10 +93,10 @@ class _BlockBounds:
             rows = slice(start, start + step)
             x = torch.from_numpy(self.block[rows]) - shift
             scores = matmul(x, minus_two).numpy()
-            x_sqnorm = (x * x).sum(dim=1).numpy()
-            _bounds.bounds_from_scores(scores, layout.sqnorm, x_sqnorm, self.labels[rows], self.upper[rows], self.lower[rows])
-        centered = self.block - self.shift
-        self.x_sqnorm = np.einsum("ij,ij->i", centered, centered).astype(np.float32)
+            self.x_sqnorm[rows] = (x * x).sum(dim=1).numpy()
+            _bounds.bounds_from_scores(
+                scores, layout.sqnorm, self.x_sqnorm[rows], self.labels[rows], self.upper[rows], self.lower[rows]
+            )
         counts = np.zeros(width, np.int64)
         sums = np.zeros((width, self.block.shape[1]), np.float64)
         _bounds.accumulate(self.block, self.labels, counts, sums)
@@ -191,7 +193,5 @@ def yinyang_lloyd(
 
 
 def _combine(partials: list) -> tuple:
-    result = None
-    for part in partials:
-        result = sum_partials(result, part)
-    return result
+    """Element-wise sum of the blocks' partial results."""
+    return functools.reduce(sum_partials, partials)

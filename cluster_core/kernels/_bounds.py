@@ -17,12 +17,8 @@ The bounds are Euclidean distances (not squared): the triangle inequality applie
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a runtime dependency
-    numba = None
 
 GROUP_WIDTH = 16  # centers per group (a multiple of 4: the scan computes four dot products at a time)
 FAR = np.float32(3.0e38)  # larger than any distance; finite, so fast-math comparisons stay exact
@@ -181,13 +177,8 @@ def _bounded_step_impl(
     return group_scans
 
 
-if numba is not None:
-    _jit = numba.njit(nogil=True, cache=True, fastmath=FAST_MATH)
-    bounds_from_scores = _jit(_bounds_from_scores_impl)
-    accumulate = numba.njit(nogil=True, cache=True)(_accumulate_impl)
-    _distance = numba.njit(inline="always", fastmath=FAST_MATH)(_distance)
-    bounded_step = _jit(_bounded_step_impl)
-else:  # pragma: no cover - the caller checks AVAILABLE first
-    bounds_from_scores = accumulate = bounded_step = None
-
-AVAILABLE = numba is not None
+_jit = numba.njit(nogil=True, cache=True, fastmath=FAST_MATH)
+bounds_from_scores = _jit(_bounds_from_scores_impl)
+accumulate = numba.njit(nogil=True, cache=True)(_accumulate_impl)
+_distance = numba.njit(inline="always", fastmath=FAST_MATH)(_distance)
+bounded_step = _jit(_bounded_step_impl)
