@@ -7,13 +7,14 @@ Usage (repository root)::
 All three start from the same centroids (k-means++ on a sample) and run exactly
 ``--iters`` Lloyd iterations (tol = 0); faiss gets ``max_points_per_centroid`` raised so it
 uses every point. The final inertia of each is measured by the same function and must
-agree within 0.1%. Reported: seconds, GFLOP/s (2·n·k·d per iteration), and each peer's
+agree within 0.1%. Reported: seconds, effective GFLOP/s (a full pass, 2·n·k·d, per iteration over
+the time: rows skipped by bounds count as done), and each peer's
 time divided by Clustra's, next to this machine's SGEMM rate measured in the same run.
 
 ``--data gaussian`` (default, the issue's benchmark): one standard Gaussian, where Lloyd keeps
 moving and every peer runs all iterations. ``--data blobs``: 100 Gaussian blobs (std 2), data
-with clusters, where Clustra's Yinyang bounds (k >= 128) skip most distance computations and
-the centers may stop moving before ``--iters`` (tol = 0: each stops when nothing changes).
+with clusters, where Clustra's Hamerly bounds skip most rows and the centers may stop moving
+before ``--iters`` (tol = 0: each stops when nothing changes).
 """
 
 from __future__ import annotations

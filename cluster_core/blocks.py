@@ -158,6 +158,22 @@ def run_threaded(calls: list[Callable[[], Any]]) -> list[Any]:
     return _run_blocks(calls, threaded=True)
 
 
+@contextlib.contextmanager
+def block_thread_rounds() -> Iterator[Callable[[list[Callable[[], Any]]], list[Any]]]:
+    """A runner for many rounds of single-threaded, GIL-releasing block calls (as
+    :func:`run_threaded`), with one thread pool for all rounds and torch and BLAS kept
+    single-threaded throughout, the caller's work between rounds included: BLAS threads
+    woken there keep spinning on the cores the block threads need (iterations ran 1.4x
+    slower). Meant for iterative fits; inside, plain map_reduce calls run their blocks in turn.
+    """
+    with _one_torch_thread_each() as threads:
+        if threads <= 1:
+            yield lambda calls: [call() for call in calls]
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            yield lambda calls: list(pool.map(lambda call: call(), calls))
+
+
 def _run_blocks(calls: list[Callable[[], Any]], threaded: bool) -> list[Any]:
     """Run per-block calls, in parallel threads for kernels marked :func:`threaded_blocks`."""
     if len(calls) <= 1 or not threaded:

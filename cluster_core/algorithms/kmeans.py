@@ -10,7 +10,7 @@ from numbers import Integral, Real
 from .._compat import optional_import, require
 from ..blocks import Blocks, concat_partials, single_threaded_when_small
 from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
-from . import _yinyang
+from . import _hamerly
 from ._base import Assignment, ClusterEstimator, seed_from
 
 DEFAULT_INIT_SAMPLE = 200_000
@@ -22,8 +22,8 @@ class KMeans(TransformerMixin, ClusterEstimator):
     Each Lloyd iteration is one pass of :func:`~cluster_core.kernels.kmeans.lloyd_partial_sums`
     over the blocks (counts, sums, inertia), reduced on the driver; the distance matrix
     is computed in bounded chunks and never materialises whole. On in-memory data on the
-    CPU with 128 or more clusters the same iterations skip most distance computations with
-    Yinyang bounds (:mod:`cluster_core.algorithms._yinyang`). Empty clusters are
+    CPU the same iterations skip the rows whose Hamerly bounds prove they keep their center
+    and score the others with one GEMM (:mod:`cluster_core.algorithms._hamerly`). Empty clusters are
     re-seeded with the points farthest from their centers.
 
     Parameters
@@ -136,9 +136,11 @@ class KMeans(TransformerMixin, ClusterEstimator):
             result = fit_centers(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures)
             if best is None or (result[1] is not None and result[1] < best[1]):
                 best = result
-        self.cluster_centers_, self.inertia_, self.n_iter_ = best
+        self.cluster_centers_, self.inertia_, self.n_iter_, labels = best
         self.n_clusters_ = int(self.n_clusters)
-        if array is not None:
+        if labels is not None:  # the bounded iterations end with every row's label and the inertia
+            self.labels_ = labels
+        elif array is not None:
             labels, sqdist = blocks.map_reduce(assign_nearest, self.cluster_centers_, device, combine=concat_partials)
             self.labels_ = labels
             if labels_pass_measures:
@@ -221,21 +223,18 @@ class KMeans(TransformerMixin, ClusterEstimator):
 
 
 def fit_centers(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
-    """Lloyd iterations from ``centers``, skipping distance computations with Yinyang bounds
-    where they apply (:mod:`._yinyang`: in-memory data on the CPU); returns ``(centers, inertia, n_iter)``
-    like :func:`lloyd`, the same iterations either way."""
-    if not _yinyang.available(blocks, device, centers.shape[0]):
-        return lloyd(blocks, centers, max_iter, tol, device, final_inertia)
+    """Lloyd iterations from ``centers``, skipping distance computations with Hamerly bounds
+    where they apply (:mod:`._hamerly`: in-memory data on the CPU); returns ``(centers,
+    inertia, n_iter, labels)``, the same iterations either way. ``labels`` (of every row, for
+    the returned centers) comes only from the bounded path, else None; so may ``inertia``
+    with ``final_inertia=False``, as for :func:`lloyd`."""
+    if not _hamerly.available(blocks, device):
+        return (*lloyd(blocks, centers, max_iter, tol, device, final_inertia), None)
 
     def update(current, counts, sums):
         return _update_centers(blocks, current, counts, sums, device)
 
-    centers, n_iter, done = _yinyang.yinyang_lloyd(blocks, np.asarray(centers, np.float32), max_iter, tol, update)
-    if not done:  # the bounds stopped paying off: plain passes for the remaining iterations
-        centers, inertia, more = lloyd(blocks, centers, max_iter - n_iter, tol, device, final_inertia)
-        return centers, inertia, n_iter + more
-    inertia = blocks.map_reduce(lloyd_partial_sums, centers, device)[2] if final_inertia else None
-    return centers, inertia, n_iter
+    return _hamerly.hamerly_lloyd(blocks, np.asarray(centers, np.float32), max_iter, tol, update)
 
 
 def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
