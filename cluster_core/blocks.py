@@ -153,15 +153,10 @@ def threaded_blocks(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def run_threaded(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run calls of single-threaded, GIL-releasing kernels in parallel threads (one per torch thread)."""
-    return _run_blocks(calls, threaded=True)
-
-
 @contextlib.contextmanager
 def block_thread_rounds() -> Iterator[Callable[[list[Callable[[], Any]]], list[Any]]]:
-    """A runner for many rounds of single-threaded, GIL-releasing block calls (as
-    :func:`run_threaded`), with one thread pool for all rounds and torch and BLAS kept
+    """A runner for rounds of single-threaded, GIL-releasing block calls, in parallel
+    threads (one per torch thread), with one thread pool for all rounds and torch and BLAS kept
     single-threaded throughout, the caller's work between rounds included: BLAS threads
     woken there keep spinning on the cores the block threads need (iterations ran 1.4x
     slower). Meant for iterative fits; inside, plain map_reduce calls run their blocks in turn.
@@ -178,11 +173,8 @@ def _run_blocks(calls: list[Callable[[], Any]], threaded: bool) -> list[Any]:
     """Run per-block calls, in parallel threads for kernels marked :func:`threaded_blocks`."""
     if len(calls) <= 1 or not threaded:
         return [call() for call in calls]
-    with _one_torch_thread_each() as threads:
-        if threads <= 1:
-            return [call() for call in calls]
-        with ThreadPoolExecutor(min(threads, len(calls))) as pool:
-            return list(pool.map(lambda call: call(), calls))
+    with block_thread_rounds() as run_round:
+        return run_round(calls)
 
 
 THREADED_MIN_BLOCK_ROWS = 8192

@@ -57,7 +57,7 @@ def test_bounds_stay_valid_and_labels_exact(many_blobs):
     centers = _init(many_blobs, 40)
     shift = centers.mean(axis=0)
     state = _hamerly._BlockState(x, 40, shift)
-    counts, sums, candidates, _ = state.step(_hamerly._Centers(centers, shift, None), initial=True)
+    counts, sums, candidates = state.step(_hamerly._Centers(centers, shift, None), initial=True)
     assert candidates == x.shape[0]
     rows = np.arange(x.shape[0])
     skipped = 0
@@ -65,7 +65,7 @@ def test_bounds_stay_valid_and_labels_exact(many_blobs):
         updated = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
         moved = updated.astype(np.float64) - centers
         centers = updated
-        counts_delta, sums_delta, candidates, _ = state.step(_hamerly._Centers(centers, shift, moved))
+        counts_delta, sums_delta, candidates = state.step(_hamerly._Centers(centers, shift, moved))
         counts, sums = counts + counts_delta, sums + sums_delta
         skipped += x.shape[0] - candidates
         dist = _distances(x, centers)

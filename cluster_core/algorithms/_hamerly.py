@@ -96,12 +96,12 @@ class _BlockState:
         self._label = np.empty(GEMM_ROWS, np.int32)
 
     def step(self, prepared: _Centers, initial: bool = False):
-        """One assignment; returns ``(counts, sums, candidates, changed)``: with ``initial``
-        the block's counts and sums, else their changes."""
+        """One assignment; returns ``(counts, sums, candidates)``: with ``initial`` the
+        block's counts and sums, else their changes, and how many rows were scored."""
         k, d = prepared.centers.shape
         counts = np.zeros(k, np.int64)
         sums = np.zeros((k, d), np.float64)
-        n_candidates = n_changed = 0
+        n_candidates = 0
         n = self.block.shape[0]
         for start in range(0, n, CHUNK_ROWS):
             rows = slice(start, min(n, start + CHUNK_ROWS))
@@ -117,11 +117,11 @@ class _BlockState:
                 scores = self._scores[:, :width]
                 np.matmul(prepared.minus_two, self._gathered[begin:end].T, out=scores)
                 _hamerly.top_two(scores, prepared.bias, self._first, self._second, self._label)
-                n_changed += _hamerly.apply_candidates(
+                _hamerly.apply_candidates(
                     x, self._candidates[begin:end], self._first, self._second, self._label, self._sqnorm[begin:end],
                     labels, upper, lower, counts, sums, initial,
                 )
-        return counts, sums, n_candidates, n_changed
+        return counts, sums, n_candidates
 
     def inertia(self, centers: np.ndarray) -> float:
         """Sum of squared distances of the block's rows to their assigned centers."""
@@ -149,7 +149,7 @@ def _iterate(blocks, current, max_iter, tol, update_centers, run_rounds):
     shift = current.mean(axis=0)
     states = [_BlockState(view, current.shape[0], shift) for view in blocks.threaded_views()]
     prepared = _Centers(current, shift, None)
-    counts, sums, _, _ = _combine(run_rounds([lambda s=s: s.step(prepared, initial=True) for s in states]))
+    counts, sums, _ = _combine(run_rounds([lambda s=s: s.step(prepared, initial=True) for s in states]))
     n_iter = 0
     while True:
         n_iter += 1
@@ -159,7 +159,7 @@ def _iterate(blocks, current, max_iter, tol, update_centers, run_rounds):
         current = updated
         prepared = _Centers(current, shift, moved)
         # the assignment to the new centers: the next iteration's, or the final labels
-        counts_delta, sums_delta, _, _ = _combine(run_rounds([lambda s=s: s.step(prepared) for s in states]))
+        counts_delta, sums_delta, _ = _combine(run_rounds([lambda s=s: s.step(prepared) for s in states]))
         counts, sums = counts + counts_delta, sums + sums_delta
         if shift_sq <= tol or n_iter >= max_iter:
             break

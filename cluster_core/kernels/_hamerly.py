@@ -94,9 +94,8 @@ def _apply_candidates_impl(
     ``label[r]`` and exact bounds from the two smallest scores (squared distance less
     ``sqnorm[r] = ||x - shift||^2``). Rows that change center move from one cluster's
     ``counts`` and ``sums`` to the other's; with ``initial`` every candidate is added (its
-    previous label is meaningless). Returns how many rows changed center."""
+    previous label is meaningless)."""
     d = x.shape[1]
-    changed = 0
     for r in range(candidates.shape[0]):
         i = candidates[r]
         new = label[r]
@@ -109,7 +108,6 @@ def _apply_candidates_impl(
                 sums[new, q] += x[i, q]
             labels[i] = new
         elif new != old:
-            changed += 1
             counts[old] -= 1
             counts[new] += 1
             for q in range(d):
@@ -117,7 +115,6 @@ def _apply_candidates_impl(
                 sums[old, q] -= value
                 sums[new, q] += value
             labels[i] = new
-    return changed
 
 
 def _own_sqdist_impl(x, centers, labels):  # pragma: no cover - compiled
