@@ -81,11 +81,10 @@ def test_bounds_stay_valid_and_labels_exact(many_blobs):
     assert skipped > 0  # the bounds did skip rows: the test exercised the filter, not only the GEMM
 
 
-def test_single_center_and_candidates_beyond_one_gemm(monkeypatch, many_blobs):
-    """k = 1 (no other center: nothing to bound below) and candidate sets larger than one
-    GEMM's rows, split over several filter chunks."""
+def test_single_center_and_chunks_with_partial_tiles(monkeypatch, many_blobs):
+    """k = 1 (no other center: nothing to bound below; padded to a whole center block) and
+    candidate sets split over several filter chunks that end in partial tiles."""
     monkeypatch.setattr(_hamerly, "CHUNK_ROWS", 1000)
-    monkeypatch.setattr(_hamerly, "GEMM_ROWS", 96)
     blocks = ArrayBlocks(many_blobs)
     centers, inertia, n_iter, labels = _hamerly.hamerly_lloyd(blocks, many_blobs[:1], 5, 0.0, _update(blocks))
     np.testing.assert_allclose(centers[0], many_blobs.astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-4)

@@ -24,7 +24,6 @@ from ..blocks import ArrayBlocks, block_thread_rounds, sum_partials
 from ..kernels import _hamerly
 
 CHUNK_ROWS = 8192  # rows filtered per call; their gathered candidates (8192 x d float32) stay in cache
-GEMM_ROWS = 512  # candidates per GEMM: the (k x 512) scores stay in cache (best of 256-2048, k = 64 and 256)
 GAP_BLOCK = 1024  # centers per block when computing the distance to the nearest other center
 
 UpdateCenters = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -41,9 +40,14 @@ class _Centers:
     def __init__(self, centers: np.ndarray, shift: np.ndarray, moved: np.ndarray | None):
         self.centers = np.ascontiguousarray(centers, np.float32)
         shifted = self.centers - shift
-        self.minus_two = np.ascontiguousarray(-2.0 * shifted, np.float32)
-        self.bias = np.einsum("ij,ij->i", shifted, shifted).astype(np.float32)
-        k = self.centers.shape[0]
+        k, d = shifted.shape
+        # scores -2 c.x + ||c||^2 for nearest_two, padded to whole center blocks with
+        # centers that never win (zero weights, bias FAR)
+        padded = -(-k // _hamerly.CENTER_BLOCK) * _hamerly.CENTER_BLOCK
+        self.minus_two = np.zeros((padded, d), np.float32)
+        self.minus_two[:k] = -2.0 * shifted
+        self.bias = np.full(padded, _hamerly.FAR, np.float32)
+        self.bias[:k] = np.einsum("ij,ij->i", shifted, shifted)
         drift = np.zeros(k) if moved is None else np.sqrt((moved**2).sum(axis=1))
         self.drift = drift.astype(np.float32)
         self.other_drift = _largest_other(drift).astype(np.float32)
@@ -87,13 +91,13 @@ class _BlockState:
         self.labels = np.zeros(n, np.int32)
         self.upper = np.zeros(n, np.float32)
         self.lower = np.zeros(n, np.float32)
+        tiled = -(-CHUNK_ROWS // _hamerly.TILE_ROWS) * _hamerly.TILE_ROWS
         self._candidates = np.empty(CHUNK_ROWS, np.int64)
-        self._gathered = np.empty((CHUNK_ROWS, d), np.float32)
+        self._gathered = np.empty(tiled * d, np.float32)
         self._sqnorm = np.empty(CHUNK_ROWS, np.float32)
-        self._scores = np.empty((n_clusters, GEMM_ROWS), np.float32)
-        self._first = np.empty(GEMM_ROWS, np.float32)
-        self._second = np.empty(GEMM_ROWS, np.float32)
-        self._label = np.empty(GEMM_ROWS, np.int32)
+        self._first = np.empty(tiled, np.float32)
+        self._second = np.empty(tiled, np.float32)
+        self._label = np.empty(tiled, np.int32)
 
     def step(self, prepared: _Centers, initial: bool = False):
         """One assignment; returns ``(counts, sums, candidates)``: with ``initial`` the
@@ -111,16 +115,14 @@ class _BlockState:
                 prepared.half_gap, initial, self._candidates, self._gathered, self._sqnorm,
             )
             n_candidates += found
-            for begin in range(0, found, GEMM_ROWS):
-                end = min(found, begin + GEMM_ROWS)
-                width = end - begin
-                scores = self._scores[:, :width]
-                np.matmul(prepared.minus_two, self._gathered[begin:end].T, out=scores)
-                _hamerly.top_two(scores, prepared.bias, self._first, self._second, self._label)
-                _hamerly.apply_candidates(
-                    x, self._candidates[begin:end], self._first, self._second, self._label, self._sqnorm[begin:end],
-                    labels, upper, lower, counts, sums, initial,
-                )
+            n_tiles = -(-found // _hamerly.TILE_ROWS)
+            _hamerly.nearest_two(
+                self._gathered, n_tiles, prepared.minus_two, prepared.bias, self._first, self._second, self._label
+            )
+            _hamerly.apply_candidates(
+                x, self._candidates[:found], self._first, self._second, self._label, self._sqnorm,
+                labels, upper, lower, counts, sums, initial,
+            )
         return counts, sums, n_candidates
 
     def inertia(self, centers: np.ndarray) -> float:

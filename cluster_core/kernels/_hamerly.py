@@ -9,12 +9,14 @@ from its center to the nearest other center)``; otherwise the exact distance to 
 tightens the upper bound and the test is repeated.
 
 The rows that still fail (the *candidates*) are not scanned one by one: :func:`filter_rows`
-copies them, shifted, into a buffer, a BLAS GEMM scores the buffer against all centers in
-the (centers x rows) layout, and :func:`top_two` finds each column's nearest and second
-nearest center with loops that vectorise across rows. A candidate's new bounds are those
-two distances, exact. So a step costs a GEMM over the candidates only, plus a pass of a
-few operations per row; the assignment is the one a full Lloyd pass gives (bounds only
-skip work). Only rows that change center update the per-cluster sums.
+copies them, shifted, into a buffer of row tiles (``TILE_ROWS`` rows, stored dimension by
+dimension), and :func:`nearest_two` scores whole tiles against all centers with explicit
+SIMD vectors (:mod:`._simd`): a 4-center x ``TILE_ROWS``-row block of scores stays in
+registers while it accumulates over the dimensions, then updates each row's nearest and
+second nearest center, so no score matrix is written. A candidate's new bounds are those two
+distances, exact. So a step costs a distance computation over the candidates only, plus a
+pass of a few operations per row; the assignment is the one a full Lloyd pass gives (bounds
+only skip work). Only rows that change center update the per-cluster sums.
 
 The bounds are Euclidean distances (not squared): the triangle inequality applies to them.
 """
@@ -24,9 +26,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._simd import LANES, fma, load, splat, store, store_strided, subtract, top_two_update
+
 FAR = np.float32(3.0e38)  # larger than any distance; finite, so fast-math comparisons stay exact
 # fast-math without the no-NaN / no-Inf assumptions: lets numba vectorise the sums
 FAST_MATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
+TILE_ROWS = 4 * LANES  # rows per tile: four vectors
+CENTER_BLOCK = 4  # centers scored together; the centers are padded to a multiple of it
 
 
 def _filter_rows_impl(
@@ -34,57 +40,125 @@ def _filter_rows_impl(
 ):  # pragma: no cover - compiled
     """Update the bounds of every row of ``x`` for the centers' ``drift`` and collect the
     rows whose center may have changed (all rows when ``everything``): their indices go to
-    ``candidates``, the rows less ``shift`` to ``gathered`` and their squared norms to
-    ``sqnorm``. ``other_drift[j]`` is the largest drift of the centers other than ``j``,
-    ``half_gap[j]`` half the distance from center ``j`` to its nearest other center.
-    Returns the number of candidates."""
+    ``candidates``, the rows less ``shift`` to the tiles of ``gathered`` (flat; candidate
+    ``r``'s value ``q`` at ``(r // TILE_ROWS) * d * TILE_ROWS + q * TILE_ROWS + r % TILE_ROWS``,
+    the last tile padded with zeros) and their squared norms to ``sqnorm`` (all three sized
+    for ``len(x)`` rows). ``other_drift[j]`` is the largest drift of the centers other than
+    ``j``, ``half_gap[j]`` half the distance from center ``j`` to its nearest other center.
+    ``x`` and ``shift`` are C-contiguous. Returns the number of candidates."""
     n, d = x.shape
     found = 0
     for i in range(n):
-        if not everything:
-            own = labels[i]
-            bound = upper[i] + drift[own]
-            low = lower[i] - other_drift[own]
-            lower[i] = low
-            limit = max(low, half_gap[own])
-            if bound <= limit:
-                upper[i] = bound
-                continue
-            total = np.float32(0.0)
-            for q in range(d):
-                diff = x[i, q] - centers[own, q]
-                total += diff * diff
-            bound = np.sqrt(total)
+        own = labels[i]
+        bound = upper[i] + drift[own]
+        low = lower[i] - other_drift[own]
+        lower[i] = low
+        limit = max(low, half_gap[own])
+        if bound <= limit and not everything:
             upper[i] = bound
-            if bound <= limit:
-                continue
-        candidates[found] = i
+            continue
+        # from here on without branches (whether the exact distance clears the row is a
+        # coin flip on data without clusters): the row is written to the next free slot
+        # and the slot is kept only if the row is a candidate
+        row = x[i]
         total = np.float32(0.0)
         for q in range(d):
-            value = x[i, q] - shift[q]
-            gathered[found, q] = value
+            diff = row[q] - centers[own, q]
+            total += diff * diff
+        bound = np.sqrt(total)
+        upper[i] = bound
+        candidates[found] = i
+        start = (found // TILE_ROWS) * d * TILE_ROWS + found % TILE_ROWS
+        total = np.float32(0.0)
+        for q in range(d):
+            value = row[q] - shift[q]
             total += value * value
         sqnorm[found] = total
-        found += 1
+        q = 0
+        while q + LANES <= d:
+            store_strided(gathered, start + q * TILE_ROWS, TILE_ROWS, subtract(load(row, q), load(shift, q)))
+            q += LANES
+        for rest in range(q, d):
+            gathered[start + rest * TILE_ROWS] = row[rest] - shift[rest]
+        found += 1 if everything or bound > limit else 0
+    for pad in range(found, -(-found // TILE_ROWS) * TILE_ROWS):
+        start = (pad // TILE_ROWS) * d * TILE_ROWS + pad % TILE_ROWS
+        for q in range(d):
+            gathered[start + q * TILE_ROWS] = np.float32(0.0)
     return found
 
 
-def _top_two_impl(scores, bias, first, second, label):  # pragma: no cover - compiled
-    """Smallest and second smallest of every column of ``scores + bias[:, None]`` ((centers x
-    rows) scores, one bias per center) and the smallest one's row index (the first wins ties)."""
-    k, m = scores.shape
-    for i in range(m):
-        first[i] = FAR
-        second[i] = FAR
-        label[i] = 0
-    for j in range(k):
-        offset = bias[j]
-        for i in range(m):
-            value = scores[j, i] + offset
-            smaller = value < first[i]
-            second[i] = first[i] if smaller else min(second[i], value)
-            first[i] = value if smaller else first[i]
-            label[i] = j if smaller else label[i]
+def _nearest_two_impl(tiles, n_tiles, minus_two, bias, first, second, label):  # pragma: no cover - compiled
+    """For every row of the first ``n_tiles`` tiles of ``tiles`` (laid out as
+    :func:`filter_rows` writes them), the smallest and second smallest score
+    ``bias[j] + minus_two[j] . row`` over the centers ``j`` (``-2 c . x + ||c||^2``: the
+    squared distance less ``||x||^2``) and the smallest one's index (the first wins ties).
+    ``minus_two`` has a multiple of ``CENTER_BLOCK`` rows (padding rows: zeros, bias ``FAR``)."""
+    k, d = minus_two.shape
+    for t in range(n_tiles):
+        base = t * d * TILE_ROWS
+        f0 = splat(FAR)
+        f1, f2, f3 = f0, f0, f0
+        s0, s1, s2, s3 = f0, f0, f0, f0
+        l0 = splat(0)
+        l1, l2, l3 = l0, l0, l0
+        for j in range(0, k, CENTER_BLOCK):
+            # a<center><vector>: 16 accumulators, registers for the whole dimension loop
+            a00 = splat(bias[j])
+            a01, a02, a03 = a00, a00, a00
+            a10 = splat(bias[j + 1])
+            a11, a12, a13 = a10, a10, a10
+            a20 = splat(bias[j + 2])
+            a21, a22, a23 = a20, a20, a20
+            a30 = splat(bias[j + 3])
+            a31, a32, a33 = a30, a30, a30
+            for q in range(d):
+                at = base + q * TILE_ROWS
+                x0 = load(tiles, at)
+                x1 = load(tiles, at + LANES)
+                x2 = load(tiles, at + 2 * LANES)
+                x3 = load(tiles, at + 3 * LANES)
+                c = splat(minus_two[j, q])
+                a00, a01, a02, a03 = fma(c, x0, a00), fma(c, x1, a01), fma(c, x2, a02), fma(c, x3, a03)
+                c = splat(minus_two[j + 1, q])
+                a10, a11, a12, a13 = fma(c, x0, a10), fma(c, x1, a11), fma(c, x2, a12), fma(c, x3, a13)
+                c = splat(minus_two[j + 2, q])
+                a20, a21, a22, a23 = fma(c, x0, a20), fma(c, x1, a21), fma(c, x2, a22), fma(c, x3, a23)
+                c = splat(minus_two[j + 3, q])
+                a30, a31, a32, a33 = fma(c, x0, a30), fma(c, x1, a31), fma(c, x2, a32), fma(c, x3, a33)
+            index = splat(j)
+            f0, s0, l0 = top_two_update(a00, f0, s0, l0, index)
+            f1, s1, l1 = top_two_update(a01, f1, s1, l1, index)
+            f2, s2, l2 = top_two_update(a02, f2, s2, l2, index)
+            f3, s3, l3 = top_two_update(a03, f3, s3, l3, index)
+            index = splat(j + 1)
+            f0, s0, l0 = top_two_update(a10, f0, s0, l0, index)
+            f1, s1, l1 = top_two_update(a11, f1, s1, l1, index)
+            f2, s2, l2 = top_two_update(a12, f2, s2, l2, index)
+            f3, s3, l3 = top_two_update(a13, f3, s3, l3, index)
+            index = splat(j + 2)
+            f0, s0, l0 = top_two_update(a20, f0, s0, l0, index)
+            f1, s1, l1 = top_two_update(a21, f1, s1, l1, index)
+            f2, s2, l2 = top_two_update(a22, f2, s2, l2, index)
+            f3, s3, l3 = top_two_update(a23, f3, s3, l3, index)
+            index = splat(j + 3)
+            f0, s0, l0 = top_two_update(a30, f0, s0, l0, index)
+            f1, s1, l1 = top_two_update(a31, f1, s1, l1, index)
+            f2, s2, l2 = top_two_update(a32, f2, s2, l2, index)
+            f3, s3, l3 = top_two_update(a33, f3, s3, l3, index)
+        row = t * TILE_ROWS
+        store(first, row, f0)
+        store(first, row + LANES, f1)
+        store(first, row + 2 * LANES, f2)
+        store(first, row + 3 * LANES, f3)
+        store(second, row, s0)
+        store(second, row + LANES, s1)
+        store(second, row + 2 * LANES, s2)
+        store(second, row + 3 * LANES, s3)
+        store(label, row, l0)
+        store(label, row + LANES, l1)
+        store(label, row + 2 * LANES, l2)
+        store(label, row + 3 * LANES, l3)
 
 
 def _apply_candidates_impl(
@@ -131,6 +205,6 @@ def _own_sqdist_impl(x, centers, labels):  # pragma: no cover - compiled
 
 _jit = numba.njit(nogil=True, cache=True, fastmath=FAST_MATH)
 filter_rows = _jit(_filter_rows_impl)
-top_two = _jit(_top_two_impl)
+nearest_two = _jit(_nearest_two_impl)
 apply_candidates = _jit(_apply_candidates_impl)
 own_sqdist = _jit(_own_sqdist_impl)
