@@ -51,14 +51,20 @@ def _one_hot(labels: np.ndarray, n_clusters: int, dtype=np.float32) -> np.ndarra
     return out
 
 
+@threaded_blocks
 def _cluster_sums(block, assign: AssignFn, n_clusters: int):
-    """(counts[k + 1] with noise last, sums[k, d]) of one block."""
+    """(counts[k + 1] with noise last, sums[k, d]) of one block.
+
+    Threaded (like the passes below): ``assign`` is a fitted model's predict, whose small
+    per-chunk torch and BLAS calls ran 10-20x slower with two library threads each than
+    single-threaded on two busy cores (KMeans k = 8 on 400k x 16: 0.26 s vs 0.013 s)."""
     labels = _labels(block, assign)
     counts = np.bincount(np.where(labels < 0, n_clusters, labels), minlength=n_clusters + 1)
     sums = _one_hot(labels, n_clusters, np.float64).T @ np.asarray(block, dtype=np.float64)
     return counts, sums
 
 
+@threaded_blocks
 def _spread_and_sample(
     block, index: int, assign: AssignFn, centroids: np.ndarray, keep_probability: np.ndarray,
     reference_probability: np.ndarray | None, seed: int,

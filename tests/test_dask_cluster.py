@@ -24,3 +24,40 @@ def test_workers_keep_adaptive_malloc_and_warm_up_in_the_background():
     assert state["trim"] is None
     # the preload imported the heavy modules without any task asking for them
     assert state["warm"]
+
+
+def test_workers_exit_quickly_only_after_a_clean_close():
+    """The preload's exit handler ends the process (flushing its output) only once the
+    worker has closed; a worker that did not close leaves the exit to Python."""
+    import subprocess
+    import sys
+
+    script = (
+        "import types\n"
+        "from distributed.core import Status\n"
+        "from jobs import worker_warmup\n"
+        "running = types.SimpleNamespace(status=Status.running)\n"
+        "worker_warmup._exit_without_teardown(running)\n"
+        "print('still here', flush=True)\n"
+        "closed = types.SimpleNamespace(status=Status.closed)\n"
+        "print('buffered line', end='')\n"
+        "worker_warmup._exit_without_teardown(closed)\n"
+        "print('never printed')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout == "still here\nbuffered line"
+
+
+def test_cli_exit_code_survives_the_quick_exit(tmp_path):
+    """`clustra` (jobs.cli.run) keeps each command's exit code: 0, argparse's 2, and a user error's 2."""
+    import subprocess
+    import sys
+
+    def clustra(*args):
+        return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=120)
+
+    assert clustra("--help").returncode == 0
+    assert clustra("train", "--no-such-flag").returncode == 2
+    missing = clustra("train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -129,6 +129,7 @@ def combine_far(a, b):
     return dist[keep], rows[keep]
 
 
+@threaded_blocks
 def column_moments(block: Any, device: str = "cpu"):
     """``(n, sum[d], sum_sq[d])`` of a block, accumulated in float64 (for variances and tolerances)."""
     x_all = to_tensor(block, device)
