@@ -88,6 +88,23 @@ def _filter_rows_impl(
     return found
 
 
+def _top_two_rows_impl(v0, v1, v2, v3, first, second, label, j):  # pragma: no cover - compiled
+    """:func:`._simd.top_two_update` of a tile's four row vectors with center ``j``'s scores
+    ``v0..v3``; ``first``, ``second``, ``label``: four vectors each."""
+    index = splat(j)
+    f0, s0, l0 = top_two_update(v0, first[0], second[0], label[0], index)
+    f1, s1, l1 = top_two_update(v1, first[1], second[1], label[1], index)
+    f2, s2, l2 = top_two_update(v2, first[2], second[2], label[2], index)
+    f3, s3, l3 = top_two_update(v3, first[3], second[3], label[3], index)
+    return (f0, f1, f2, f3), (s0, s1, s2, s3), (l0, l1, l2, l3)
+
+
+def _store_rows_impl(array, row, vectors):  # pragma: no cover - compiled
+    """Write a tile's four row vectors to ``array[row:row + TILE_ROWS]``."""
+    for part in numba.literal_unroll(range(4)):
+        store(array, row + part * LANES, vectors[part])
+
+
 def _nearest_two_impl(tiles, n_tiles, minus_two, bias, first, second, label):  # pragma: no cover - compiled
     """For every row of the first ``n_tiles`` tiles of ``tiles`` (laid out as
     :func:`filter_rows` writes them), the smallest and second smallest score
@@ -97,11 +114,9 @@ def _nearest_two_impl(tiles, n_tiles, minus_two, bias, first, second, label):  #
     k, d = minus_two.shape
     for t in range(n_tiles):
         base = t * d * TILE_ROWS
-        f0 = splat(FAR)
-        f1, f2, f3 = f0, f0, f0
-        s0, s1, s2, s3 = f0, f0, f0, f0
-        l0 = splat(0)
-        l1, l2, l3 = l0, l0, l0
+        far, zero = splat(FAR), splat(0)
+        # each row's nearest and second-nearest score and nearest index, four vectors each
+        first_four, second_four, label_four = (far, far, far, far), (far, far, far, far), (zero, zero, zero, zero)
         for j in range(0, k, CENTER_BLOCK):
             # a<center><vector>: 16 accumulators, registers for the whole dimension loop
             a00 = splat(bias[j])
@@ -126,39 +141,14 @@ def _nearest_two_impl(tiles, n_tiles, minus_two, bias, first, second, label):  #
                 a20, a21, a22, a23 = fma(c, x0, a20), fma(c, x1, a21), fma(c, x2, a22), fma(c, x3, a23)
                 c = splat(minus_two[j + 3, q])
                 a30, a31, a32, a33 = fma(c, x0, a30), fma(c, x1, a31), fma(c, x2, a32), fma(c, x3, a33)
-            index = splat(j)
-            f0, s0, l0 = top_two_update(a00, f0, s0, l0, index)
-            f1, s1, l1 = top_two_update(a01, f1, s1, l1, index)
-            f2, s2, l2 = top_two_update(a02, f2, s2, l2, index)
-            f3, s3, l3 = top_two_update(a03, f3, s3, l3, index)
-            index = splat(j + 1)
-            f0, s0, l0 = top_two_update(a10, f0, s0, l0, index)
-            f1, s1, l1 = top_two_update(a11, f1, s1, l1, index)
-            f2, s2, l2 = top_two_update(a12, f2, s2, l2, index)
-            f3, s3, l3 = top_two_update(a13, f3, s3, l3, index)
-            index = splat(j + 2)
-            f0, s0, l0 = top_two_update(a20, f0, s0, l0, index)
-            f1, s1, l1 = top_two_update(a21, f1, s1, l1, index)
-            f2, s2, l2 = top_two_update(a22, f2, s2, l2, index)
-            f3, s3, l3 = top_two_update(a23, f3, s3, l3, index)
-            index = splat(j + 3)
-            f0, s0, l0 = top_two_update(a30, f0, s0, l0, index)
-            f1, s1, l1 = top_two_update(a31, f1, s1, l1, index)
-            f2, s2, l2 = top_two_update(a32, f2, s2, l2, index)
-            f3, s3, l3 = top_two_update(a33, f3, s3, l3, index)
+            first_four, second_four, label_four = _top_two_rows(a00, a01, a02, a03, first_four, second_four, label_four, j)
+            first_four, second_four, label_four = _top_two_rows(a10, a11, a12, a13, first_four, second_four, label_four, j + 1)
+            first_four, second_four, label_four = _top_two_rows(a20, a21, a22, a23, first_four, second_four, label_four, j + 2)
+            first_four, second_four, label_four = _top_two_rows(a30, a31, a32, a33, first_four, second_four, label_four, j + 3)
         row = t * TILE_ROWS
-        store(first, row, f0)
-        store(first, row + LANES, f1)
-        store(first, row + 2 * LANES, f2)
-        store(first, row + 3 * LANES, f3)
-        store(second, row, s0)
-        store(second, row + LANES, s1)
-        store(second, row + 2 * LANES, s2)
-        store(second, row + 3 * LANES, s3)
-        store(label, row, l0)
-        store(label, row + LANES, l1)
-        store(label, row + 2 * LANES, l2)
-        store(label, row + 3 * LANES, l3)
+        _store_rows(first, row, first_four)
+        _store_rows(second, row, second_four)
+        _store_rows(label, row, label_four)
 
 
 def _apply_candidates_impl(
@@ -204,6 +194,9 @@ def _own_sqdist_impl(x, centers, labels):  # pragma: no cover - compiled
 
 
 _jit = numba.njit(nogil=True, cache=True, fastmath=FAST_MATH)
+_inline = numba.njit(inline="always", cache=True)
+_top_two_rows = _inline(_top_two_rows_impl)
+_store_rows = _inline(_store_rows_impl)
 filter_rows = _jit(_filter_rows_impl)
 nearest_two = _jit(_nearest_two_impl)
 apply_candidates = _jit(_apply_candidates_impl)
