@@ -147,8 +147,10 @@ def single_threaded_when_small(blocks: Blocks) -> Iterator[None]:
 def threaded_blocks(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a per-block kernel whose work is mostly single-threaded library calls that
     release the GIL (BLAS with one thread, numba): :class:`ArrayBlocks` then runs its
-    blocks in parallel threads, like scikit-learn's OpenMP loop over chunks. Kernels built
-    from multi-threaded torch operations are faster left unmarked."""
+    blocks in parallel threads, like scikit-learn's OpenMP loop over chunks. Small torch
+    operations belong here too: with two cores shared by Dask workers, waking a torch/BLAS
+    thread team per call cost 10-20x the work (see metrics._cluster_sums). Only kernels whose
+    operations are each large enough to keep several threads busy are faster left unmarked."""
     fn.threaded_blocks = True
     return fn
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -378,24 +376,16 @@ def run() -> None:
     teardown is skipped. The handler is registered before the command imports those
     libraries, so their own exit handlers run first.
     """
+    from .quick_exit import exit_now
+
     status = [1]  # an uncaught exception exits with 1, as Python's own exit would
-    atexit.register(_exit_without_teardown, status)
+    atexit.register(lambda: exit_now(status[0]))
     try:
         status[0] = main()
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
         status[0] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         raise
     sys.exit(status[0])
-
-
-def _exit_without_teardown(status: list[int]) -> None:
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # closed or broken pipe: nothing left to flush
-            pass
-    os._exit(status[0])
 
 
 if __name__ == "__main__":

@@ -10,17 +10,18 @@ so nothing is imported twice. Failures are left to surface where the task import
 With torch and scikit-learn imported, a process spends ~0.7 s tearing down its modules
 and libraries after its last line ran, and the driver's ``cluster.close()`` waits for each
 worker's. Once a worker has closed cleanly (its tasks, data and spill directory are gone),
-nothing in that teardown matters, so the worker exits right after its exit handlers.
+nothing in that teardown matters, so the worker ends at once (:func:`.quick_exit.exit_now`).
+The handlers registered before the worker started are skipped with the teardown: Dask's
+own only close driver-side clients and clusters.
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
-import logging
-import os
-import sys
 import threading
+
+from .quick_exit import exit_now
 
 MODULES = ("cluster_core.training", "cluster_core.apply")
 
@@ -34,21 +35,14 @@ def _import_all() -> None:
 
 
 def _exit_without_teardown(worker) -> None:
-    """At interpreter exit, after a clean close: flush the logs and streams and end the
-    process without the module teardown. A worker that did not close cleanly exits the
-    normal way. (Registered when the worker starts, so the exit handlers that libraries
-    register when they are imported later run before this one.)"""
+    """At interpreter exit, after a clean close: end the process without the module
+    teardown. A worker that did not close cleanly exits the normal way. (Registered when the
+    worker starts, so the exit handlers that libraries register when they are imported later
+    run before this one.)"""
     from distributed.core import Status
 
-    if worker.status != Status.closed:
-        return
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # closed or broken: nothing left to flush
-            pass
-    os._exit(0)
+    if worker.status == Status.closed:
+        exit_now(0)
 
 
 def dask_setup(worker) -> None:

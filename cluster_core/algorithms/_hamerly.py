@@ -2,7 +2,7 @@
 
 The same iterations as :func:`cluster_core.algorithms.kmeans.lloyd` (same assignments, same
 centers), with the rows whose bounds prove they keep their center skipped and the others
-scored by one GEMM: see :mod:`cluster_core.kernels._hamerly`. The per-row bounds (an upper
+scored by a fused distance + top-two kernel: see :mod:`cluster_core.kernels._hamerly`. The per-row bounds (an upper
 and a lower bound, 12 bytes per row with the label) stay with their block between
 iterations, which is why this path is for in-memory blocks; Dask partitions and GPUs run
 the plain blocked GEMM iterations.
@@ -10,7 +10,7 @@ the plain blocked GEMM iterations.
 Measured on 1M x 32 float32 rows (bench/kmeans_peers.py): on one structureless Gaussian
 about half of the rows are candidates after ten iterations (a Yinyang variant with group
 bounds, tried before, skipped barely more rows and scanned the rest one dot product at a
-time, slower than this GEMM); on data with clusters almost none are.
+time, slower than scoring the candidates together); on data with clusters almost none are.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class _BlockState:
 
     def __init__(self, block: np.ndarray, n_clusters: int, shift: np.ndarray):
         self.block = np.ascontiguousarray(block, np.float32)
-        self.shift = shift
+        self.shift = np.ascontiguousarray(shift, np.float32)  # the kernels load it as float32 vectors
         n, d = self.block.shape
         self.labels = np.zeros(n, np.int32)
         self.upper = np.zeros(n, np.float32)

@@ -23,7 +23,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
     over the blocks (counts, sums, inertia), reduced on the driver; the distance matrix
     is computed in bounded chunks and never materialises whole. On in-memory data on the
     CPU the same iterations skip the rows whose Hamerly bounds prove they keep their center
-    and score the others with one GEMM (:mod:`cluster_core.algorithms._hamerly`). Empty clusters are
+    and score the others with a fused SIMD kernel (:mod:`cluster_core.algorithms._hamerly`). Empty clusters are
     re-seeded with the points farthest from their centers.
 
     Parameters
