@@ -1,19 +1,44 @@
 """Typed errors shared by the library, the CLI, the jobs API and serving.
 
-Each error says which value was wrong and what was expected. The HTTP edges map
-these types to status codes in one place (``InvalidInputError`` -> 422/400,
-``NotFoundError`` -> 404), so a bad request is never a 500.
+Each error says which value was wrong and what was expected. An error that concerns one
+setting names it in ``field`` (the library's name: ``k``, ``output``, ``include``); the CLI
+turns that name into its flag (``--k``, ``--out``), the HTTP APIs return it as the body's
+``field``. Every class carries its HTTP status and error code, so the same exception gets
+the same answer from every API (see :mod:`cluster_core.http_contract`) and a bad request is
+never a 500.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ClustraError(Exception):
-    """Base class of every error Clustra raises on purpose."""
+    """Base class of every error Clustra raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        What was wrong and what was expected, without the field's name.
+    field : str, optional
+        The setting (or spec field) the error concerns; ``str(error)`` is then
+        ``"FIELD: MESSAGE"``.
+    """
+
+    http_status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
 
 
 class InvalidInputError(ClustraError, ValueError):
     """A value given by the user is not acceptable (bad parameter, bad column, bad record)."""
+
+    http_status = 422
+    code = "invalid_input"
 
 
 class DataError(InvalidInputError):
@@ -23,9 +48,15 @@ class DataError(InvalidInputError):
 class NotFoundError(ClustraError, LookupError):
     """A named thing (model, version, alias, job) does not exist."""
 
+    http_status = 404
+    code = "not_found"
+
 
 class ArtifactError(ClustraError):
     """A stored artifact is missing a part, has an unknown format version, or is corrupt."""
+
+    http_status = 409
+    code = "artifact_unavailable"
 
 
 class ClustraWarning(UserWarning):
