@@ -181,8 +181,7 @@ class FieldError(InvalidInputError):
     """A spec value that is not acceptable where it points (a path, a job reference); names the field."""
 
     def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
+        super().__init__(message, field=field)
 
 
 class SpecError(InvalidInputError):
