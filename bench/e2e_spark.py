@@ -53,7 +53,7 @@ def write_data(root: Path, rows: int, cols: int, files: int, seed: int = 0) -> P
 def run_clustra(data: Path, run: Path, k: int) -> dict:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "train", str(data), "--out", str(run), "--algorithms", "kmeans", "--k", str(k)],
+        [sys.executable, "-m", "clustra.cli", "train", str(data), "--out", str(run), "--algorithms", "kmeans", "--k", str(k)],
         capture_output=True, text=True, cwd=ROOT,
     )
     seconds = time.perf_counter() - started

@@ -84,7 +84,7 @@ def main() -> None:
     import httpx
 
     from jobs.api import create_app
-    from jobs.dask_cluster import dask_client
+    from cluster_core.engine import dask_client
     from jobs.settings import ServiceSettings
 
     parser = argparse.ArgumentParser()

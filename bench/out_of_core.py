@@ -101,7 +101,7 @@ def main() -> None:
     from cluster_core.data import read_dataset
     from cluster_core.progress import PrintProgress
     from cluster_core.training import train_models
-    from jobs.dask_cluster import dask_client
+    from cluster_core.engine import dask_client
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="clustra-ooc-"))
     data = root / "data"

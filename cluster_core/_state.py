@@ -8,16 +8,18 @@ executes code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
+from .errors import ArtifactError, InvalidInputError
 
 _ARRAY_KEY = "__array__"
 
@@ -91,17 +93,67 @@ def read_state(directory: str | os.PathLike, name: str) -> dict:
         raise ArtifactError(f"artifact part {str(npz_path)!r} lacks array {exc}") from exc
 
 
+def _remove(path: Path) -> None:
+    """Remove a file or a directory tree (whatever ``path`` is)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def replace_dir(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Move directory ``source`` to ``target`` by rename.
 
-    An existing ``target`` is renamed aside first and removed afterwards, so at every
-    moment ``target`` is either the old complete directory or the new one.
+    An existing ``target`` (a directory or a file) is renamed aside first and removed
+    afterwards, so at every moment ``target`` is either the old complete content or the new
+    one, and nothing is left beside it.
     """
     source, target = Path(source), Path(target)
-    if not target.exists():
+    if not target.exists() and not target.is_symlink():
         os.rename(source, target)
         return
     trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
     os.rename(target, trash)
     os.rename(source, target)
-    shutil.rmtree(trash, ignore_errors=True)
+    _remove(trash)
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """``path`` as a Path when it may be written: absent, or ``overwrite`` is set.
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` exists and ``overwrite`` is not set (field ``output``).
+    """
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise InvalidInputError(f"{str(path)!r} already exists; choose another output or set overwrite", field="output")
+    return path
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Write a directory in a hidden sibling and rename it to ``target`` when complete.
+
+    Yields the staging directory. When the block raises (or is interrupted), the staging
+    directory is removed and ``target`` is untouched. With ``overwrite`` an existing
+    ``target`` is replaced (see :func:`replace_dir`); without it, a ``target`` that
+    exists when the rename happens makes it fail with :class:`FileExistsError` (so two
+    writers of the same name never both succeed).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+        if overwrite:
+            replace_dir(staging, target)
+        elif target.exists() or target.is_symlink():
+            raise FileExistsError(f"{str(target)!r} already exists")
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ._state import replace_dir
+from ._state import check_output, staged_directory
 from .data import Dataset
 from .errors import InvalidInputError
 from .model import ClusteringModel
@@ -51,9 +48,7 @@ def apply_model(
         ``out``, ``n_rows``, ``n_partitions``, ``cluster_counts``.
     """
     progress = progress or Progress()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise InvalidInputError(f"output directory {str(out_dir)!r} already exists; choose another --out or pass --overwrite")
+    out_dir = check_output(out_dir, overwrite=overwrite)
     clashes = [c for c in model.output_columns() if c in dataset.columns]
     if clashes:
         raise InvalidInputError(f"the dataset already has column(s) {clashes} that apply would add")
@@ -62,15 +57,9 @@ def apply_model(
     if hasattr(frame._meta, "to_pandas"):
         frame = frame.to_backend("pandas")
     scored = frame.map_partitions(_score_partition, model, meta=output_meta(model, frame._meta), align_dataframes=False)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     progress.step(f"scoring {dataset.n_rows:,} rows in {frame.npartitions} partition(s)")
-    try:
+    with staged_directory(out_dir, overwrite=overwrite) as staging:
         scored.to_parquet(staging, write_index=False)
-        replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     import dask.dataframe as dd
 
     counts = dd.read_parquet(out_dir, columns=["cluster_id"])["cluster_id"].value_counts().compute()

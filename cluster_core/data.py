@@ -118,6 +118,45 @@ def read_dataset(path: str, *, storage_options: dict | None = None, backend: str
     return Dataset(path=path, frame=frame, files=files, n_rows=n_rows, nbytes=nbytes)
 
 
+IN_MEMORY_PARTITION_BYTES = 128 << 20
+
+
+def dataset_from_table(table: Any, *, name: str | None = None) -> Dataset:
+    """A :class:`Dataset` over an in-memory table: no Parquet on disk, no cluster needed.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or pyarrow.Table
+        Rows keep their order; partitions of about 128 MiB.
+    name : str, optional
+        What progress lines and run metadata call the data (default: the type).
+
+    Raises
+    ------
+    DataError
+        Not a table, or no rows.
+    """
+    import dask.dataframe as dd
+
+    if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame):  # pyarrow Table / RecordBatch
+        table = table.to_pandas()
+    if not isinstance(table, pd.DataFrame):
+        raise DataError(f"data must be a path, a pandas DataFrame or a pyarrow Table, got {type(table).__name__}")
+    if len(table) == 0:
+        raise DataError("the table has no rows")
+    frame = table.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    nbytes = int(frame.memory_usage(deep=True).sum())
+    parts = max(1, min(len(frame), -(-nbytes // IN_MEMORY_PARTITION_BYTES)))
+    return Dataset(
+        path=name or f"<in-memory {type(table).__name__}>",
+        frame=dd.from_pandas(frame, npartitions=parts, sort=False),
+        files=[],
+        n_rows=len(frame),
+        nbytes=nbytes,
+    )
+
+
 def partition_backend(device) -> str:
     """``"cudf"`` on a GPU device when cuDF is installed, else ``"pandas"``."""
     from ._compat import optional_import

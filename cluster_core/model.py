@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from ._state import read_state, write_json, write_state
+from ._state import read_state, staged_directory, write_json, write_state
 from .algorithms import Assignment, ClusterEstimator, estimator_from_state
-from .errors import ArtifactError
+from .errors import ArtifactError, InvalidInputError
 from .features import FeaturePipeline
 
 FORMAT = "clustra-model"
@@ -112,15 +110,26 @@ class ClusteringModel:
             columns["distance"] = "float64"
         return columns
 
+    def predict(self, frame: Any) -> np.ndarray:
+        """Cluster id (-1 = noise) of every row of ``frame`` (a pandas DataFrame or pyarrow Table)."""
+        return self.assign(_as_pandas(frame)).labels.astype(np.int64)
+
+    def transform(self, frame: Any) -> pd.DataFrame:
+        """The columns ``clustra apply`` adds (:meth:`output_columns`), one row per row of ``frame``."""
+        frame = _as_pandas(frame)
+        result = self.assign(frame)
+        columns = {"cluster_id": result.labels.astype(np.int64)}
+        if self.has_probability:
+            columns["cluster_probability"] = np.asarray(result.probability, np.float64)
+        if self.has_distance:
+            columns["distance"] = np.asarray(result.distance, np.float64)
+        return pd.DataFrame(columns, index=frame.index)
+
     def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with the columns of :meth:`output_columns` appended (row order kept)."""
-        result = self.assign(frame)
         out = frame.copy()
-        out["cluster_id"] = result.labels.astype(np.int64)
-        if self.has_probability:
-            out["cluster_probability"] = np.asarray(result.probability, np.float64)
-        if self.has_distance:
-            out["distance"] = np.asarray(result.distance, np.float64)
+        for name, values in self.transform(frame).items():
+            out[name] = values
         return out
 
     # -- persistence ----------------------------------------------------------------------
@@ -143,21 +152,20 @@ class ClusteringModel:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model directory at ``path`` atomically (replacing nothing that exists)."""
+        """Write the model directory at ``path`` atomically (replacing nothing that exists).
+
+        Raises
+        ------
+        InvalidInputError
+            ``path`` exists already (field ``output``).
+        """
         path = Path(path)
         if path.exists():
-            raise FileExistsError(f"model directory {str(path)!r} already exists")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        staging.mkdir()
-        try:
+            raise InvalidInputError(f"model directory {str(path)!r} already exists", field="output")
+        with staged_directory(path) as staging:
             write_state(staging, "pipeline", self.pipeline.get_state())
             write_state(staging, "estimator", self.estimator.get_state())
             write_json(staging / MODEL_FILE, self.describe())
-            os.rename(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -181,6 +189,15 @@ class ClusteringModel:
             clusters=info.get("clusters"),
             metadata=metadata,
         )
+
+
+def _as_pandas(frame: Any) -> pd.DataFrame:
+    """A pandas DataFrame from a DataFrame or a pyarrow Table / RecordBatch."""
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    if hasattr(frame, "to_pandas"):
+        return frame.to_pandas()
+    raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got {type(frame).__name__}")
 
 
 def read_model_info(path: str | os.PathLike) -> dict[str, Any]:

@@ -36,12 +36,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._state import staged_directory
 from .errors import ArtifactError, InvalidInputError, NotFoundError
 
 # cluster_core.model (and torch behind it) is imported inside the functions that load models,
@@ -299,21 +299,16 @@ class ModelRegistry:
         if (target / VERSION_FILE).is_file():
             return target
         info = self.version_info(name, version)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=target.parent))
         try:
-            for file, facts in info.get("files", {}).items():
-                self.fs.get_file(self._path(name, "versions", version, file), str(staging / file))
-                if _sha256(staging / file) != facts["sha256"]:
-                    raise ArtifactError(f"model {name!r} version {version}: file {file!r} does not match its checksum")
-            self.fs.get_file(self._path(name, "versions", version, VERSION_FILE), str(staging / VERSION_FILE))
-            try:
-                os.rename(staging, target)
-            except OSError:  # another process cached it first; its copy is identical
-                shutil.rmtree(staging, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            with staged_directory(target) as staging:
+                for file, facts in info.get("files", {}).items():
+                    self.fs.get_file(self._path(name, "versions", version, file), str(staging / file))
+                    if _sha256(staging / file) != facts["sha256"]:
+                        raise ArtifactError(f"model {name!r} version {version}: file {file!r} does not match its checksum")
+                self.fs.get_file(self._path(name, "versions", version, VERSION_FILE), str(staging / VERSION_FILE))
+        except OSError:  # another process cached it first; its copy is identical
+            if not (target / VERSION_FILE).is_file():
+                raise
         return target
 
     def load(self, name: str, version: Any = None, alias: str | None = None) -> Any:
@@ -368,23 +363,20 @@ class ModelRegistry:
 
     def _publish_local(self, name: str, files: list[Path], info: dict) -> dict:
         versions_dir = Path(self._path(name, "versions"))
-        versions_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=versions_dir))
-        try:
-            for file in files:
-                shutil.copy2(file, staging / file.name)
-            for _ in range(_PUBLISH_ATTEMPTS):
-                info = {**info, "version": self._next_version(name)}
-                (staging / VERSION_FILE).write_text(json.dumps(info, indent=2) + "\n")
-                try:
-                    os.rename(staging, versions_dir / str(info["version"]))  # fails if the number was taken
-                    return info
-                except OSError:
-                    continue
-            raise ArtifactError(f"could not allocate a version number for model {name!r} (too many concurrent publishers)")
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        for _ in range(_PUBLISH_ATTEMPTS):
+            info = {**info, "version": self._next_version(name)}
+            try:
+                with staged_directory(versions_dir / str(info["version"])) as staging:
+                    for file in files:
+                        shutil.copy2(file, staging / file.name)
+                    (staging / VERSION_FILE).write_text(json.dumps(info, indent=2) + "\n")
+                return info
+            except FileExistsError:  # another publisher took the number: take the next one
+                continue
+            except OSError as exc:
+                if not (versions_dir / str(info["version"])).exists():
+                    raise ArtifactError(f"cannot publish model {name!r} to {self.url!r}: {exc.strerror or exc}") from exc
+        raise ArtifactError(f"could not allocate a version number for model {name!r} (too many concurrent publishers)")
 
     def _publish_remote(self, name: str, files: list[Path], info: dict) -> dict:
         info = {**info, "version": self._next_version(name)}

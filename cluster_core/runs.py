@@ -17,11 +17,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 
-from ._state import replace_dir, write_json
+from ._state import check_output, staged_directory, write_json
 from .errors import ArtifactError, InvalidInputError
 from .model import MODEL_FILE, ClusteringModel
 from .projection import write_embedding_views
@@ -32,13 +30,8 @@ LEADERBOARD_FILE = "leaderboard.json"
 
 def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write the run directory atomically; refuse to replace an existing one unless ``overwrite``."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not overwrite:
-        raise InvalidInputError(f"output directory {str(run_dir)!r} already exists; choose another --out or pass --overwrite")
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = run_dir.with_name(f".{run_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
+    run_dir = check_output(run_dir, overwrite=overwrite)
+    with staged_directory(run_dir, overwrite=overwrite) as staging:
         models = result.models()
         for model in models:
             model.save(staging / "models" / model.model_id)
@@ -63,10 +56,6 @@ def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: boo
             },
         )
         write_json(staging / LEADERBOARD_FILE, result.leaderboard())
-        replace_dir(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return run_dir
 
 

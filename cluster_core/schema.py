@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from .errors import DataError, InvalidInputError
+from .text_table import format_table
 
 NUMERIC, BOOLEAN, CATEGORICAL, DATETIME, TEXT = "numeric", "boolean", "categorical", "datetime", "text"
 IMAGE, GEO = "image", "geo"
@@ -99,15 +100,11 @@ class Schema:
 
     def format_table(self) -> str:
         """A fixed-width table for terminals."""
-        rows = [("column", "dtype", "kind", "used", "missing", "distinct", "note")]
-        for c in self.columns:
-            rows.append(
-                (c.name, c.dtype, c.kind, "yes" if c.used else "no", f"{c.missing_fraction:.0%}", str(c.n_unique), c.reason)
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip() for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        rows = [
+            (c.name, c.dtype, c.kind, "yes" if c.used else "no", f"{c.missing_fraction:.0%}", c.n_unique, c.reason)
+            for c in self.columns
+        ]
+        return format_table(("column", "dtype", "kind", "used", "missing", "distinct", "note"), rows)
 
 
 def _parse_dates(values: pd.Series) -> pd.Series:
@@ -220,13 +217,13 @@ def infer_schema(
     """
     names = [str(c) for c in sample.columns]
     kinds = dict(kinds or {})
-    for label, given in (("include", include or []), ("exclude", exclude or []), ("kind", list(kinds))):
+    for label, given in (("include", include or []), ("exclude", exclude or []), ("kinds", list(kinds))):
         unknown = [c for c in given if c not in names]
         if unknown:
-            raise InvalidInputError(f"--{label} names column(s) {unknown} that the dataset does not have; columns: {names}")
+            raise InvalidInputError(f"column(s) {unknown} not in the dataset; its columns: {names}", field=label)
     bad = {c: k for c, k in kinds.items() if k not in KINDS}
     if bad:
-        raise InvalidInputError(f"unknown column kind(s) {bad}; expected one of {KINDS}")
+        raise InvalidInputError(f"unknown column kind(s) {bad}; expected one of {KINDS}", field="kinds")
     columns = []
     for name in names:
         values = sample[name]
@@ -236,7 +233,7 @@ def infer_schema(
             kind, reason = kinds[name], "kind set by user"
         used = forced or kind not in EXCLUDED_KINDS
         if include is not None and name not in include:
-            used, reason = False, "not in --include"
+            used, reason = False, "not in the include list"
         if exclude and name in exclude:
             used, reason = False, "excluded by user"
         if used and supported_kinds is not None and kind not in supported_kinds:
@@ -294,7 +291,9 @@ def _pair_coordinates(schema: Schema, sample: pd.DataFrame, kinds: dict[str, str
     names = [c.name for c in schema.columns]
     for pair in declared:
         if len(pair) != 2 or any(c not in names for c in pair) or pair[0] == pair[1]:
-            raise InvalidInputError(f"geo pair {list(pair)} should name two different columns of the dataset; columns: {names}")
+            raise InvalidInputError(
+                f"geo pair {list(pair)} should name two different columns of the dataset; columns: {names}", field="geo_pairs"
+            )
     taken = {c for pair in declared for c in pair}
     pairs = list(declared) + _detect_pairs(schema, sample, kinds, taken)
     paired = {c for pair in pairs for c in pair}
@@ -302,7 +301,7 @@ def _pair_coordinates(schema: Schema, sample: pd.DataFrame, kinds: dict[str, str
         if kinds.get(spec.name) == GEO and spec.name not in paired and pd.api.types.is_numeric_dtype(sample[spec.name].dtype):
             raise InvalidInputError(
                 f"column {spec.name!r} is declared geo but is a single number; declare its pair as LAT:LON "
-                "(--geo), or name the columns like lat/lon"
+                "(`geo_pairs`), or name the columns like lat/lon", field="kinds"
             )
     for lat, lon in pairs:
         lat_spec, lon_spec = schema.column(lat), schema.column(lon)

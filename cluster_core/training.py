@@ -410,31 +410,7 @@ def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, p
     return TrainResult(data, ranked, config, dataset.path, dataset.n_rows, time.perf_counter() - started)
 
 
-def leaderboard_table(leaderboard: dict) -> str:
-    """The leaderboard as a terminal table."""
-    header = ("rank", "model_id", "algorithm", "clusters", "silhouette", "davies_bouldin", "calinski_harabasz", "noise", "fit_s")
-    rows = [header]
-
-    def fmt(value, digits=3):
-        return "-" if value is None else f"{value:.{digits}f}"
-
-    for e in leaderboard["models"]:
-        if e["status"] != "ok":
-            rows.append((str(e["rank"]), e["model_id"], e["algorithm"], "-", "failed", "", "", "", fmt(e["fit_seconds"], 1)))
-            continue
-        rows.append(
-            (
-                str(e["rank"]), e["model_id"], e["algorithm"], str(e["n_clusters"]), fmt(e["silhouette"]),
-                fmt(e["davies_bouldin"]), fmt(e["calinski_harabasz"], 1), fmt(e["noise_fraction"], 2), fmt(e["fit_seconds"], 1),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(v.rjust(widths[i]) if i not in (1, 2) else v.ljust(widths[i]) for i, v in enumerate(r)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 __all__ = [
     "ModelResult", "ModelSpec", "PreparedData", "TrainResult", "default_cluster_counts", "featurize_split",
-    "leaderboard_table", "plan_models", "rank", "train_models",
+    "plan_models", "rank", "train_models",
 ]

@@ -121,7 +121,7 @@ class DaskConnection:
 
         Raises whatever the connection raised (the caller retries).
         """
-        from .dask_cluster import dask_client
+        from cluster_core.engine import dask_client
 
         stack = contextlib.ExitStack()
         client = stack.enter_context(
@@ -150,7 +150,7 @@ class DaskConnection:
         """A new client of the scheduler for one job (not the process default)."""
         from distributed import Client
 
-        from .dask_cluster import CONNECT_TIMEOUT_S
+        from cluster_core.engine import CONNECT_TIMEOUT_S
 
         return Client(self.address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
 

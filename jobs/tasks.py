@@ -1,8 +1,7 @@
 """What a job does: the checks made when it is submitted, and its body when it runs.
 
-Both kinds call the library (:func:`cluster_core.training.train_models` +
-:func:`cluster_core.runs.write_run`; :func:`cluster_core.apply.apply_model`) on the Dask
-client the runner gives them. Every path is checked against the roots on submission and
+Both kinds call the library's use cases (:func:`cluster_core.usecases.train_run`,
+:func:`cluster_core.usecases.apply_run`) on the Dask client the runner gives them. Every path is checked against the roots on submission and
 again right before it is used.
 """
 
@@ -71,54 +70,34 @@ def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: J
     return policy.writable(spec.output, default_output(policy, job_id), overwrite=spec.overwrite, inputs=(data, model))
 
 
-def _backend(device: str | None) -> str:
-    from cluster_core.data import partition_backend
-    from cluster_core.device import resolve_device
-
-    return partition_backend(resolve_device(device))
-
-
 def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, progress: Progress) -> dict[str, Any]:
     """Train the sweep and write the run directory; the job's result."""
-    from cluster_core.data import read_dataset
-    from cluster_core.runs import write_run
-    from cluster_core.training import train_models
+    from cluster_core.usecases import train_run
 
     data = policy.readable(spec.data, "data")
     out = policy.writable(spec.output, default_output(policy, job.id), inputs=(data,))
-    progress.step(f"reading {spec.data}")
-    dataset = read_dataset(data, backend=_backend(spec.device))
-    progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files)} file(s), columns: {', '.join(dataset.columns)}")
-    result = train_models(dataset, spec.train_config(), client=client, progress=progress)
-    progress.step(f"writing {out}")
-    write_run(result, out)
-    board = result.leaderboard()
+    outcome = train_run(data, spec.train_config(), out=out, cluster=client, progress=progress)
+    board = outcome.leaderboard()
     ok = [m for m in board["models"] if m["status"] == "ok"]
     return {
         "run_dir": out,
         "best": board["best"],
-        "n_rows": result.n_rows,
+        "n_rows": outcome.result.n_rows,
         "n_models": len(board["models"]),
         "n_failed": len(board["models"]) - len(ok),
-        "train_seconds": round(result.seconds, 3),
+        "train_seconds": round(outcome.result.seconds, 3),
     }
 
 
-def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobStore, progress: Progress) -> dict[str, Any]:
+def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobStore, client: Any,
+              progress: Progress) -> dict[str, Any]:
     """Score the data with the model; the job's result (output summary)."""
-    from cluster_core.apply import apply_model
-    from cluster_core.data import read_dataset
-    from cluster_core.runs import load_model
+    from cluster_core.usecases import apply_run
 
     model_path = model_source(spec, policy, store)
     data = policy.readable(spec.data, "data")
     out = policy.writable(spec.output, default_output(policy, job.id), overwrite=spec.overwrite, inputs=(data, model_path))
-    progress.step(f"loading model {model_path}")
-    model = load_model(model_path)
-    progress.step(f"reading {spec.data}")
-    dataset = read_dataset(data, backend=_backend(None))
-    summary = apply_model(model, dataset, out, overwrite=spec.overwrite, progress=progress)
-    summary["model_id"] = model.model_id
+    summary = apply_run(model_path, data, out, overwrite=spec.overwrite, cluster=client, progress=progress)
     summary["model"] = model_path
     return summary
 
@@ -130,7 +109,7 @@ def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, pr
     if isinstance(spec, TrainSpec):
         result = run_train(spec, job, policy, client, progress)
     elif isinstance(spec, ApplySpec):
-        result = run_apply(spec, job, policy, store, progress)
+        result = run_apply(spec, job, policy, store, client, progress)
     else:  # pragma: no cover - parse_spec returns one of the two
         raise InvalidInputError(f"unknown job kind {job.kind!r}")
     result["seconds"] = round(time.perf_counter() - started, 3)

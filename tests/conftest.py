@@ -70,7 +70,7 @@ def mixed_dataset(tmp_path, mixed_frame) -> Path:
 @pytest.fixture(scope="session")
 def dask_client():
     """One in-process LocalCluster (2 worker processes) for the session."""
-    from jobs.dask_cluster import dask_client as make_client
+    from cluster_core.engine import dask_client as make_client
 
     with make_client(n_workers=2) as client:
         yield client

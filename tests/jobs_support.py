@@ -111,7 +111,7 @@ class ApiProcess:
         self.log = tmp / f"{name}-{self.port}.log"
         env = dict(os.environ, CLUSTRA_DEVICE="cpu", OMP_NUM_THREADS="1")
         env.pop("CLUSTRA_AUTH_TOKEN", None)
-        command = [sys.executable, "-m", "jobs.cli", "api", "--port", str(self.port), "--log-level", "warning", *args]
+        command = [sys.executable, "-m", "clustra.cli", "api", "--port", str(self.port), "--log-level", "warning", *args]
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.http = httpx.Client(base_url=self.url, timeout=120)

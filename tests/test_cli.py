@@ -13,7 +13,7 @@ import pytest
 
 from conftest import make_mixed_frame
 
-CLUSTRA = [sys.executable, "-m", "jobs.cli"]
+CLUSTRA = [sys.executable, "-m", "clustra.cli"]
 
 
 def clustra(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -128,7 +128,7 @@ def _small(tmp: Path) -> Path:
         (_small, ["--algorithms", "kmeans,spectral"], "unknown algorithm(s) ['spectral']"),
         (_corrupt, [], "bad.parquet' is not a readable Parquet file"),
         (_small, ["--k", "three"], "expected comma-separated integers"),
-        (_small, ["--exclude", "nope"], "--exclude names column(s) ['nope']"),
+        (_small, ["--exclude", "nope"], "--exclude: column(s) ['nope'] not in the dataset"),
     ],
     ids=["missing-path", "empty", "no-usable-columns", "k-above-rows", "k-above-max-k", "unknown-algorithm", "corrupt-file",
          "bad-k", "unknown-column"],

@@ -5,7 +5,7 @@ import sys
 import threading
 
 from cluster_core.device import resolve_device
-from jobs.dask_cluster import local_cluster
+from cluster_core.engine import local_cluster
 
 
 def _worker_state() -> dict:
@@ -35,7 +35,7 @@ def test_workers_exit_quickly_only_after_a_clean_close():
     script = (
         "import types\n"
         "from distributed.core import Status\n"
-        "from jobs import worker_warmup\n"
+        "from cluster_core.engine import warmup as worker_warmup\n"
         "running = types.SimpleNamespace(status=Status.running)\n"
         "worker_warmup._exit_without_teardown(running)\n"
         "print('still here', flush=True)\n"
@@ -50,12 +50,12 @@ def test_workers_exit_quickly_only_after_a_clean_close():
 
 
 def test_cli_exit_code_survives_the_quick_exit(tmp_path):
-    """`clustra` (jobs.cli.run) keeps each command's exit code: 0, argparse's 2, and a user error's 2."""
+    """`clustra` (clustra.cli.run) keeps each command's exit code: 0, argparse's 2, and a user error's 2."""
     import subprocess
     import sys
 
     def clustra(*args):
-        return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run([sys.executable, "-m", "clustra.cli", *args], capture_output=True, text=True, timeout=120)
 
     assert clustra("--help").returncode == 0
     assert clustra("train", "--no-such-flag").returncode == 2

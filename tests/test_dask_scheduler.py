@@ -74,7 +74,7 @@ def test_train_and_apply_on_an_existing_cluster(scheduler_address, tmp_path):
     data = write_hive(make_mixed_frame(500, seed=3), tmp_path / "data", "region")
     run = tmp_path / "run"
     env = dict(os.environ, CLUSTRA_DEVICE="cpu")
-    cmd = [sys.executable, "-m", "jobs.cli"]
+    cmd = [sys.executable, "-m", "clustra.cli"]
     train = subprocess.run([*cmd, "train", str(data), "--out", str(run), "--k", "2,3", "--scheduler", address],
                            capture_output=True, text=True, timeout=300, env=env)
     assert train.returncode == 0, train.stderr
@@ -93,7 +93,7 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     make_mixed_frame(50).to_parquet(data)
     port = _free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "train", str(data), "--out", str(tmp_path / "run"),
+        [sys.executable, "-m", "clustra.cli", "train", str(data), "--out", str(tmp_path / "run"),
          "--scheduler", f"tcp://127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=120,
     )

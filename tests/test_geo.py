@@ -107,7 +107,7 @@ def test_out_of_range_columns_named_like_coordinates_stay_numeric():
 
 @pytest.mark.slow
 def test_clustra_train_flags_on_the_airports_table(tmp_path, capsys):
-    from jobs.cli import main
+    from clustra.cli import main
 
     frame = airports()[["latitude", "longitude", "state"]]
     frame.to_parquet(tmp_path / "airports.parquet", index=False)

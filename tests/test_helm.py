@@ -718,9 +718,9 @@ def test_dask_commands_parse_with_the_dask_cli(helm: str) -> None:
 def test_jobs_api_command_parses_with_the_clustra_cli(helm: str) -> None:
     import argparse
 
-    from jobs.cli import _extra_commands, build_parser
+    from clustra.cli import build_parser
 
-    parser = build_parser(_extra_commands())
+    parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert "api" in commands.choices
     api = one(render(helm), "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"]["containers"][0]

@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from conftest import make_mixed_frame, write_hive
-from jobs.cli import main
-from jobs.jobs_cli import ProgressBar
+from clustra.cli import main
+from clustra.cli.jobs import ProgressBar
 from jobs.store import JobStore
 from jobs_support import free_port, wait_for
 
@@ -186,7 +186,7 @@ def test_progress_bar_redraws_one_line_on_a_terminal():
 def _clustra_process(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     env = dict(os.environ, CLUSTRA_DEVICE="cpu")
     env.pop("CLUSTRA_AUTH_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, "-m", "clustra.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_api_refuses_a_store_in_use_and_a_busy_port(tmp_path):

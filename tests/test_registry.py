@@ -15,7 +15,7 @@ from _serving_helpers import train_run
 from cluster_core.errors import ArtifactError, InvalidInputError, NotFoundError
 from cluster_core.model import ClusteringModel
 from cluster_core.registry import REGISTRY_ENV, ModelRegistry, default_registry_url
-from jobs.cli import main
+from clustra.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -47,8 +47,8 @@ def test_overrides(mixed_frame):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"exclude": ["nope"]}, "--exclude names column(s) ['nope']"),
-        ({"include": ["nope"]}, "--include names column(s) ['nope']"),
+        ({"exclude": ["nope"]}, "exclude: column(s) ['nope'] not in the dataset"),
+        ({"include": ["nope"]}, "include: column(s) ['nope'] not in the dataset"),
         ({"kinds": {"spend": "weird"}}, "unknown column kind(s) {'spend': 'weird'}"),
     ],
 )

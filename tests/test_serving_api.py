@@ -69,7 +69,7 @@ def service(tmp_path_factory):
     config_file.write_text(to_yaml(_test_config(registry.url, port)))
     log = open(root / "serve.log", "w")
     env = dict(os.environ, CLUSTRA_DEVICE="cpu", RAY_DEDUP_LOGS="0")
-    process = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--config", str(config_file), "--num-cpus", "2"],
+    process = subprocess.Popen([sys.executable, "-m", "clustra.cli", "serve", "--config", str(config_file), "--num-cpus", "2"],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=base, timeout=60)
@@ -138,7 +138,7 @@ def test_health_list_and_describe(service):
 def test_api_bulk_and_clustra_apply_agree(service, table, tmp_path):
     client, registry = service["client"], service["registry"]
     out = tmp_path / "scored"
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "apply", str(registry.local_dir("customers", 1)),
+    result = subprocess.run([sys.executable, "-m", "clustra.cli", "apply", str(registry.local_dir("customers", 1)),
                              str(service["data"]), "--out", str(out)], capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, CLUSTRA_DEVICE="cpu"))
     assert result.returncode == 0, result.stderr

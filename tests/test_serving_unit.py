@@ -325,7 +325,7 @@ def test_validate_config_names_the_problem():
 
 
 def test_print_config_cli(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", "--print-config", "--registry", "s3://b/m", "--port", "9000"],
+    result = subprocess.run([sys.executable, "-m", "clustra.cli", "serve", "--print-config", "--registry", "s3://b/m", "--port", "9000"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
@@ -334,13 +334,13 @@ def test_print_config_cli(tmp_path):
     assert config["applications"][0]["args"] == {"registry": "s3://b/m"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(to_yaml({"applications": [{"name": "x", "import_path": "elsewhere:app"}]}))
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "clustra.cli", "serve", "--config", str(bad)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("clustra: error:") and "import_path" in result.stderr
 
 
 def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
-    import serving.cli as serving_cli
-    from jobs.cli import main
+    import serving.local as serving_cli
+    from clustra.cli import main
 
     seen = {}
 

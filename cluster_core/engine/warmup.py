@@ -12,13 +12,15 @@ and libraries after its last line ran, and the driver's ``cluster.close()`` wait
 worker's. Once a worker has closed cleanly (its tasks, data and spill directory are gone),
 nothing in that teardown matters, so the worker ends at once (:func:`.quick_exit.exit_now`).
 The handlers registered before the worker started are skipped with the teardown: Dask's
-own only close driver-side clients and clusters.
+own only close driver-side clients and clusters. A worker also keeps the heartbeat error of
+a scheduler that went away with its driver off the terminal (:class:`_QuietSchedulerLoss`).
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
+import logging
 import threading
 
 from .quick_exit import exit_now
@@ -45,7 +47,21 @@ def _exit_without_teardown(worker) -> None:
         exit_now(0)
 
 
+class _QuietSchedulerLoss(logging.Filter):
+    """Drops the heartbeat error a worker logs when its scheduler is gone.
+
+    The scheduler of a cluster Clustra starts lives in the driver process, so it goes away
+    only when the driver closes the cluster (a finished or failed command) or ends; a
+    heartbeat in flight at that moment logs a traceback on the terminal after the
+    command's own one-line result. The worker then closes as it would anyway.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
+
+
 def dask_setup(worker) -> None:
     """Start the background import and return at once (the worker registers meanwhile)."""
+    logging.getLogger("distributed.worker").addFilter(_QuietSchedulerLoss())
     atexit.register(_exit_without_teardown, worker)
     threading.Thread(target=_import_all, name="clustra-warmup", daemon=True).start()

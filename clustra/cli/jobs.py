@@ -1,7 +1,6 @@
 """``clustra api`` (the jobs service) and ``clustra jobs ...`` (its command-line client).
 
-Registered through :data:`jobs.cli.COMMAND_MODULES`; fastapi, uvicorn and httpx are
-imported inside the commands.
+fastapi, uvicorn and httpx are imported inside the commands.
 """
 
 from __future__ import annotations
@@ -13,89 +12,15 @@ import sys
 import time
 from typing import Any, TextIO
 
-from cluster_core.errors import ClustraError
+from cluster_core.text_table import format_table
+from jobs.client import DEFAULT_SERVER, ENV_SERVER, TERMINAL, ApiError, JobsClient
 
-ENV_SERVER = "CLUSTRA_SERVER"
-DEFAULT_SERVER = "http://127.0.0.1:8080"
-TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
+from ._args import UsageError, csv_ints
+from ._format import leaderboard_table
+
 EXIT_JOB_FAILED = 1
 EXIT_WAIT_TIMEOUT = 3
 BAR_WIDTH = 30
-
-
-class ApiError(ClustraError):
-    """The jobs API answered with an error, or could not be reached."""
-
-
-class JobsClient:
-    """A small synchronous client of the jobs API.
-
-    Parameters
-    ----------
-    server : str
-        Base URL, e.g. ``http://127.0.0.1:8080``.
-    token : str, optional
-        Bearer token (``CLUSTRA_AUTH_TOKEN``).
-    timeout : float
-        Seconds per request.
-    """
-
-    def __init__(self, server: str, token: str | None = None, timeout: float = 30.0) -> None:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.server = server.rstrip("/")
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The decoded JSON answer; :class:`ApiError` with the server's message otherwise."""
-        import httpx
-
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach the jobs API at {self.server}: {exc}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400:
-            message = body.get("message") if isinstance(body, dict) else None
-            raise ApiError(message or f"HTTP {response.status_code} from {self.server}{path}: {response.text[:200]}")
-        return body
-
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
-        """POST /v1/jobs; retried once on a connection error with the same key (no duplicate)."""
-        import uuid
-
-        key = idempotency_key or uuid.uuid4().hex
-        try:
-            return self.request("POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key})
-        except ApiError as exc:
-            if "cannot reach" not in str(exc):
-                raise
-            time.sleep(1.0)
-            return self.request("POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key})
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        """GET /v1/jobs/{id}."""
-        return self.request("GET", f"/v1/jobs/{job_id}")
-
-    def wait(self, job_id: str, *, timeout: float | None = None, interval: float = 1.0,
-             on_update: Any = None) -> dict[str, Any]:
-        """Poll until the job is finished (or ``timeout`` seconds passed); its last state."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if on_update is not None:
-                on_update(job)
-            if job["state"] in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
-                return job
-            time.sleep(interval)
 
 
 class ProgressBar:
@@ -178,7 +103,7 @@ def _after_submit(client: JobsClient, job: dict[str, Any], args: argparse.Namesp
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """clustra jobs submit SPEC [--wait]."""
-    from .specs import load_spec_file
+    from jobs.specs import load_spec_file
 
     spec = load_spec_file(args.spec)
     client = _client(args)
@@ -212,12 +137,9 @@ def _age(iso: str | None) -> str:
 
 def job_table(jobs: list[dict[str, Any]]) -> str:
     """Jobs as a terminal table."""
-    rows = [("id", "kind", "state", "progress", "created", "name", "step")]
-    for job in jobs:
-        rows.append((job["id"], job["kind"], job["state"], f"{job['progress'] * 100:.0f}%", _age(job["created_at"]),
-                     job.get("name") or "-", (job.get("step") or "-")[:60]))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip() for r in rows)
+    rows = [(job["id"], job["kind"], job["state"], f"{job['progress'] * 100:.0f}%", _age(job["created_at"]),
+             job.get("name") or "-", (job.get("step") or "-")[:60]) for job in jobs]
+    return format_table(("id", "kind", "state", "progress", "created", "name", "step"), rows)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -304,8 +226,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """clustra jobs leaderboard ID."""
-    from cluster_core.training import leaderboard_table
-
     client = _client(args)
     try:
         board = client.request("GET", f"/v1/jobs/{args.job_id}/leaderboard")
@@ -321,13 +241,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     """clustra jobs rerun ID [--k 3,5] | --model MODEL_ID --k 7."""
-    from .cli import raise_user
-
     client = _client(args)
     try:
         if args.model:
             if not args.k or len(args.k) != 1:
-                raise_user("--model needs exactly one cluster count: --k N")
+                raise UsageError("--model needs exactly one cluster count: --k N")
             job = client.request("POST", f"/v1/jobs/{args.job_id}/models/{args.model}/rerun", json={"k": args.k[0]})
         else:
             job = client.request("POST", f"/v1/jobs/{args.job_id}/rerun", json={"k": args.k})
@@ -342,8 +260,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .api import JobService, create_app
-    from .settings import ServiceSettings
+    from jobs.api import JobService, create_app
+    from jobs.settings import ServiceSettings
 
     settings = ServiceSettings.from_env(
         host=args.host, port=args.port, store=args.store, data_roots=args.data_root or [], output_root=args.output_root,
@@ -389,7 +307,7 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _register_api(sub: argparse._SubParsersAction) -> None:
-    from .settings import DEFAULT_PORT
+    from jobs.settings import DEFAULT_PORT
 
     api = sub.add_parser("api", help="serve the jobs REST API and run submitted jobs on Dask")
     api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -419,8 +337,6 @@ def _register_api(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_jobs(sub: argparse._SubParsersAction) -> None:
-    from .cli import csv_ints
-
     jobs = sub.add_parser("jobs", help="submit, watch and manage jobs of a clustra api service")
     commands = jobs.add_subparsers(dest="jobs_command", required=True)
 

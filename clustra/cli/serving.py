@@ -1,7 +1,7 @@
 """``clustra publish``, ``clustra models list|show|alias`` and ``clustra serve``.
 
-Registered by :data:`jobs.cli.COMMAND_MODULES`; Ray is imported only inside ``serve``.
-The registry is ``--registry``, else ``CLUSTRA_REGISTRY``, else ``~/.clustra/registry``.
+Ray is imported only inside ``serve`` (by :mod:`serving.local`). The registry is
+``--registry``, else ``CLUSTRA_REGISTRY``, else ``~/.clustra/registry``.
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import sys
-import threading
 from typing import Any
 
 from cluster_core.registry import REGISTRY_ENV, ModelRegistry
+from cluster_core.text_table import format_table
 
-from .settings import AUTH_TOKEN_ENV
+from serving.settings import AUTH_TOKEN_ENV
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
@@ -40,14 +38,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _models_table(models: list[dict[str, Any]]) -> str:
-    rows = [("name", "latest", "versions", "aliases", "algorithm", "model_id", "published_at")]
-    for m in models:
-        aliases = ",".join(f"{a}={v}" for a, v in m["aliases"].items()) or "-"
-        rows.append((m["name"], str(m["latest"]), str(m["n_versions"]), aliases, str(m["algorithm"]), str(m["model_id"]), str(m["published_at"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    rows = [(m["name"], m["latest"], m["n_versions"], ",".join(f"{a}={v}" for a, v in m["aliases"].items()) or "-",
+             m["algorithm"], m["model_id"], m["published_at"]) for m in models]
+    return format_table(("name", "latest", "versions", "aliases", "algorithm", "model_id", "published_at"), rows)
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -65,7 +58,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_show(args: argparse.Namespace) -> int:
     """clustra models show NAME [--version N | --alias A]: what GET /v1/models/{name} returns."""
-    from .catalog import describe_version
+    from serving.catalog import describe_version
 
     registry = _registry(args)
     ref = registry.resolve(args.name, args.version, args.alias)
@@ -82,7 +75,7 @@ def cmd_models_alias(args: argparse.Namespace) -> int:
 
 
 def _serve_config(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import load_config, serve_config, validate_config, with_overrides
+    from serving.config import load_config, serve_config, validate_config, with_overrides
 
     if args.config:
         config = load_config(args.config)
@@ -96,7 +89,8 @@ def _serve_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """clustra serve: a local Ray instance running the assignment API until interrupted."""
-    from .config import to_yaml
+    from serving.config import to_yaml
+    from serving.local import run_embedded
 
     config = _serve_config(args)
     if args.print_config:
@@ -110,36 +104,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.throughput_optimized:
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     return run_embedded(config, num_cpus=args.num_cpus)
-
-
-def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
-    """Start Ray on this machine, deploy every application of ``config``, block until SIGINT/SIGTERM."""
-    import ray
-    from ray import serve
-
-    from .app import build_application
-    from .config import clustra_apps, deployment_overrides
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    http = config.get("http_options", {})
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)  # never join a cluster found on the machine
-    try:
-        serve.start(proxy_location="HeadOnly", http_options=http)
-        for app in clustra_apps(config):
-            application = build_application(app.get("args", {}), deployment_overrides(app))
-            serve.run(application, name=app["name"], route_prefix=app.get("route_prefix", "/"), blocking=False)
-            registry = app.get("args", {}).get("registry") or os.environ.get(REGISTRY_ENV) or "~/.clustra/registry"
-            auth = "on" if os.environ.get(AUTH_TOKEN_ENV) or app.get("args", {}).get("auth_token") else "off"
-            url = f"http://{http.get('host')}:{http.get('port')}{app.get('route_prefix', '/')}"
-            print(f"Clustra assignment API {app['name']!r} on {url} (registry {registry}, auth {auth})", file=sys.stderr, flush=True)
-        print("ready; Ctrl-C stops it", file=sys.stderr, flush=True)
-        stop.wait()
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from cluster_core._compat import require
-from cluster_core.device import Device, resolve_device
-from cluster_core.errors import InvalidInputError
+from .._compat import require
+from ..device import Device, resolve_device
+from ..errors import InvalidInputError
 
 CONNECT_TIMEOUT_S = 20
 
@@ -40,7 +40,7 @@ def local_cluster(device: Device, n_workers: int | None = None, memory_limit: st
             memory_limit=memory_limit,
             dashboard_address=None,
             silence_logs=logging.ERROR,
-            preload=["jobs.worker_warmup"],
+            preload=["cluster_core.engine.warmup"],
         )
 
 
@@ -78,7 +78,7 @@ def dask_client(
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
-            raise InvalidInputError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from exc
+            raise InvalidInputError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}", field="scheduler") from exc
         with client:
             yield client
         return

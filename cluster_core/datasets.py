@@ -1,4 +1,4 @@
-"""``clustra demo``: the whole flow on the Palmer penguins (a real table shipped by a package)."""
+"""Real datasets shipped by installed packages, written as Parquet: the demo's Palmer penguins."""
 
 from __future__ import annotations
 

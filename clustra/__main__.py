@@ -1,0 +1,5 @@
+"""``python -m clustra``: the ``clustra`` command."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,5 @@
+"""``python -m clustra.cli``: the ``clustra`` command."""
+
+from . import run
+
+run()

@@ -1,0 +1,102 @@
+"""What every command group shares: argument types, common options, and how a library error
+becomes one ``clustra: error: ...`` line that names the flag."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from cluster_core.errors import ClustraError
+
+# Library settings whose flag is not ``--`` + the name with dashes.
+_FLAGS = {
+    "output": "--out",
+    "kinds": "--kind",
+    "weights": "--weight",
+    "kind_weights": "--kind-weight",
+    "geo_pairs": "--geo",
+    "view_sample_rows": "--view-rows",
+}
+_BACKTICKED = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+class UsageError(ClustraError):
+    """Flags that do not go together (a CLI-level problem; exit status 2)."""
+
+
+def flag_for(field: str) -> str:
+    """The CLI flag of a library setting: ``max_k`` -> ``--max-k``, ``output`` -> ``--out``."""
+    return _FLAGS.get(field) or "--" + field.replace("_", "-")
+
+
+def describe_error(exc: ClustraError) -> str:
+    """The error as the CLI shows it: its field as a flag, settings it mentions as flags.
+
+    ``ClustraError("already exists; set `overwrite`", field="output")`` becomes
+    ``--out: already exists; set --overwrite``.
+    """
+    message = _BACKTICKED.sub(lambda m: flag_for(m.group(1)), exc.message)
+    return f"{flag_for(exc.field)}: {message}" if exc.field else message
+
+
+def csv_list(text: str) -> list[str]:
+    """``a,b,c`` -> ``["a", "b", "c"]`` (blank items dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def csv_ints(text: str) -> list[int]:
+    """``3,5,7`` -> ``[3, 5, 7]``; a non-integer raises a clear argparse error."""
+    try:
+        return [int(item) for item in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 3,5,7, got {text!r}") from None
+
+
+def key_values(text: str) -> dict[str, str]:
+    """``col=kind,col2=kind`` -> dict."""
+    pairs = {}
+    for item in csv_list(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE pairs separated by commas, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def key_numbers(text: str) -> dict[str, float]:
+    """``col=2,col2=0.5`` -> ``{"col": 2.0, "col2": 0.5}``; a non-number is an argparse error."""
+    pairs = key_values(text)
+    try:
+        return {k: float(v) for k, v in pairs.items()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs separated by commas, got {text!r}") from None
+
+
+def add_column_options(parser: argparse.ArgumentParser) -> None:
+    """--include / --exclude / --kind."""
+    parser.add_argument("--include", type=csv_list, help="use only these columns (comma-separated)")
+    parser.add_argument("--exclude", type=csv_list, default=[], help="leave these columns out (comma-separated)")
+    parser.add_argument("--kind", type=key_values, default={}, metavar="COL=KIND,...",
+                        help="force column kinds: numeric, boolean, categorical, datetime, text, image, geo, "
+                             "identifier, constant")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--scheduler / --device."""
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler tcp://HOST:PORT (default: $CLUSTRA_DASK_SCHEDULER, else an in-process "
+                             "LocalCluster)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="where the kernels run (default: $CLUSTRA_DEVICE, else auto: a GPU when present)")
+
+
+def cluster_setting(args: argparse.Namespace) -> str:
+    """The engine a command runs on: ``--scheduler``, else ``CLUSTRA_DASK_SCHEDULER``, else a LocalCluster."""
+    from cluster_core.engine import LOCAL, scheduler_address
+
+    return scheduler_address(args.scheduler) or LOCAL
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str = "the result") -> None:
+    """--json."""
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON")

@@ -1,0 +1,224 @@
+"""Library commands: ``clustra train``, ``apply``, ``schema``, ``leaderboard`` and ``demo``.
+
+Each command parses its flags into library settings and calls one use case of
+:mod:`cluster_core.usecases`; what it prints is formatted by :mod:`clustra.cli._format`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ._args import (
+    add_cluster_options,
+    add_column_options,
+    add_json_option,
+    cluster_setting,
+    csv_list,
+    csv_ints,
+    key_numbers,
+)
+from ._format import leaderboard_table
+
+
+def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~cluster_core.config.TrainConfig` fields the flags set (unset flags left out)."""
+    fields = {
+        "algorithms": args.algorithms,
+        "k": args.k,
+        "max_k": args.max_k,
+        "include": args.include,
+        "exclude": args.exclude,
+        "kinds": args.kind,
+        "seed": args.seed,
+        "validation_fraction": args.validation_fraction,
+        "max_iter": args.max_iter,
+        "kmeans_n_init": args.kmeans_n_init,
+        "persist": args.persist,
+        "device": args.device,
+        "weights": args.weight,
+        "geo_pairs": args.geo,
+        "text_method": args.text_method,
+        "text_model": args.text_model,
+        "text_batch_size": args.text_batch_size,
+        "text_threads": args.text_threads,
+        "image_model": args.image_model,
+        "image_root": args.image_root,
+        "balance": args.balance,
+        "kind_weights": args.kind_weight,
+        "reduce": args.reduce,
+        "reduce_components": args.reduce_components,
+        "view_method": args.view_method,
+        "view_sample_rows": args.view_rows,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """clustra train DATA --out RUN_DIR."""
+    from cluster_core.progress import PrintProgress
+    from cluster_core.usecases import train_config, train_run
+
+    progress = PrintProgress()
+    outcome = train_run(args.data, train_config(_train_settings(args)), out=args.out, overwrite=args.overwrite,
+                        cluster=cluster_setting(args), progress=progress)
+    progress.finish()
+    leaderboard = outcome.leaderboard()
+    print(leaderboard_table(leaderboard))
+    print(f"\nbest model: {leaderboard['best']}")
+    print(f"run written to {outcome.run_dir} (leaderboard.json, models/)")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """clustra apply MODEL DATA --out OUT_DIR."""
+    from cluster_core.progress import PrintProgress
+    from cluster_core.usecases import apply_run
+
+    progress = PrintProgress()
+    summary = apply_run(args.model, args.data, args.out, overwrite=args.overwrite, cluster=cluster_setting(args),
+                        device=args.device, progress=progress)
+    progress.finish()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """clustra schema DATA: show the inferred column kinds."""
+    from cluster_core.data import sample_frame
+    from cluster_core.features import FEATURIZERS
+    from cluster_core.schema import infer_schema
+    from cluster_core.usecases import open_dataset
+
+    sample = sample_frame(open_dataset(args.data), args.sample_rows, 0)
+    schema = infer_schema(
+        sample, include=args.include, exclude=args.exclude, kinds=args.kind, supported_kinds=set(FEATURIZERS)
+    )
+    print(json.dumps(schema.to_dict(), indent=2) if args.json else schema.format_table())
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """clustra leaderboard RUN_DIR: print a run's leaderboard."""
+    from cluster_core.runs import read_leaderboard
+
+    leaderboard = read_leaderboard(args.run)
+    print(json.dumps(leaderboard, indent=2) if args.json else leaderboard_table(leaderboard))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """clustra demo: penguins -> train -> leaderboard -> apply."""
+    from cluster_core.datasets import DEMO_EXCLUDE, species_agreement, write_penguins
+    from cluster_core.engine import describe_cluster, open_engine
+    from cluster_core.progress import PrintProgress
+    from cluster_core.runs import load_model
+    from cluster_core.usecases import apply_run, open_dataset, train_config, train_run
+
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    progress = PrintProgress()
+    progress.step("writing the Palmer penguins (palmerpenguins package) as hive-partitioned Parquet")
+    dataset = open_dataset(write_penguins(root))
+    config = train_config(exclude=DEMO_EXCLUDE, seed=args.seed, device=args.device)
+    progress.step(describe_cluster(cluster_setting(args)))
+    with open_engine(cluster_setting(args), device=args.device) as client:  # one engine for both steps
+        outcome = train_run(dataset, config, out=root / "run", overwrite=True, cluster=client, progress=progress)
+        best = load_model(outcome.run_dir)
+        summary = apply_run(best, dataset, root / "scored", overwrite=True, cluster=client, device=args.device,
+                            progress=progress)
+    progress.finish()
+    leaderboard = outcome.leaderboard()
+    print("\nLeaderboard (validation split, ranked by silhouette):")
+    print(leaderboard_table(leaderboard))
+    print(f"\nbest model: {leaderboard['best']}")
+    for cluster_info in best.clusters:
+        print(f"  cluster {cluster_info['cluster_id']}: {cluster_info['size']} validation rows — {cluster_info['name']}")
+    print(f"\nrun (leaderboard.json, models/): {outcome.run_dir}")
+    print(f"scored data (original columns + {', '.join(best.output_columns())}): {summary['out']}")
+    print(f"rows per cluster: {summary['cluster_counts']}")
+    print(f"agreement with the true species (ARI, species not used in training): {species_agreement(Path(summary['out'])):.3f}")
+    print(f"done in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a sweep of models on a Parquet dataset")
+    train.add_argument("data", help="Parquet file, directory (hive partitions ok), glob, or fsspec URL")
+    train.add_argument("--out", required=True, help="run directory to create")
+    train.add_argument("--algorithms", type=csv_list,
+                       help="comma-separated: kmeans,gmm,gmm-diag,hdbscan (default kmeans,gmm,hdbscan)")
+    train.add_argument("--k", type=csv_ints, help="cluster counts, e.g. 3,5,7 (default: chosen from the data size)")
+    train.add_argument("--max-k", type=int, dest="max_k", help="largest allowed cluster count (default 100)")
+    train.add_argument("--seed", type=int, help="seed for sampling, the split and the algorithms (default 0)")
+    train.add_argument("--validation-fraction", type=float, dest="validation_fraction",
+                       help="share of rows held out to score the models (default 0.2)")
+    train.add_argument("--max-iter", type=int, dest="max_iter", help="iteration cap for KMeans / GMM (default 300)")
+    train.add_argument("--kmeans-n-init", type=int, dest="kmeans_n_init", help="k-means++ restarts per KMeans model (default 3)")
+    train.add_argument("--persist", choices=["auto", "always", "never"],
+                       help="keep features in worker memory (auto: when they fit in half of it) or re-read Parquet each pass")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_column_options(train)
+    _add_multimodal_options(train)
+    add_cluster_options(train)
+    train.set_defaults(func=cmd_train)
+
+
+def _add_multimodal_options(parser: argparse.ArgumentParser) -> None:
+    """Text / image / geo featurization, block balance, reduction and the embedding view."""
+    parser.add_argument("--weight", type=key_numbers, metavar="COL=W,...", help="multiply a column's block by W")
+    parser.add_argument("--geo", type=csv_list, metavar="LAT:LON,...", help="declare latitude:longitude column pairs")
+    parser.add_argument("--text-method", dest="text_method", choices=["auto", "embedding", "tfidf"],
+                        help="text columns: sentence embeddings or TF-IDF + SVD (default auto: embeddings when installed)")
+    parser.add_argument("--text-model", dest="text_model",
+                        help="local sentence-transformers directory (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--text-batch-size", dest="text_batch_size", type=int, help="texts per embedding batch (default 64)")
+    parser.add_argument("--text-threads", dest="text_threads", type=int, help="torch threads while embedding")
+    parser.add_argument("--image-model", dest="image_model",
+                        help="TorchScript (.pt) or ONNX (.onnx) image model for embeddings")
+    parser.add_argument("--image-root", dest="image_root", help="base directory of relative image paths")
+    parser.add_argument("--balance", choices=["column", "none"],
+                        help="column (default): each text/image/geo block weighs like one numeric column")
+    parser.add_argument("--kind-weight", dest="kind_weight", type=key_numbers, metavar="KIND=W,...",
+                        help="multiply every block of a kind, e.g. text=2,image=0.5")
+    parser.add_argument("--reduce", choices=["none", "pca", "svd"], help="reduce the combined feature matrix (default none)")
+    parser.add_argument("--reduce-components", dest="reduce_components", type=int, help="components kept (default 32)")
+    parser.add_argument("--view-method", dest="view_method", choices=["pca", "tsne"], help="2-D embedding view (default pca)")
+    parser.add_argument("--view-rows", dest="view_rows", type=int,
+                        help="rows in each model's embedding view (default 2000; 0 = none)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``apply``, ``schema``, ``leaderboard`` and ``demo``."""
+    _add_train_parser(sub)
+
+    apply = sub.add_parser("apply", help="add cluster columns to a dataset")
+    apply.add_argument("model", help="model directory, or run directory (its best model)")
+    apply.add_argument("data", help="Parquet file, directory, glob or URL")
+    apply.add_argument("--out", required=True, help="output directory to create")
+    apply.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    add_cluster_options(apply)
+    apply.set_defaults(func=cmd_apply)
+
+    schema = sub.add_parser("schema", help="show the inferred column kinds of a dataset")
+    schema.add_argument("data", help="Parquet file, directory, glob or URL")
+    schema.add_argument("--sample-rows", type=int, default=20_000, dest="sample_rows",
+                        help="rows sampled to infer the kinds (default 20000)")
+    add_json_option(schema, "the schema")
+    add_column_options(schema)
+    schema.set_defaults(func=cmd_schema)
+
+    board = sub.add_parser("leaderboard", help="print a run's leaderboard")
+    board.add_argument("run", help="run directory written by clustra train")
+    add_json_option(board, "leaderboard.json")
+    board.set_defaults(func=cmd_leaderboard)
+
+    demo = sub.add_parser("demo", help="the whole flow on a real dataset (Palmer penguins)")
+    demo.add_argument("--out", default="clustra-demo", help="where to write data, run and scores (default ./clustra-demo)")
+    demo.add_argument("--seed", type=int, default=0, help="seed for sampling, the split and the algorithms (default 0)")
+    add_cluster_options(demo)
+    demo.set_defaults(func=cmd_demo)
