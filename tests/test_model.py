@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cluster_core.algorithms import HDBSCAN, GaussianMixture, KMeans
-from cluster_core.errors import ArtifactError
+from cluster_core.errors import ArtifactError, InvalidInputError
 from cluster_core.features import FeaturePipeline
 from cluster_core.model import ClusteringModel
 from cluster_core.schema import infer_schema
@@ -59,7 +59,7 @@ def test_describe_and_refusals(tmp_path, mixed_frame):
     info = json.loads((path / "model.json").read_text())
     assert info["format"] == "clustra-model" and info["n_clusters"] == 3
     assert {c["name"] for c in info["input_schema"]} >= {"spend", "plan"}
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InvalidInputError, match="already exists"):
         model.save(path)
     info["format_version"] = 99
     (path / "model.json").write_text(json.dumps(info))

@@ -63,13 +63,14 @@ def key_values(text: str) -> dict[str, str]:
     return pairs
 
 
-def key_numbers(text: str) -> dict[str, float]:
-    """``col=2,col2=0.5`` -> ``{"col": 2.0, "col2": 0.5}``; a non-number is an argparse error."""
-    pairs = key_values(text)
+def numbers(pairs: dict[str, str] | None, flag: str) -> dict[str, float] | None:
+    """``{name: "2"}`` -> ``{name: 2.0}``; a non-number is a one-line :class:`UsageError`."""
+    if not pairs:
+        return None
     try:
         return {k: float(v) for k, v in pairs.items()}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER pairs separated by commas, got {text!r}") from None
+        raise UsageError(f"{flag} expects NAME=NUMBER pairs, got {pairs}") from None
 
 
 def add_column_options(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,8 @@ from ._args import (
     cluster_setting,
     csv_list,
     csv_ints,
-    key_numbers,
+    key_values,
+    numbers,
 )
 from ._format import leaderboard_table
 
@@ -39,7 +40,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "kmeans_n_init": args.kmeans_n_init,
         "persist": args.persist,
         "device": args.device,
-        "weights": args.weight,
+        "weights": numbers(args.weight, "--weight"),
         "geo_pairs": args.geo,
         "text_method": args.text_method,
         "text_model": args.text_model,
@@ -48,7 +49,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "image_model": args.image_model,
         "image_root": args.image_root,
         "balance": args.balance,
-        "kind_weights": args.kind_weight,
+        "kind_weights": numbers(args.kind_weight, "--kind-weight"),
         "reduce": args.reduce,
         "reduce_components": args.reduce_components,
         "view_method": args.view_method,
@@ -170,7 +171,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_multimodal_options(parser: argparse.ArgumentParser) -> None:
     """Text / image / geo featurization, block balance, reduction and the embedding view."""
-    parser.add_argument("--weight", type=key_numbers, metavar="COL=W,...", help="multiply a column's block by W")
+    parser.add_argument("--weight", type=key_values, metavar="COL=W,...", help="multiply a column's block by W")
     parser.add_argument("--geo", type=csv_list, metavar="LAT:LON,...", help="declare latitude:longitude column pairs")
     parser.add_argument("--text-method", dest="text_method", choices=["auto", "embedding", "tfidf"],
                         help="text columns: sentence embeddings or TF-IDF + SVD (default auto: embeddings when installed)")
@@ -183,7 +184,7 @@ def _add_multimodal_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-root", dest="image_root", help="base directory of relative image paths")
     parser.add_argument("--balance", choices=["column", "none"],
                         help="column (default): each text/image/geo block weighs like one numeric column")
-    parser.add_argument("--kind-weight", dest="kind_weight", type=key_numbers, metavar="KIND=W,...",
+    parser.add_argument("--kind-weight", dest="kind_weight", type=key_values, metavar="KIND=W,...",
                         help="multiply every block of a kind, e.g. text=2,image=0.5")
     parser.add_argument("--reduce", choices=["none", "pca", "svd"], help="reduce the combined feature matrix (default none)")
     parser.add_argument("--reduce-components", dest="reduce_components", type=int, help="components kept (default 32)")
