@@ -33,6 +33,9 @@ _GLOB_CHARS = set("*?[")
 class PathNotAllowedError(FieldError):
     """A spec path outside the configured roots (HTTP 403)."""
 
+    http_status = 403
+    code = "path_not_allowed"
+
 
 class PathMissingError(FieldError):
     """A spec path that should exist and does not (HTTP 422)."""

@@ -180,12 +180,18 @@ def format_errors(errors: list[dict[str, Any]]) -> str:
 class FieldError(InvalidInputError):
     """A spec value that is not acceptable where it points (a path, a job reference); names the field."""
 
+    http_status = 422
+    code = "invalid_spec"
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message, field=field)
 
 
 class SpecError(InvalidInputError):
     """A spec that does not validate; ``errors`` names each field."""
+
+    http_status = 422
+    code = "invalid_spec"
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         self.errors = errors

@@ -69,9 +69,15 @@ CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, id);
 class JobStateError(ClustraError):
     """The job is not in a state that allows the request (HTTP 409)."""
 
+    http_status = 409
+    code = "conflict"
+
 
 class QueueFullError(ClustraError):
     """Too many jobs are queued already (HTTP 429)."""
+
+    http_status = 429
+    code = "queue_full"
 
 
 class StoreLockedError(ClustraError):

@@ -14,7 +14,6 @@ batching and ``ray_actor_options`` live in the Serve config YAML (see :mod:`serv
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime.
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -28,13 +27,14 @@ from fastapi.responses import JSONResponse, Response
 from cluster_core import __version__
 from cluster_core._compat import require
 from cluster_core.errors import ClustraError
+from cluster_core.http_contract import ErrorBody, check_bearer
 from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
 from .catalog import describe_version
 from .config import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT
-from .errors import UnauthorizedError, error_for, status_for
+from .errors import error_result, install_error_handlers, replica_error_response
 from .metrics import ServingMetrics
 from .records import ARROW_STREAM_TYPE, check_declared_length, is_arrow, parse_records, read_limited
 from .resolver import RegistryView
@@ -46,24 +46,26 @@ from ray.serve.handle import DeploymentHandle  # noqa: E402
 
 _HANDLE_CACHE_SIZE = 1024
 logger = logging.getLogger("ray.serve")
-_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 413: "payload_too_large", 422: "invalid_input"}
+_ERROR_DESCRIPTIONS = {
+    400: "the body is not JSON, or not an Arrow IPC stream when it says it is one",
+    401: "missing or wrong bearer token (when the service has one)",
+    404: "no such model, version or alias",
+    409: "the published version cannot be read (a missing part, an unknown format, corrupt)",
+    413: "a body or a record count above the configured limit",
+    422: "a missing, unknown or mistyped column; a bad parameter",
+}
 
 api = FastAPI(
     title="Clustra assignment API",
     version=__version__,
     description="Which cluster is this record in? Models come from the Clustra registry.",
 )
+install_error_handlers(api)
 
 
-def error_response(status: int, detail: str) -> JSONResponse:
-    """The JSON body every error has: ``{"error": code, "detail": message}``."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": _ERROR_CODES.get(status, "server_error"), "detail": detail}, status_code=status, headers=headers)
-
-
-@api.exception_handler(ClustraError)
-async def _clustra_error(request: Request, exc: ClustraError) -> JSONResponse:
-    return error_response(status_for(exc), str(exc))
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses of a route (401 always): the shared ErrorBody."""
+    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in (401, *codes)}
 
 
 @serve.deployment(name=MODEL_DEPLOYMENT, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)
@@ -103,20 +105,20 @@ class AssignmentModel:
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
     async def assign_records(self, requests: list[list[Any]]) -> list[tuple[int, bytes, int]]:
-        """JSON records of several requests for one model; ``(status, JSON array or message, n)`` each."""
+        """JSON records of several requests for one model; ``(status, JSON array or error body, n)`` each."""
         try:
             model = await self._current_model()
         except ClustraError as exc:
-            return [(status_for(exc), str(exc).encode(), 0)] * len(requests)
+            return [error_result(exc)] * len(requests)
         return model.assign_batch(requests)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
     async def assign_arrow(self, bodies: list[bytes]) -> list[tuple[int, bytes, int]]:
-        """Arrow IPC bodies of several requests for one model; ``(status, Arrow stream or message, n)`` each."""
+        """Arrow IPC bodies of several requests for one model; ``(status, Arrow stream or JSON error body, n)`` each."""
         try:
             model = await self._current_model()
         except ClustraError as exc:
-            return [(status_for(exc), str(exc).encode(), 0)] * len(bodies)
+            return [error_result(exc)] * len(bodies)
         return model.assign_arrow_batch(bodies)
 
 
@@ -143,12 +145,7 @@ class AssignmentAPI:
 
     # -- helpers --------------------------------------------------------------------------
     def _authorize(self, request: Request) -> None:
-        if self.token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self.token.encode()):
-            raise UnauthorizedError("missing or wrong bearer token (send 'Authorization: Bearer <token>')")
+        check_bearer(request.headers.get("authorization"), self.token)
 
     async def _resolve(self, name: str, version: str | None, alias: str | None) -> ModelRef:
         if self.view.due() and (self._refreshing is None or self._refreshing.done()):
@@ -192,14 +189,14 @@ class AssignmentAPI:
         """Liveness and readiness (never needs a token)."""
         return {"status": "ok"}
 
-    @api.get("/metrics")
+    @api.get("/metrics", responses=_errors())
     async def prometheus_metrics(self, request: Request) -> Response:
         """Prometheus text exposition of this replica's counters."""
         self._authorize(request)
         body, content_type = self.metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @api.get("/v1/models")
+    @api.get("/v1/models", responses=_errors())
     async def list_models(self, request: Request) -> Response:
         """Every published model: latest version, version count, aliases, algorithm."""
         started, status = time.perf_counter(), 500
@@ -209,12 +206,12 @@ class AssignmentAPI:
             status = 200
             return JSONResponse({"models": models})
         except ClustraError as exc:
-            status = status_for(exc)
+            status = exc.http_status
             raise
         finally:
             self._observe("/v1/models", started, status)
 
-    @api.get("/v1/models/{name}")
+    @api.get("/v1/models/{name}", responses=_errors(404, 409, 422))
     async def describe_model(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
         """Versions, aliases, and for the chosen version: input schema, clusters, metrics."""
         started, status = time.perf_counter(), 500
@@ -225,12 +222,12 @@ class AssignmentAPI:
             status = 200
             return JSONResponse(payload)
         except ClustraError as exc:
-            status = status_for(exc)
+            status = exc.http_status
             raise
         finally:
             self._observe("/v1/models/{name}", started, status)
 
-    @api.post("/v1/models/{name}/assign")
+    @api.post("/v1/models/{name}/assign", responses=_errors(400, 404, 409, 413, 422))
     async def assign(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
         """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out."""
         started, status = time.perf_counter(), 500
@@ -242,10 +239,10 @@ class AssignmentAPI:
                 response = await self._assign_arrow(ref, body)
             else:
                 response = await self._assign_json(ref, body)
-            status = 200
+            status = response.status_code
             return response
         except ClustraError as exc:
-            status = status_for(exc)
+            status = exc.http_status
             raise
         finally:
             self._observe("/v1/models/{name}/assign", started, status)
@@ -254,7 +251,7 @@ class AssignmentAPI:
         records = parse_records(body, self.options.max_records)
         code, payload, n_records = (await self._handle(ref).assign_records.remote(records)) if records else (200, b"[]", 0)
         if code != 200:
-            raise error_for(code, payload.decode())
+            return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "json", n_records)
         head = {"model": ref.name, "version": ref.version}
         if ref.alias:
@@ -265,7 +262,7 @@ class AssignmentAPI:
     async def _assign_arrow(self, ref: ModelRef, body: bytes) -> Response:
         code, payload, n_records = await self._handle(ref).assign_arrow.remote(body)
         if code != 200:
-            raise error_for(code, payload.decode())
+            return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "arrow", n_records)
         headers = {"X-Clustra-Model": ref.name, "X-Clustra-Version": str(ref.version)}
         return Response(payload, media_type=ARROW_STREAM_TYPE, headers=headers)

@@ -17,7 +17,7 @@ from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef
 
-from .errors import status_for
+from .errors import error_result
 from .records import read_arrow, write_table
 
 # JSON-level expectations for the kinds whose values are single scalars; kinds not listed
@@ -162,6 +162,9 @@ class ServedModel:
     def assign_batch(self, requests: list[list[Any]]) -> list[tuple[int, bytes, int]]:
         """Several requests' records assigned in one call; ``(status, body, n_records)`` per request.
 
+        ``body`` is the JSON array of assignments, or the JSON error body of a failed request
+        (:func:`serving.errors.error_result`), which the ingress sends as it is.
+
         A request with bad input fails alone: the batch is then redone request by
         request, so one bad record never fails its neighbours.
         """
@@ -181,7 +184,7 @@ class ServedModel:
         try:
             return 200, self.assign_records(records), len(records)
         except ClustraError as exc:
-            return status_for(exc), str(exc).encode(), 0
+            return error_result(exc)
 
     def score_table(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``cluster_id`` and ``cluster_probability`` or ``distance``: the columns ``clustra apply`` adds."""
@@ -218,7 +221,8 @@ class ServedModel:
         """Several Arrow requests; those with the same schema are scored in one call.
 
         Featurizing has a fixed cost per call, so eight 1,000-row tables scored together
-        take a fraction of eight calls. ``(status, body, n_records)`` per request.
+        take a fraction of eight calls. ``(status, body, n_records)`` per request: an Arrow
+        IPC stream, or the JSON error body of a failed request.
         """
         import pyarrow as pa
 
@@ -228,7 +232,7 @@ class ServedModel:
             try:
                 table = self.checked_table(body)
             except ClustraError as exc:
-                out[index] = (status_for(exc), str(exc).encode(), 0)
+                out[index] = error_result(exc)
                 continue
             groups.setdefault(table.schema, []).append((index, table))
         for members in groups.values():
@@ -249,4 +253,4 @@ class ServedModel:
         try:
             return 200, write_table(self.score_arrow(table)), table.num_rows
         except ClustraError as exc:
-            return status_for(exc), str(exc).encode(), 0
+            return error_result(exc)

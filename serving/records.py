@@ -13,8 +13,7 @@ from typing import Any
 import pandas as pd
 
 from cluster_core.errors import InvalidInputError
-
-from .errors import BadRequestError, PayloadTooLargeError
+from cluster_core.http_contract import BadRequestError, PayloadTooLargeError
 
 JSON_TYPE = "application/json"
 ARROW_STREAM_TYPE = "application/vnd.apache.arrow.stream"

@@ -287,9 +287,9 @@ def test_apply_of_a_train_job_that_has_not_succeeded_is_a_conflict(api):
         ("POST", "/v1/jobs", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400,
          "invalid_json"),
         ("POST", "/v1/jobs", {"json": ["kind", "train"]}, 422, "invalid_spec"),
-        ("POST", "/v1/jobs", {"json": {**MINIMAL, "name": "x" * 70_000}}, 413, "request_too_large"),
+        ("POST", "/v1/jobs", {"json": {**MINIMAL, "name": "x" * 70_000}}, 413, "payload_too_large"),
         ("POST", "/v1/jobs", {"content": b"x" * 70_000, "headers": {"content-type": "application/json"}}, 413,
-         "request_too_large"),
+         "payload_too_large"),
         ("GET", "/v1/jobs?state=done", {}, 422, "invalid_parameter"),
         ("GET", "/v1/jobs?limit=0", {}, 422, "invalid_parameter"),
         ("GET", "/v1/jobs?limit=many", {}, 422, "invalid_parameter"),
@@ -328,7 +328,7 @@ def test_chunked_body_over_the_limit_is_413(api):
             yield b"x" * 1024
 
     response = api.raw.post("/v1/jobs", content=chunks(), headers={"content-type": "application/json"})
-    assert response.status_code == 413 and response.json()["error"] == "request_too_large"
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
 
 
 def test_leaderboard_of_an_apply_job_is_a_conflict(api, trained):

@@ -218,9 +218,23 @@ def test_error_codes(service, method, path, kwargs, status, words):
     response = getattr(service["client"], method)(path, **kwargs)
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "detail"}
+    assert set(body) == {"error", "message", "field"}
+    assert body["error"] == {400: "bad_request", 404: "not_found", 413: "payload_too_large", 422: "invalid_input"}[status]
     for word in words:
-        assert word in body["detail"]
+        assert word in body["message"]
+
+
+def test_a_version_that_cannot_be_read_is_409_from_the_model_replica(service):
+    registry, run = service["registry"], service["run"]
+    published = registry.publish(run / "models" / "kmeans-k3", "unreadable")
+    (registry.local_dir("unreadable", published["version"]) / "estimator.json").unlink()
+    response = service["client"].post("/v1/models/unreadable/assign", json={"records": [_record()]})
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["error"] == "artifact_unavailable" and body["field"] is None
+    assert "estimator.json" in body["message"] and "missing" in body["message"]
+    no_route = service["client"].get("/v1/nothing-here")
+    assert no_route.status_code == 404 and no_route.json() == {"error": "not_found", "message": "Not Found", "field": None}
 
 
 def test_bad_input_is_never_a_500(service):
@@ -232,7 +246,7 @@ def test_bad_input_is_never_a_500(service):
         response = client.post("/v1/models/customers/assign", content=body)
         assert 200 <= response.status_code < 500, (body[:40], response.status_code, response.text)
         if response.status_code >= 400:
-            assert response.json()["detail"]
+            assert response.json()["message"]
 
 
 def test_missing_values_are_imputed(service, table):

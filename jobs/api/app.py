@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request, Response
 
 from cluster_core import __version__
+from cluster_core.http_contract import ErrorBody
 
 from ..settings import ServiceSettings
 from ..specs import JobSpec
 from .errors import install_error_handlers
 from .limits import BodySizeLimit, require_token
-from .schemas import ErrorBody, Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
+from .schemas import Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
 from .service import JobService
 
 _DESCRIPTIONS = {
@@ -22,7 +23,7 @@ _DESCRIPTIONS = {
     401: "missing or wrong bearer token (when the service has one)",
     403: "a spec path outside the configured roots ('..', absolute paths, symlinks)",
     404: "no such job (or model)",
-    409: "the job is not in a state that allows this",
+    409: "the job is not in a state that allows this, or a stored run or model cannot be read",
     413: "request body larger than the limit",
     422: "invalid spec or parameter; 'field' names it",
     429: "too many queued jobs",

@@ -10,55 +10,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster_core.errors import ArtifactError, ClustraError, InvalidInputError, NotFoundError
+from cluster_core.errors import ClustraError
+from cluster_core.http_contract import BadRequestError, error_body, make_body, status_error_body, unexpected_error_body
 
-from ..paths import PathNotAllowedError
-from ..specs import FieldError, SpecError, describe_errors, format_errors
-from ..store import JobStateError, QueueFullError
+from ..specs import describe_errors, format_errors
 
 log = logging.getLogger("clustra.jobs.api")
 
 _REQUEST_PARTS = ("body", "query", "path", "header")
 
-# (type, status, code), most specific first
-_ERROR_STATUS: list[tuple[type[BaseException], int, str]] = [
-    (SpecError, 422, "invalid_spec"),
-    (PathNotAllowedError, 403, "path_not_allowed"),
-    (FieldError, 422, "invalid_spec"),
-    (JobStateError, 409, "conflict"),
-    (QueueFullError, 429, "queue_full"),
-    (NotFoundError, 404, "not_found"),
-    (ArtifactError, 409, "artifact_unavailable"),
-    (InvalidInputError, 422, "invalid_input"),
-    (ClustraError, 400, "bad_request"),
-]
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               409: "conflict", 413: "request_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+class InvalidYAMLError(BadRequestError):
+    """A YAML request body that is not UTF-8 text or does not parse (400 ``invalid_yaml``)."""
 
-
-class Unauthorized(ClustraError):
-    """Missing or wrong bearer token (HTTP 401)."""
+    code = "invalid_yaml"
 
 
 def error_response(status: int, code: str, message: str, *, field: str | None = None,
-                   errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A JSON error response in the :class:`~jobs.api.schemas.ErrorBody` shape."""
-    body: dict[str, Any] = {"error": code, "message": message, "field": field}
-    if errors is not None:
-        body["errors"] = errors
+                   errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """A JSON error response in the :class:`~cluster_core.http_contract.ErrorBody` shape."""
+    return JSONResponse(make_body(code, message, field=field, errors=errors), status_code=status)
+
+
+def _json_response(answer: tuple[int, dict[str, Any], dict[str, str] | None]) -> JSONResponse:
+    status, body, headers = answer
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def clustra_error_response(exc: ClustraError) -> JSONResponse:
-    """The response for an error Clustra raised on purpose."""
-    if isinstance(exc, Unauthorized):
-        return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
-    status, code = next((s, c) for t, s, c in _ERROR_STATUS if isinstance(exc, t))
-    if isinstance(exc, SpecError):
-        first = exc.errors[0]["field"] if exc.errors else None
-        return error_response(status, code, str(exc), field=first, errors=exc.errors)
-    return error_response(status, code, str(exc), field=getattr(exc, "field", None))
+    """The response for an error Clustra raised on purpose (status and code from its class)."""
+    return _json_response(error_body(exc))
 
 
 def _strip_request_part(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,10 +79,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        status, body, headers = status_error_body(exc.status_code, str(exc.detail))
+        return JSONResponse(body, status_code=status, headers={**(headers or {}), **(exc.headers or {})})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        return _json_response(unexpected_error_body(exc))

@@ -2,44 +2,41 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .errors import Unauthorized
+from cluster_core.errors import ClustraError
+from cluster_core.http_contract import BadRequestError, PayloadTooLargeError, check_bearer, error_body
 
+from .errors import InvalidYAMLError
+
+# documents the scheme in OpenAPI; the check itself is check_bearer's
 _bearer = HTTPBearer(auto_error=False, description="the service's token (CLUSTRA_AUTH_TOKEN), when it has one")
 
 
-def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+def require_token(request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     """401 unless the request carries ``Authorization: Bearer TOKEN`` (no check when auth is off)."""
-    expected = request.app.state.settings.auth_token
-    if expected is None:
-        return
-    if credentials is None:
-        raise Unauthorized("this service requires 'Authorization: Bearer TOKEN'")
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise Unauthorized("the bearer token is not valid")
+    check_bearer(request.headers.get("authorization"), request.app.state.settings.auth_token)
 
 
 YAML_MEDIA_TYPES = (b"application/yaml", b"application/x-yaml", b"text/yaml", b"text/x-yaml")
 
 
 def yaml_to_json(body: bytes) -> bytes:
-    """A YAML document as JSON bytes; ValueError saying where it is malformed."""
+    """A YAML document as JSON bytes; :class:`InvalidYAMLError` saying where it is malformed."""
     import yaml
 
     try:
         value = yaml.safe_load(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"the request body is not UTF-8 text: {exc}") from None
+        raise InvalidYAMLError(f"the request body is not UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ValueError(f"the request body is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
+        raise InvalidYAMLError(f"the request body is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
     return json.dumps(value, default=str).encode()
 
 
@@ -55,8 +52,9 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send: Any, status: int, code: str, message: str) -> None:
-        body = json.dumps({"error": code, "message": message, "field": None}).encode()
+    async def _reject(self, send: Any, exc: ClustraError) -> None:
+        status, answer, _ = error_body(exc)
+        body = json.dumps(answer).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -71,10 +69,10 @@ class BodySizeLimit:
         too_large = f"the request body exceeds the limit of {self.max_bytes} bytes"
         if declared is not None:
             if not declared.isdigit():
-                await self._reject(send, 400, "bad_request", f"Content-Length {declared.decode(errors='replace')!r} is not a number")
+                await self._reject(send, BadRequestError(f"Content-Length {declared.decode(errors='replace')!r} is not a number"))
                 return
             if int(declared) > self.max_bytes:
-                await self._reject(send, 413, "request_too_large", too_large)
+                await self._reject(send, PayloadTooLargeError(too_large))
                 return
         chunks, size, more = [], 0, True
         while more:
@@ -84,7 +82,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._reject(send, 413, "request_too_large", too_large)
+                await self._reject(send, PayloadTooLargeError(too_large))
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -93,8 +91,8 @@ class BodySizeLimit:
         if media in YAML_MEDIA_TYPES and body:
             try:
                 body = yaml_to_json(body)
-            except ValueError as exc:
-                await self._reject(send, 400, "invalid_yaml", str(exc))
+            except InvalidYAMLError as exc:
+                await self._reject(send, exc)
                 return
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
                      + [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}

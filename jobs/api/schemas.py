@@ -13,23 +13,6 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "int
 JobKind = Literal["train", "apply"]
 
 
-class ErrorDetail(BaseModel):
-    """One problem with a request."""
-
-    field: str | None = Field(None, description="the spec field or parameter, e.g. 'k' or 'data'")
-    message: str
-    type: str | None = None
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx/5xx response: a code, one readable message, the field when one is to blame."""
-
-    error: str = Field(description="machine-readable code, e.g. invalid_spec, path_not_allowed, not_found")
-    message: str
-    field: str | None = None
-    errors: list[ErrorDetail] | None = None
-
-
 class StepTiming(BaseModel):
     """A step of a job and how long it took (``seconds`` is None while it runs)."""
 
