@@ -1,1 +1,1 @@
-"""Jobs: the CLI, the Dask cluster factory, job specs, the runner, the store and the REST API."""
+"""Jobs: job specs, the runner, the store, the REST API and its client."""

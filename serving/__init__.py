@@ -1,7 +1,7 @@
 """Serving: the Ray Serve assignment API over models published to the registry.
 
 ``serving.app:build_app`` is the application builder ``serve deploy`` / ``serve run`` import.
-Names below load on first use, so ``clustra`` (which imports ``serving.cli``) starts fast
+Names below load on first use, so ``clustra`` (which imports ``serving.settings``) starts fast
 and nothing but ``build_app`` imports Ray.
 """
 

@@ -23,7 +23,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 # every module that defines a ClustraError subclass
 ERROR_MODULES = ["cluster_core.errors", "cluster_core.http_contract", "jobs.specs", "jobs.paths", "jobs.store",
-                 "jobs.api.errors", "jobs.cli", "jobs.jobs_cli", "serving.errors", "serving.records"]
+                 "jobs.api.errors", "jobs.client", "serving.errors", "serving.records", "clustra.cli._args"]
 
 # class name -> (status, code): what the README's table says each one answers
 EXPECTED = {
@@ -31,7 +31,7 @@ EXPECTED = {
     "BadRequestError": (400, "bad_request"),
     "InvalidYAMLError": (400, "invalid_yaml"),
     "StoreLockedError": (400, "bad_request"),
-    "UserError": (400, "bad_request"),
+    "UsageError": (400, "bad_request"),
     "ApiError": (400, "bad_request"),
     "UnauthorizedError": (401, "unauthorized"),
     "PathNotAllowedError": (403, "path_not_allowed"),
@@ -58,7 +58,7 @@ def project_errors() -> list[type[ClustraError]]:
     found, todo = [], [ClustraError]
     while todo:
         cls = todo.pop()
-        if cls.__module__.split(".")[0] in ("cluster_core", "jobs", "serving"):
+        if cls.__module__.split(".")[0] in ("cluster_core", "jobs", "serving", "clustra"):
             found.append(cls)
         todo.extend(cls.__subclasses__())
     return sorted(found, key=lambda cls: cls.__name__)
