@@ -38,6 +38,7 @@ demo: $(STAMP)
 	$(VENV)/bin/clustra demo
 
 test: $(STAMP) $(HELM)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 clean:

@@ -99,3 +99,31 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     )
     assert result.returncode == 2
     assert f"cannot connect to the Dask scheduler at 'tcp://127.0.0.1:{port}'" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "apply", "demo"])
+def test_every_command_that_starts_work_honours_the_scheduler_variable(scheduler_address, tmp_path, command):
+    """CLUSTRA_DASK_SCHEDULER stands in for --scheduler in train, apply and demo (and `clustra api`)."""
+    address, client = scheduler_address
+    data = tmp_path / "data.parquet"
+    make_mixed_frame(300, seed=4).to_parquet(data)
+    env = dict(os.environ, CLUSTRA_DEVICE="cpu", CLUSTRA_DASK_SCHEDULER=address)
+    cmd = [sys.executable, "-m", "clustra.cli"]
+    run = tmp_path / "run"
+    args = {
+        "train": args_for_train(data, run),
+        "apply": ["apply", str(run), str(data), "--out", str(tmp_path / "scored")],
+        "demo": ["demo", "--out", str(tmp_path / "demo")],
+    }[command]
+    if command == "apply":
+        setup = subprocess.run([*cmd, *args_for_train(data, run)], capture_output=True, text=True, timeout=300, env=env)
+        assert setup.returncode == 0, setup.stderr
+    before = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients))
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"connecting to {address}" in result.stderr and "starting Dask" not in result.stderr
+    assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients)) == before  # it left again
+
+
+def args_for_train(data: Path, run: Path) -> list[str]:
+    return ["train", str(data), "--out", str(run), "--k", "2", "--algorithms", "kmeans"]

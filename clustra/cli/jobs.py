@@ -321,7 +321,8 @@ def _register_api(sub: argparse._SubParsersAction) -> None:
                                          "embedded LocalCluster)")
     api.add_argument("--workers", type=int, help="embedded LocalCluster worker processes (default: cores, at most 8)")
     api.add_argument("--memory-limit", dest="memory_limit", help="per embedded worker, e.g. 4GiB (default auto)")
-    api.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    api.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                     help="where jobs run their kernels (default: $CLUSTRA_DEVICE, else auto)")
     api.add_argument("--max-concurrent-jobs", type=int, dest="max_concurrent_jobs", help="jobs running at once (default 2)")
     api.add_argument("--max-queued-jobs", type=int, dest="max_queued_jobs", help="queue length limit (default 1000)")
     api.add_argument("--max-request-bytes", type=int, dest="max_request_bytes", help="request body limit (default 1 MiB)")
@@ -332,7 +333,7 @@ def _register_api(sub: argparse._SubParsersAction) -> None:
     api.add_argument("--resume", action="store_true",
                      help="queue again the jobs a stopped process left running (default: mark them interrupted)")
     api.add_argument("--log-level", dest="log_level", default="info",
-                     choices=["critical", "error", "warning", "info", "debug"])
+                     choices=["critical", "error", "warning", "info", "debug"], help="uvicorn's log level (default info)")
     api.set_defaults(func=cmd_api)
 
 
@@ -341,16 +342,17 @@ def _register_jobs(sub: argparse._SubParsersAction) -> None:
     commands = jobs.add_subparsers(dest="jobs_command", required=True)
 
     submit = commands.add_parser("submit", help="submit a job spec (YAML or JSON file; - for stdin)")
-    submit.add_argument("spec")
+    submit.add_argument("spec", help="the spec file (YAML or JSON); - reads standard input")
     submit.add_argument("--wait", action="store_true", help="show a progress bar until the job has finished")
     _add_client_options(submit)
     _add_wait_options(submit)
     submit.set_defaults(func=cmd_submit)
 
     listing = commands.add_parser("list", help="list jobs, newest first")
-    listing.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"])
-    listing.add_argument("--kind", choices=["train", "apply"])
-    listing.add_argument("--limit", type=int)
+    listing.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"],
+                         help="only jobs in this state")
+    listing.add_argument("--kind", choices=["train", "apply"], help="only jobs of this kind")
+    listing.add_argument("--limit", type=int, help="at most this many jobs (default: the API's page size)")
     _add_client_options(listing)
     listing.set_defaults(func=cmd_list)
 
@@ -358,29 +360,29 @@ def _register_jobs(sub: argparse._SubParsersAction) -> None:
                              ("cancel", cmd_cancel, "cancel a queued or running job"),
                              ("leaderboard", cmd_leaderboard, "a succeeded train job's leaderboard")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("job_id", metavar="ID")
+        command.add_argument("job_id", metavar="ID", help="the job's id")
         _add_client_options(command, json_flag=name != "cancel")
         command.set_defaults(func=func)
 
     logs = commands.add_parser("logs", help="a job's log")
-    logs.add_argument("job_id", metavar="ID")
+    logs.add_argument("job_id", metavar="ID", help="the job's id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job has finished")
-    logs.add_argument("--timestamps", action="store_true")
-    logs.add_argument("--interval", type=float, default=1.0)
+    logs.add_argument("--timestamps", action="store_true", help="prefix each line with its time")
+    logs.add_argument("--interval", type=float, default=1.0, help="seconds between polls with --follow (default 1)")
     _add_client_options(logs, json_flag=False)
     logs.set_defaults(func=cmd_logs)
 
     wait = commands.add_parser("wait", help="a progress bar until the job has finished (exit 0: succeeded)")
-    wait.add_argument("job_id", metavar="ID")
+    wait.add_argument("job_id", metavar="ID", help="the job's id")
     _add_client_options(wait)
     _add_wait_options(wait)
     wait.set_defaults(func=cmd_wait)
 
     rerun = commands.add_parser("rerun", help="rerun a train job's sweep (--k) or one of its models (--model, --k)")
-    rerun.add_argument("job_id", metavar="ID")
+    rerun.add_argument("job_id", metavar="ID", help="the train job to rerun")
     rerun.add_argument("--k", type=csv_ints, help="new cluster counts, e.g. 3,5,7 (one with --model)")
     rerun.add_argument("--model", help="rerun only this model of the job (e.g. kmeans-k5)")
-    rerun.add_argument("--wait", action="store_true")
+    rerun.add_argument("--wait", action="store_true", help="show a progress bar until the new job has finished")
     _add_client_options(rerun)
     _add_wait_options(rerun)
     rerun.set_defaults(func=cmd_rerun)
