@@ -20,6 +20,7 @@ from .data import Dataset, dataset_from_table, read_dataset
 from .engine import LOCAL, describe_cluster, open_engine
 from .errors import InvalidInputError
 from .progress import Progress
+from .validation import validated
 
 
 def train_config(settings: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -32,17 +33,9 @@ def train_config(settings: TrainConfig | dict[str, Any] | None = None, **overrid
     **overrides
         Fields set on top of ``settings`` (None values are ignored).
     """
-    from pydantic import ValidationError
-
     base = settings.model_dump(exclude_unset=True) if isinstance(settings, TrainConfig) else dict(settings or {})
     base.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TrainConfig(**base)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if not isinstance(p, int)]
-        message = str(first.get("msg", exc)).removeprefix("Value error, ")
-        raise InvalidInputError(message, field=loc[0] if loc else None) from None
+    return validated(TrainConfig, base)
 
 
 def open_dataset(data: Any, *, device: str | None = None) -> Dataset:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cluster_core.validation import validated
+
 from .store import DEFAULT_STORE
 
 ENV_TOKEN = "CLUSTRA_AUTH_TOKEN"
@@ -66,7 +68,7 @@ class ServiceSettings(BaseModel):
         for name, value in env_defaults.items():
             if values.get(name) is None and value:
                 values[name] = value
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        return validated(cls, {k: v for k, v in values.items() if v is not None})
 
     @property
     def store_path(self) -> Path:

@@ -352,7 +352,7 @@ def _register_jobs(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"],
                          help="only jobs in this state")
     listing.add_argument("--kind", choices=["train", "apply"], help="only jobs of this kind")
-    listing.add_argument("--limit", type=int, help="at most this many jobs (default: the API's page size)")
+    listing.add_argument("--limit", type=int, help="at most this many jobs (default 100, at most 1000)")
     _add_client_options(listing)
     listing.set_defaults(func=cmd_list)
 
