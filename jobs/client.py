@@ -40,6 +40,12 @@ class JobsClient:
         """Close the connection pool."""
         self._http.close()
 
+    def __enter__(self) -> JobsClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON answer; :class:`ApiError` with the server's message otherwise."""
         import httpx

@@ -106,21 +106,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from jobs.specs import load_spec_file
 
     spec = load_spec_file(args.spec)
-    client = _client(args)
-    try:
+    with _client(args) as client:
         job = client.submit(spec)
         return _after_submit(client, job, args)
-    finally:
-        client.close()
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     """clustra jobs wait ID: a progress bar until the job has finished."""
-    client = _client(args)
-    try:
+    with _client(args) as client:
         return _wait(client, args.job_id, args)
-    finally:
-        client.close()
 
 
 def _age(iso: str | None) -> str:
@@ -144,12 +138,9 @@ def job_table(jobs: list[dict[str, Any]]) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """clustra jobs list [--state S]."""
-    client = _client(args)
-    try:
+    with _client(args) as client:
         params = {k: v for k, v in (("state", args.state), ("kind", args.kind), ("limit", args.limit)) if v is not None}
         page = client.request("GET", "/v1/jobs", params=params)
-    finally:
-        client.close()
     if args.json:
         _print_json(page)
     else:
@@ -182,11 +173,8 @@ def describe_job(job: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """clustra jobs status ID."""
-    client = _client(args)
-    try:
+    with _client(args) as client:
         job = client.job(args.job_id)
-    finally:
-        client.close()
     if args.json:
         _print_json(job)
     else:
@@ -196,11 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """clustra jobs cancel ID."""
-    client = _client(args)
-    try:
+    with _client(args) as client:
         job = client.request("POST", f"/v1/jobs/{args.job_id}/cancel")
-    finally:
-        client.close()
     note = " (stopping)" if job["state"] == "running" else ""
     print(f"job {job['id']}: {job['state']}{note}")
     return 0
@@ -208,9 +193,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """clustra jobs logs ID [--follow]."""
-    client = _client(args)
     after = 0
-    try:
+    with _client(args) as client:
         while True:
             page = client.request("GET", f"/v1/jobs/{args.job_id}/logs", params={"after": after})
             for line in page["lines"]:
@@ -220,17 +204,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 return 0
             if not page["lines"]:
                 time.sleep(args.interval)
-    finally:
-        client.close()
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """clustra jobs leaderboard ID."""
-    client = _client(args)
-    try:
+    with _client(args) as client:
         board = client.request("GET", f"/v1/jobs/{args.job_id}/leaderboard")
-    finally:
-        client.close()
     if args.json:
         _print_json(board)
     else:
@@ -241,8 +220,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     """clustra jobs rerun ID [--k 3,5] | --model MODEL_ID --k 7."""
-    client = _client(args)
-    try:
+    with _client(args) as client:
         if args.model:
             if not args.k or len(args.k) != 1:
                 raise UsageError("--model needs exactly one cluster count: --k N")
@@ -250,8 +228,6 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         else:
             job = client.request("POST", f"/v1/jobs/{args.job_id}/rerun", json={"k": args.k})
         return _after_submit(client, job, args)
-    finally:
-        client.close()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
