@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import __version__
 from ._state import read_state, write_json, write_state
-from .algorithms import Assignment, ClusterEstimator, estimator_from_state
+from .algorithms import Assignment, ClusterEstimator, estimator_from_state, get_algorithm
 from .errors import ArtifactError
 from .features import FeaturePipeline
 
@@ -77,13 +77,13 @@ class ClusteringModel:
 
     @property
     def has_probability(self) -> bool:
-        """True for models with membership probabilities (mixtures, HDBSCAN)."""
-        return self.estimator.algorithm in ("gmm", "hdbscan")
+        """True when the algorithm reports membership probabilities (``probabilities`` in its registry entry)."""
+        return get_algorithm(self.algorithm).probabilities
 
     @property
     def has_distance(self) -> bool:
-        """True for centroid models (KMeans)."""
-        return self.estimator.algorithm == "kmeans"
+        """True when the algorithm reports centroid distances (``distances`` in its registry entry)."""
+        return get_algorithm(self.algorithm).distances
 
     @property
     def input_schema(self) -> list[dict]:
