@@ -298,9 +298,12 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
 
 
 def _build_estimators(specs: list[ModelSpec], config: TrainConfig) -> list[ClusterEstimator]:
-    """The unfitted estimators of ``specs``, built here on the driver (device decided once, here)."""
-    device = resolve_device(config.device).torch
-    return [spec.build(config, device) for spec in specs]
+    """The unfitted estimators of ``specs``, built here on the driver.
+
+    They get the device *setting*: ``"auto"`` is resolved by the estimator where it fits
+    (a worker may have a GPU the driver lacks), as the featurizers resolve theirs.
+    """
+    return [spec.build(config, config.device) for spec in specs]
 
 
 def _threads_per_task(client: Any, n_tasks: int) -> int:

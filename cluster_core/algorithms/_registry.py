@@ -60,7 +60,9 @@ class AlgorithmSpec:
     factory : callable
         ``factory(config, n_clusters, device)`` -> an unfitted estimator.
         ``n_clusters`` is the swept cluster count (None when ``needs_k`` is False);
-        ``device`` is ``"cpu"`` or ``"cuda"``, decided once on the driver.
+        ``device`` is the device setting, ``"auto"``, ``"cpu"`` or ``"cuda"``: estimators are
+        built on the driver, so ``"auto"`` must be resolved where the estimator fits
+        (:class:`~cluster_core.algorithms.ClusterEstimator` does, from its ``device`` parameter).
     estimator : type or str
         The :class:`~cluster_core.algorithms.ClusterEstimator` subclass whose
         ``from_state`` loads a saved model, or ``"module:Class"`` to import it on first
@@ -110,7 +112,7 @@ class AlgorithmSpec:
         config : cluster_core.config.TrainConfig
         n_clusters : int or None
             The cluster count of this model of the sweep; None exactly when ``needs_k`` is False.
-        device : {"cpu", "cuda"}
+        device : {"auto", "cpu", "cuda"}
         """
         from ._base import ClusterEstimator
 
