@@ -274,11 +274,11 @@ def get_algorithm(name: str) -> AlgorithmSpec:
     load_plugins()
     spec = _ALGORITHMS.get(name)
     if spec is None:
-        raise InvalidInputError(unknown_message([name]), field=FIELD)
+        raise InvalidInputError(_unknown_message([name]), field=FIELD)
     return spec
 
 
-def unknown_message(names: list[str]) -> str:
+def _unknown_message(names: list[str]) -> str:
     """What to say about unregistered algorithm ``names``."""
     return f"unknown algorithm(s) {names}; expected any of the registered algorithms {list(_ALGORITHMS)}"
 
@@ -288,7 +288,7 @@ def check_algorithms(names: list[str]) -> None:
     load_plugins()
     unknown = [name for name in names if name not in _ALGORITHMS]
     if unknown:
-        raise InvalidInputError(unknown_message(unknown), field=FIELD)
+        raise InvalidInputError(_unknown_message(unknown), field=FIELD)
 
 
 def estimator_from_state(state: dict) -> ClusterEstimator:
