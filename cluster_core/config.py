@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ALGORITHMS = ("kmeans", "gmm", "gmm-diag", "hdbscan")
+from .algorithms import check_algorithms
+from .errors import InvalidInputError
+
 DEFAULT_ALGORITHMS = ["kmeans", "gmm", "hdbscan"]
 
 
 class TrainConfig(BaseModel):
     """What to train and how; every field has a default.
 
-    ``algorithms``: any of kmeans, gmm (full covariance), gmm-diag, hdbscan.
+    ``algorithms``: registered algorithms (:func:`cluster_core.algorithms.algorithm_names`):
+    the built-in kmeans, gmm (full covariance), gmm-diag, hdbscan, and those of plugins.
     ``k``: cluster counts to sweep (None: chosen from the data size, see
     :func:`cluster_core.training.default_cluster_counts`); each must be <= ``max_k``.
     """
@@ -71,9 +74,10 @@ class TrainConfig(BaseModel):
     def _known_algorithms(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one algorithm is required")
-        unknown = [a for a in value if a not in ALGORITHMS]
-        if unknown:
-            raise ValueError(f"unknown algorithm(s) {unknown}; expected any of {list(ALGORITHMS)}")
+        try:
+            check_algorithms(value)
+        except InvalidInputError as exc:  # pydantic names the field
+            raise ValueError(exc.message) from None
         return list(dict.fromkeys(value))
 
     @field_validator("k")
@@ -111,5 +115,5 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _counts_within_max_k(self) -> TrainConfig:
         if self.k and max(self.k) > self.max_k:
-            raise ValueError(f"k={max(self.k)} exceeds max_k={self.max_k}; raise max_k (--max-k) to allow it")
+            raise ValueError(f"k={max(self.k)} exceeds `max_k`={self.max_k}; raise `max_k` to allow it")
         return self

@@ -59,5 +59,13 @@ class ArtifactError(ClustraError):
     code = "artifact_unavailable"
 
 
+class ConfigurationError(ClustraError, ImportError):
+    """The installation or the server's configuration is broken (e.g. a plugin named in
+    ``CLUSTRA_PLUGINS`` fails to import): not the request's fault, so a 500 at HTTP."""
+
+    http_status = 500
+    code = "misconfigured"
+
+
 class ClustraWarning(UserWarning):
     """Warnings Clustra emits itself (turned into errors in the test suite)."""

@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import __version__
 from ._state import read_state, staged_directory, write_json, write_state
-from .algorithms import Assignment, ClusterEstimator, estimator_from_state
+from .algorithms import Assignment, ClusterEstimator, estimator_from_state, get_algorithm
 from .errors import ArtifactError, InvalidInputError
 from .features import FeaturePipeline
 
@@ -75,13 +75,13 @@ class ClusteringModel:
 
     @property
     def has_probability(self) -> bool:
-        """True for models with membership probabilities (mixtures, HDBSCAN)."""
-        return self.estimator.algorithm in ("gmm", "hdbscan")
+        """True when the algorithm reports membership probabilities (``probabilities`` in its registry entry)."""
+        return get_algorithm(self.algorithm).probabilities
 
     @property
     def has_distance(self) -> bool:
-        """True for centroid models (KMeans)."""
-        return self.estimator.algorithm == "kmeans"
+        """True when the algorithm reports centroid distances (``distances`` in its registry entry)."""
+        return get_algorithm(self.algorithm).distances
 
     @property
     def input_schema(self) -> list[dict]:

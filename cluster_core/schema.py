@@ -23,7 +23,9 @@ column carries ``options={"lat": ..., "lon": ...}``, the longitude column
 to another kind is never paired.
 
 Every kind with a registered featurizer is used; ``identifier`` and ``constant`` columns
-are excluded with the reason shown to the user.
+are excluded with the reason shown to the user. The kind names and the value formats of
+rules 6 and 7 live in :mod:`cluster_core.kinds` (shared with the featurizers; this module
+never imports :mod:`cluster_core.features`).
 """
 
 from __future__ import annotations
@@ -35,25 +37,29 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from .errors import DataError, InvalidInputError
+from .kinds import (  # noqa: F401  (the kind names are part of this module's interface)
+    BOOLEAN,
+    CATEGORICAL,
+    CONSTANT,
+    DATETIME,
+    EXCLUDED_KINDS,
+    GEO,
+    IDENTIFIER,
+    IMAGE,
+    KINDS,
+    NUMERIC,
+    TEXT,
+    is_image_bytes,
+    looks_like_image_ref,
+    looks_like_point,
+)
 from .text_table import format_table
-
-NUMERIC, BOOLEAN, CATEGORICAL, DATETIME, TEXT = "numeric", "boolean", "categorical", "datetime", "text"
-IMAGE, GEO = "image", "geo"
-IDENTIFIER, CONSTANT = "identifier", "constant"
-EXCLUDED_KINDS = (IDENTIFIER, CONSTANT)
-KINDS = [NUMERIC, BOOLEAN, CATEGORICAL, DATETIME, TEXT, IMAGE, GEO, IDENTIFIER, CONSTANT]
 
 _ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^id[_\W]", re.IGNORECASE)
 _BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
 _DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.:]\d{1,2}")
 _LAT_NAME = re.compile(r"^(?P<pre>|.*[^a-z0-9])(?P<token>latitude|lat)(?P<post>|[^a-z].*)$")
 _LON_NAME = re.compile(r"^(?P<pre>|.*[^a-z0-9])(?P<token>longitude|long|lng|lon)(?P<post>|[^a-z].*)$")
-
-
-def register_kind(kind: str) -> None:
-    """Make ``kind`` a valid column kind (featurizer modules call this)."""
-    if kind not in KINDS:
-        KINDS.insert(len(KINDS) - len(EXCLUDED_KINDS), kind)
 
 
 @dataclass
@@ -124,8 +130,6 @@ def _n_unique(present: pd.Series) -> int:
 
 def _binary_kind(present: pd.Series) -> tuple[str, str] | None:
     """IMAGE for image bytes/structs, IDENTIFIER for other binary values, None for anything else."""
-    from .features.image import is_image_bytes, looks_like_image_ref
-
     head = present.iloc[:500]
     kinds = head.map(lambda v: isinstance(v, (bytes, bytearray, memoryview, dict)))
     if not kinds.all():
@@ -137,9 +141,6 @@ def _binary_kind(present: pd.Series) -> tuple[str, str] | None:
 
 def _string_kind(text: pd.Series) -> tuple[str, str] | None:
     """IMAGE for image paths/URLs/data URIs, GEO for WKT/GeoJSON points, None otherwise."""
-    from .features.geo import looks_like_point
-    from .features.image import looks_like_image_ref
-
     head = text.iloc[:500]
     if head.map(looks_like_image_ref).mean() >= 0.9:
         return IMAGE, "image paths/URLs"

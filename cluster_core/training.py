@@ -11,6 +11,11 @@ Model path
     Otherwise each model runs distributed: per-block statistics reduced on the driver
     (KMeans, GMM) or sample-then-assign (HDBSCAN). Both paths call the same estimator
     code through :class:`~cluster_core.blocks.Blocks`.
+Algorithms
+    Come from the registry (:mod:`cluster_core.algorithms`): ``needs_k`` decides whether
+    a model is swept over the cluster counts, its factory builds the estimator. Estimators
+    are built on the driver and shipped to the workers, so a plugin algorithm needs no
+    registration there (its module must be importable, as for unpickling any class).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .algorithms import GaussianMixture, HDBSCAN, KMeans
+from .algorithms import get_algorithm
 from .algorithms._base import ClusterEstimator
 from .blocks import ArrayBlocks, Blocks, DaskBlocks
 from .config import TrainConfig
@@ -62,27 +67,8 @@ class ModelSpec:
     n_clusters: int | None
 
     def build(self, config: TrainConfig, device: str) -> ClusterEstimator:
-        """An unfitted estimator for this spec."""
-        seed = config.seed
-        if self.algorithm == "kmeans":
-            return KMeans(self.n_clusters, n_init=config.kmeans_n_init, max_iter=config.max_iter, random_state=seed, device=device)
-        if self.algorithm in ("gmm", "gmm-diag"):
-            return GaussianMixture(
-                self.n_clusters,
-                covariance_type="diag" if self.algorithm == "gmm-diag" else "full",
-                n_init=config.gmm_n_init,
-                reg_covar=config.gmm_reg_covar,
-                max_iter=config.max_iter,
-                random_state=seed,
-                device=device,
-            )
-        return HDBSCAN(
-            config.hdbscan_min_cluster_size,
-            min_samples=config.hdbscan_min_samples,
-            max_fit_samples=config.hdbscan_max_fit_samples,
-            random_state=seed,
-            device=device,
-        )
+        """An unfitted estimator for this spec, from its algorithm's registered factory."""
+        return get_algorithm(self.algorithm).build(config, self.n_clusters, device)
 
 
 def plan_models(config: TrainConfig, n_train: int, n_rows: int) -> list[ModelSpec]:
@@ -96,10 +82,10 @@ def plan_models(config: TrainConfig, n_train: int, n_rows: int) -> list[ModelSpe
         )
     specs = []
     for algorithm in config.algorithms:
-        if algorithm == "hdbscan":
-            specs.append(ModelSpec("hdbscan", "hdbscan", None))
-        else:
+        if get_algorithm(algorithm).needs_k:
             specs.extend(ModelSpec(f"{algorithm}-k{k}", algorithm, k) for k in counts)
+        else:
+            specs.append(ModelSpec(algorithm, algorithm, None))
     return specs
 
 
@@ -148,13 +134,15 @@ class ModelResult:
 
 
 def fit_and_evaluate(
-    spec: ModelSpec, config: TrainConfig, train: Blocks, validation: Blocks, feature_names: list[str]
+    spec: ModelSpec, estimator: ClusterEstimator, config: TrainConfig, train: Blocks, validation: Blocks,
+    feature_names: list[str],
 ) -> ModelResult:
-    """Fit one spec on ``train`` and score it on ``validation``; failures are captured, not raised."""
+    """Fit ``estimator`` (unfitted, built from ``spec``) on ``train`` and score it on ``validation``;
+    failures are captured, not raised."""
     device = resolve_device(config.device).torch
     started = time.perf_counter()
     try:
-        estimator = spec.build(config, device).fit(train)
+        estimator = estimator.fit(train)
         fit_seconds = time.perf_counter() - started
         n_clusters = estimator.n_clusters_found
         metrics = evaluate_clustering(
@@ -172,7 +160,7 @@ def fit_and_evaluate(
 
 
 def fit_and_evaluate_arrays(
-    spec, config, train: np.ndarray, validation: np.ndarray, feature_names, threads: int = 1
+    spec, estimator, config, train: np.ndarray, validation: np.ndarray, feature_names, threads: int = 1
 ) -> ModelResult:
     """:func:`fit_and_evaluate` on in-memory arrays (the body of one worker task).
 
@@ -186,7 +174,7 @@ def fit_and_evaluate_arrays(
     torch.set_num_threads(max(1, threads))
     try:
         with threadpool_limits(max(1, threads)):
-            return fit_and_evaluate(spec, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names)
+            return fit_and_evaluate(spec, estimator, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names)
     finally:
         torch.set_num_threads(previous)
 
@@ -281,13 +269,14 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     import dask
 
     names = list(data.pipeline.feature_names_)
+    estimators = _build_estimators(specs, config)
     train = dask.delayed(_concat, pure=True)(data.train.blocks)
     validation = dask.delayed(_concat, pure=True)(data.validation.blocks)
     results = []
     if client is None:
         train_array, validation_array = dask.compute(train, validation)
-        for i, spec in enumerate(specs, 1):
-            result = fit_and_evaluate_arrays(spec, config, train_array, validation_array, names)
+        for i, (spec, estimator) in enumerate(zip(specs, estimators), 1):
+            result = fit_and_evaluate_arrays(spec, estimator, config, train_array, validation_array, names)
             progress.advance(i, len(specs), describe_result(result))
             results.append(result)
         return results
@@ -296,14 +285,25 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     train_future, validation_future = client.compute([train, validation])
     threads = _threads_per_task(client, len(specs))
     futures = [
-        client.submit(fit_and_evaluate_arrays, spec, config, train_future, validation_future, names, threads, pure=False)
-        for spec in specs
+        client.submit(
+            fit_and_evaluate_arrays, spec, estimator, config, train_future, validation_future, names, threads, pure=False
+        )
+        for spec, estimator in zip(specs, estimators)
     ]
     for i, future in enumerate(as_completed(futures), 1):
         result = future.result()
         progress.advance(i, len(specs), describe_result(result))
         results.append(result)
     return results
+
+
+def _build_estimators(specs: list[ModelSpec], config: TrainConfig) -> list[ClusterEstimator]:
+    """The unfitted estimators of ``specs``, built here on the driver.
+
+    They get the device *setting*: ``"auto"`` is resolved by the estimator where it fits
+    (a worker may have a GPU the driver lacks), as the featurizers resolve theirs.
+    """
+    return [spec.build(config, config.device) for spec in specs]
 
 
 def _threads_per_task(client: Any, n_tasks: int) -> int:
@@ -316,8 +316,8 @@ def _threads_per_task(client: Any, n_tasks: int) -> int:
 def _run_distributed(specs, config, data: PreparedData, progress: Progress) -> list[ModelResult]:
     names = list(data.pipeline.feature_names_)
     results = []
-    for i, spec in enumerate(specs, 1):
-        result = fit_and_evaluate(spec, config, data.train, data.validation, names)
+    for i, (spec, estimator) in enumerate(zip(specs, _build_estimators(specs, config)), 1):
+        result = fit_and_evaluate(spec, estimator, config, data.train, data.validation, names)
         progress.advance(i, len(specs), describe_result(result))
         results.append(result)
     return results

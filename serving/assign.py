@@ -52,8 +52,13 @@ class ServedModel:
         self._scalar_columns = [(c, SCALAR_KINDS[kinds[c]]) for c in self.required if kinds.get(c) in SCALAR_KINDS]
         names = model.cluster_names()
         self._names = [names.get(i) for i in range(model.n_clusters)]
-        self.detail = "distances" if model.has_distance else "probabilities"
-        self.scalar = "distance" if model.has_distance else "probability"
+        # what each assignment carries besides the cluster id (nothing for a model with neither)
+        if model.has_distance:
+            self.scalar, self.detail = "distance", "distances"
+        elif model.has_probability:
+            self.scalar, self.detail = "probability", "probabilities"
+        else:
+            self.scalar = self.detail = None
 
     # -- checks ---------------------------------------------------------------------------
     def check_records(self, records: list[Any]) -> None:
@@ -121,15 +126,19 @@ class ServedModel:
         return "?"
 
     def assignments(self, frame: pd.DataFrame) -> list[dict]:
-        """One ``{"cluster_id", "cluster_name", "is_noise", distance|probability, distances|probabilities}`` per row."""
+        """One ``{"cluster_id", "cluster_name", "is_noise", distance|probability, distances|probabilities}`` per row
+        (the last two only for models with distances or probabilities)."""
         if len(frame) == 0:
             return []
         features = self.featurize(frame)
         result = self.model.estimator.assign(features)
         labels = result.labels.tolist()
+        names = self._names
+        if self.scalar is None:
+            return [{"cluster_id": label, "cluster_name": names[label] if label >= 0 else None, "is_noise": label < 0}
+                    for label in labels]
         scalars = (result.distance if self.model.has_distance else result.probability).tolist()
         details = self._detail_matrix(features, result).tolist()
-        names = self._names
         return [
             {
                 "cluster_id": label,

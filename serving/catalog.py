@@ -7,6 +7,17 @@ from typing import Any
 from cluster_core.registry import ModelRef, ModelRegistry
 
 
+def assignment_detail(output_columns: dict[str, str]) -> str | None:
+    """What each JSON assignment carries per cluster: ``"distances"`` for models that add a
+    ``distance`` column, else ``"probabilities"`` for those that add ``cluster_probability``,
+    else None (the rule of :class:`serving.assign.ServedModel`)."""
+    if "distance" in output_columns:
+        return "distances"
+    if "cluster_probability" in output_columns:
+        return "probabilities"
+    return None
+
+
 def describe_version(registry: ModelRegistry, ref: ModelRef) -> dict[str, Any]:
     """``GET /v1/models/{name}``: versions and aliases, then the chosen version's schema, clusters, metrics."""
     summary = registry.describe(ref.name)
@@ -24,7 +35,7 @@ def describe_version(registry: ModelRegistry, ref: ModelRef) -> dict[str, Any]:
         "algorithm": info.get("algorithm"),
         "n_clusters": info.get("n_clusters"),
         "input_schema": info.get("input_schema", []),
-        "output": "distances" if info.get("algorithm") == "kmeans" else "probabilities",
+        "output": assignment_detail(info.get("output_columns", {})),
         "clusters": [
             {k: c.get(k) for k in ("cluster_id", "name", "size", "share", "top_features")} for c in info.get("clusters", [])
         ],

@@ -124,7 +124,7 @@ def _small(tmp: Path) -> Path:
         (_empty, [], "has no rows"),
         (_unusable, [], "no usable columns"),
         (_small, ["--k", "3,60"], "k=60 is larger than the"),
-        (_small, ["--k", "3,500"], "k=500 exceeds max_k=100"),
+        (_small, ["--k", "3,500"], "k=500 exceeds --max-k=100"),
         (_small, ["--algorithms", "kmeans,spectral"], "unknown algorithm(s) ['spectral']"),
         (_corrupt, [], "bad.parquet' is not a readable Parquet file"),
         (_small, ["--k", "three"], "expected comma-separated integers"),

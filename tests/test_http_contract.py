@@ -45,6 +45,7 @@ EXPECTED = {
     "PathMissingError": (422, "invalid_spec"),
     "SpecError": (422, "invalid_spec"),
     "QueueFullError": (429, "queue_full"),
+    "ConfigurationError": (500, "misconfigured"),
 }
 # answers to exceptions of the frameworks (routing, request validation) or to bugs
 FRAMEWORK_ANSWERS = {(400, "invalid_json"), (404, "not_found"), (405, "method_not_allowed"), (422, "invalid_parameter"),

@@ -145,7 +145,7 @@ def test_reruns_are_new_jobs_linked_to_the_original(api, trained):
         ("rerun", {"k": [1]}, 422, "k", "cluster counts must be >= 2"),
         ("rerun", {"k": "x"}, 422, "k", "valid list"),
         ("rerun", {"colour": 1}, 422, "colour", "unknown field"),
-        ("models/kmeans-k3/rerun", {"k": 500}, 422, "k", "k=500 exceeds max_k=100"),
+        ("models/kmeans-k3/rerun", {"k": 500}, 422, "k", "k=500 exceeds `max_k`=100"),
         ("models/kmeans-k3/rerun", {}, 422, "k", "k is required"),
         ("models/nope/rerun", {"k": 4}, 404, None, "has no model 'nope'"),
     ],

@@ -52,7 +52,7 @@ def test_apply_spec_names_a_model_or_a_job():
         ({"kind": "cluster", "data": "d"}, "kind", "got 'cluster'"),
         ({"kind": "train"}, "data", "data is required"),
         ({**MINIMAL, "k": [1, 3]}, "k", "cluster counts must be >= 2, got [1]"),
-        ({**MINIMAL, "k": [3, 500]}, "k", "k=500 exceeds max_k=100"),
+        ({**MINIMAL, "k": [3, 500]}, "k", "k=500 exceeds `max_k`=100"),
         ({**MINIMAL, "k": ["three"]}, "k[0]", "valid integer"),
         ({**MINIMAL, "algorithms": ["spectral"]}, "algorithms", "unknown algorithm(s) ['spectral']"),
         ({**MINIMAL, "colour": "red"}, "colour", "unknown field 'colour'"),

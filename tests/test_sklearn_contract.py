@@ -7,7 +7,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from cluster_core.algorithms import HDBSCAN, GaussianMixture, KMeans
 
 
-@parametrize_with_checks([KMeans(3, n_init=1, device="cpu"), GaussianMixture(2, device="cpu"), HDBSCAN(5, device="cpu")])
+@parametrize_with_checks(
+    [
+        KMeans(3, n_init=1, device="cpu"),
+        KMeans(device="cpu"),
+        GaussianMixture(2, device="cpu"),
+        GaussianMixture(device="cpu"),
+        HDBSCAN(5, device="cpu"),
+        HDBSCAN(device="cpu"),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the checks feed degenerate data on purpose

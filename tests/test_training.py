@@ -28,7 +28,7 @@ def test_plan_rejects_k_above_training_rows():
     "kwargs, message",
     [
         ({"algorithms": ["kmeans", "spectral"]}, "unknown algorithm(s) ['spectral']"),
-        ({"k": [3, 150]}, "k=150 exceeds max_k=100"),
+        ({"k": [3, 150]}, "k=150 exceeds `max_k`=100"),
         ({"k": [1]}, "cluster counts must be >= 2"),
     ],
 )

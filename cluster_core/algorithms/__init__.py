@@ -1,23 +1,62 @@
-"""Clustering estimators (scikit-learn contract, Dask-capable, pickle-free state)."""
+"""Clustering estimators (scikit-learn contract, Dask-capable, pickle-free state) and their registry.
 
-from ._base import Assignment, ClusterEstimator
-from .gmm import GaussianMixture
-from .hdbscan import HDBSCAN
-from .kmeans import KMeans
+Importing this package is cheap: it loads the registry (:mod:`._registry`, no torch, no
+scikit-learn) and registers the built-ins, so :mod:`cluster_core.config` can check
+algorithm names before anything heavy is imported (the CLI parses its arguments first).
+The estimator classes are imported on first access (a module ``__getattr__``, PEP 562):
+``from cluster_core.algorithms import KMeans`` works as always and only then imports
+:mod:`.kmeans` with torch.
+"""
 
-ESTIMATORS: dict[str, type[ClusterEstimator]] = {
-    KMeans.algorithm: KMeans,
-    GaussianMixture.algorithm: GaussianMixture,
-    HDBSCAN.algorithm: HDBSCAN,
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import _builtins  # noqa: F401  (registers kmeans, gmm, gmm-diag, hdbscan)
+from ._registry import (
+    AlgorithmSpec,
+    algorithm_names,
+    check_algorithms,
+    estimator_from_state,
+    get_algorithm,
+    load_plugins,
+    register_algorithm,
+)
+
+_LAZY = {
+    "Assignment": "._base",
+    "ClusterEstimator": "._base",
+    "GaussianMixture": ".gmm",
+    "HDBSCAN": ".hdbscan",
+    "KMeans": ".kmeans",
 }
 
 
-def estimator_from_state(state: dict) -> ClusterEstimator:
-    """Rebuild any fitted estimator from its ``get_state()`` output."""
-    cls = ESTIMATORS.get(state.get("algorithm"))
-    if cls is None:
-        raise ValueError(f"unknown algorithm {state.get('algorithm')!r} in saved state; expected one of {sorted(ESTIMATORS)}")
-    return cls.from_state(state)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
-__all__ = ["ESTIMATORS", "Assignment", "ClusterEstimator", "GaussianMixture", "HDBSCAN", "KMeans", "estimator_from_state"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "AlgorithmSpec",
+    "Assignment",
+    "ClusterEstimator",
+    "GaussianMixture",
+    "HDBSCAN",
+    "KMeans",
+    "algorithm_names",
+    "check_algorithms",
+    "estimator_from_state",
+    "get_algorithm",
+    "load_plugins",
+    "register_algorithm",
+]

@@ -27,11 +27,16 @@ class GaussianMixture(ClusterEstimator):
 
     Parameters mirror :class:`sklearn.mixture.GaussianMixture` (same names, defaults and
     initialisation from k-means hard assignments), so results agree with scikit-learn
-    for the same initial parameters.
+    for the same initial parameters. One default differs: ``n_components``.
 
     Parameters
     ----------
-    n_components : int, default=1
+    n_components : int, default=8
+        Number of mixture components, i.e. clusters. scikit-learn's density estimator
+        defaults to 1; this estimator is a clusterer, for which one component puts every
+        row in cluster 0, so it defaults to :class:`~cluster_core.algorithms.KMeans`'s
+        ``n_clusters=8`` (as scikit-learn's KMeans). ``clustra train`` always passes the
+        swept cluster count.
     covariance_type : {"full", "diag"}, default="full"
     tol : float, default=1e-3
         Convergence threshold on the change of the mean log-likelihood.
@@ -75,7 +80,7 @@ class GaussianMixture(ClusterEstimator):
 
     def __init__(
         self,
-        n_components=1,
+        n_components=8,
         *,
         covariance_type="full",
         tol=1e-3,

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ..kinds import register_kind
 
 FEATURIZERS: dict[str, type[Featurizer]] = {}
 
 
 def register(cls: type[Featurizer]) -> type[Featurizer]:
-    """Class decorator: make ``cls`` the featurizer of ``cls.kind``."""
-    from ..schema import register_kind
-
+    """Class decorator: make ``cls`` the featurizer of ``cls.kind`` (and ``cls.kind`` a valid column kind)."""
     FEATURIZERS[cls.kind] = cls
     register_kind(cls.kind)
     return cls

@@ -14,45 +14,12 @@ error naming the value; missing points get the sample's mean direction and an in
 
 from __future__ import annotations
 
-import json
-import re
-
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ..kinds import parse_point  # the point formats, shared with kind detection
 from ._base import Featurizer, as_float, register
-
-_WKT_POINT = re.compile(
-    r"^\s*POINT\s*(?:Z\s*|M\s*|ZM\s*)?\(\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s+([-+]?[\d.]+(?:[eE][-+]?\d+)?)"
-    r"(?:\s+[-+]?[\d.]+(?:[eE][-+]?\d+)?)*\s*\)\s*$",
-    re.IGNORECASE,
-)
-
-
-def parse_point(value) -> tuple[float, float]:
-    """(lat, lon) of a WKT point string, a GeoJSON Point (string or dict); ValueError otherwise."""
-    if isinstance(value, str):
-        text = value.strip()
-        match = _WKT_POINT.match(text)
-        if match:
-            return float(match.group(2)), float(match.group(1))
-        if text.startswith("{"):
-            value = json.loads(text)
-    if isinstance(value, dict) and str(value.get("type", "")).lower() == "point":
-        coordinates = value.get("coordinates")
-        if isinstance(coordinates, (list, tuple)) and len(coordinates) >= 2:
-            return float(coordinates[1]), float(coordinates[0])
-    raise ValueError("not a WKT POINT or GeoJSON Point")
-
-
-def looks_like_point(value) -> bool:
-    """True for a WKT/GeoJSON point (used by column-kind detection)."""
-    try:
-        parse_point(value)
-        return True
-    except (ValueError, TypeError):
-        return False
 
 
 def check_coordinates(lat: np.ndarray, lon: np.ndarray, where: str, values: pd.Series | None = None) -> None:

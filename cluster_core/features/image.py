@@ -36,8 +36,6 @@ from ..errors import InvalidInputError
 from ._base import Featurizer, register
 from ._models import ModelRef, load_once
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
-IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
@@ -46,26 +44,6 @@ _DECODE_THREADS = min(8, os.cpu_count() or 1)
 def is_missing(value) -> bool:
     """True for None / NaN."""
     return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def is_image_bytes(value) -> bool:
-    """True when ``value`` is bytes that start like PNG, JPEG, GIF, BMP, TIFF or WebP."""
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        return False
-    head = bytes(value[:16])
-    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
-def looks_like_image_ref(value) -> bool:
-    """True for image bytes, an image struct, a data URI, or a path/URL ending in an image suffix."""
-    if isinstance(value, dict):
-        return value.get("bytes") is not None or looks_like_image_ref(value.get("path"))
-    if is_image_bytes(value):
-        return True
-    if not isinstance(value, str):
-        return False
-    text = value.strip().lower()
-    return text.startswith("data:image/") or text.split("?", 1)[0].endswith(IMAGE_SUFFIXES)
 
 
 def read_image_bytes(value, root: str | None = None) -> bytes:

@@ -148,11 +148,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from cluster_core.algorithms import algorithm_names
+    from cluster_core.config import DEFAULT_ALGORITHMS
+
     train = sub.add_parser("train", help="train a sweep of models on a Parquet dataset")
     train.add_argument("data", help="Parquet file, directory (hive partitions ok), glob, or fsspec URL")
     train.add_argument("--out", required=True, help="run directory to create")
     train.add_argument("--algorithms", type=csv_list,
-                       help="comma-separated: kmeans,gmm,gmm-diag,hdbscan (default kmeans,gmm,hdbscan)")
+                       help=f"comma-separated, any of {','.join(algorithm_names())} (default {','.join(DEFAULT_ALGORITHMS)})")
     train.add_argument("--k", type=csv_ints, help="cluster counts, e.g. 3,5,7 (default: chosen from the data size)")
     train.add_argument("--max-k", type=int, dest="max_k", help="largest allowed cluster count (default 100)")
     train.add_argument("--seed", type=int, help="seed for sampling, the split and the algorithms (default 0)")
