@@ -404,6 +404,8 @@ def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, p
     mode = "one task per model" if small else "distributed fits"
     progress.step(f"training {len(specs)} model(s) ({mode})")
     results = _run_small(specs, config, data, client, progress) if small else _run_distributed(specs, config, data, progress)
+    order = {spec.model_id: i for i, spec in enumerate(specs)}
+    results.sort(key=lambda r: order[r.spec.model_id])  # ties rank in plan order, not completion order
     ranked = rank(results)
     if all(r.error for r in ranked):
         raise DataError("every model failed: " + "; ".join(f"{r.spec.model_id}: {r.error}" for r in ranked))
