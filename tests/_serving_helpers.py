@@ -42,3 +42,11 @@ def json_records(frame: pd.DataFrame) -> list[dict]:
                 record[key] = value
         records.append(record)
     return json.loads(json.dumps(records))
+
+
+def record(**changes) -> dict:
+    """One valid assignment record of the mixed customer table; a value "DROP" leaves the column out."""
+    values = {"spend": 105.4, "visits": 8.9, "plan": "team", "is_member": False, "signup": "2024-08-25T17:00:00",
+              "region": "south"}
+    values.update(changes)
+    return {k: v for k, v in values.items() if v != "DROP"}

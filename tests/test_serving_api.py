@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from _serving_helpers import FEATURE_COLUMNS, json_records, train_run
+from _serving_helpers import FEATURE_COLUMNS, json_records, record as _record, train_run
 from cluster_core.registry import ModelRegistry
 from serving.config import serve_config, to_yaml
 from serving.records import ARROW_STREAM_TYPE, write_arrow
@@ -186,10 +186,6 @@ def test_two_models_multiplexed_and_small_requests_batched(service, table):
 
 
 # -- input rules ----------------------------------------------------------------------------
-def _record(**changes):
-    record = {"spend": 105.4, "visits": 8.9, "plan": "team", "is_member": False, "signup": "2024-08-25T17:00:00", "region": "south"}
-    record.update(changes)
-    return {k: v for k, v in record.items() if v != "DROP"}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from _serving_helpers import FEATURE_COLUMNS, json_records, train_run
+from _serving_helpers import FEATURE_COLUMNS, json_records, record as _record, train_run
 from cluster_core.errors import InvalidInputError
 from cluster_core.http_contract import BadRequestError, PayloadTooLargeError
 from cluster_core.registry import ModelRegistry
@@ -105,10 +105,6 @@ def test_read_arrow_refuses_other_bytes():
 
 
 # -- column checks --------------------------------------------------------------------------
-def _record(**changes):
-    record = {"spend": 105.4, "visits": 8.9, "plan": "team", "is_member": False, "signup": "2024-08-25T17:00:00", "region": "south"}
-    record.update(changes)
-    return {k: v for k, v in record.items() if v != "DROP"}
 
 
 @pytest.mark.parametrize(
