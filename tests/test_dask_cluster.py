@@ -61,3 +61,32 @@ def test_cli_exit_code_survives_the_quick_exit(tmp_path):
     assert clustra("train", "--no-such-flag").returncode == 2
     missing = clustra("train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def _ignores_interrupts() -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_a_taken_dashboard_port_goes_unnoticed_and_workers_ignore_ctrl_c():
+    """Port 8787 taken (another Dask, a notebook): no "Port 8787 is already in use" warning on
+    every run, as the scheduler's HTTP server takes a free loopback port. Workers ignore
+    SIGINT from birth, so Ctrl-C in a terminal leaves them to their driver."""
+    import socket
+    import warnings
+
+    from cluster_core.engine import dask_client
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:
+            pass  # already taken by someone else: the same situation
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(device="cpu", n_workers=1) as client:
+                ignored = client.submit(_ignores_interrupts, pure=False).result(timeout=90)
+    assert not [w for w in caught if "8787" in str(w.message)]
+    assert ignored

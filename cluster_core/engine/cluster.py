@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .._compat import require
@@ -39,6 +42,9 @@ def local_cluster(device: Device, n_workers: int | None = None, memory_limit: st
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=None,
+            # The scheduler's HTTP server (health, metrics) starts even without a dashboard,
+            # on 8787 unless told otherwise: a taken port printed a warning on every run.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
             preload=["cluster_core.engine.warmup"],
         )
@@ -57,6 +63,58 @@ def _adaptive_malloc() -> Iterator[None]:
     os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         yield
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts() -> Iterator[None]:
+    """Worker processes started inside this context ignore SIGINT from their first instruction.
+
+    Ctrl-C in a terminal reaches the whole process group: the driver turns it into a clean
+    "interrupted" and closes its cluster, but each worker (and the process a nanny spawns)
+    printed its own KeyboardInterrupt traceback first — on start-up, while importing, or
+    while running a task. A worker must instead stop when its driver tells it to, so the
+    interpreter multiprocessing spawns for workers is a two-line launcher that sets SIGINT
+    to ignored before ``exec``-ing Python (an ignored signal stays ignored across ``exec``,
+    and Python then installs no handler of its own). Kept for the cluster's whole life, as
+    a nanny restarts workers with it. POSIX only; elsewhere nothing changes.
+    """
+    import multiprocessing.spawn as spawn
+
+    if os.name != "posix" or not os.path.exists("/bin/sh"):
+        yield
+        return
+    python = spawn.get_executable()
+    with tempfile.TemporaryDirectory(prefix="clustra-workers-") as folder:
+        launcher = Path(folder) / "python"
+        launcher.write_text(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(os.fsdecode(python))} \"$@\"\n")
+        launcher.chmod(0o700)
+        spawn.set_executable(str(launcher))
+        try:
+            yield
+        finally:
+            spawn.set_executable(python)
+
+
+def _start_quietly(start) -> Any:
+    """``start()`` a cluster; interrupted half-way, close what was started without a word.
+
+    A KeyboardInterrupt while workers start leaves a cluster object the caller never got:
+    Dask's exit handler then closes it and fails on workers still starting, printing a
+    traceback after "interrupted". Such a cluster is closed here, its errors swallowed, and
+    marked closed so that the exit handler leaves it alone.
+    """
+    from distributed.core import Status
+    from distributed.deploy.spec import SpecCluster
+
+    before = set(SpecCluster._instances)
+    try:
+        return start()
+    except BaseException:
+        for half_started in set(SpecCluster._instances) - before:
+            with contextlib.suppress(Exception):
+                half_started.close(timeout=5)
+            half_started.status = Status.closed
+        raise
 
 
 @contextlib.contextmanager
@@ -82,6 +140,7 @@ def dask_client(
         with client:
             yield client
         return
-    cluster = local_cluster(resolve_device(device), n_workers, memory_limit)
-    with cluster, Client(cluster) as client:
-        yield client
+    with _workers_ignore_interrupts():
+        cluster = _start_quietly(lambda: local_cluster(resolve_device(device), n_workers, memory_limit))
+        with cluster, Client(cluster) as client:
+            yield client

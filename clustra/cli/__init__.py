@@ -60,9 +60,35 @@ def _report_internal_error(exc: BaseException, debug: bool) -> None:
     print(f"clustra: internal error: {type(exc).__name__}: {exc} ({where})", file=sys.stderr)
 
 
+# Loggers of the libraries that keep working in background threads while an interrupted
+# command unwinds (Dask's scheduler and nannies, the event loops they run on): what they
+# would log about connections closing under them is a consequence of the interrupt.
+_BACKGROUND_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+def _interrupt_quietly(signum: int, frame: object) -> None:
+    """SIGINT: silence the background loggers, then raise KeyboardInterrupt as Python does."""
+    import logging
+
+    for name in _BACKGROUND_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> None:
+    """Use :func:`_interrupt_quietly` for Ctrl-C, where this is the main thread and Python's
+    own handler is in place (an embedding program's choice is left alone)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt_quietly)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``clustra`` command; its exit status."""
     args = build_parser().parse_args(argv)
+    _install_interrupt_handler()
     try:
         return int(args.func(args) or 0)
     except ClustraError as exc:
