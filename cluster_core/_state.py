@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,27 +72,36 @@ def write_state(directory: str | os.PathLike, name: str, state: dict) -> None:
 
 
 def read_state(directory: str | os.PathLike, name: str) -> dict:
-    """Read a state written by :func:`write_state` (never unpickles)."""
+    """Read a state written by :func:`write_state` (never unpickles).
+
+    Raises
+    ------
+    ArtifactError
+        A part is missing, empty, truncated, not JSON / not an ``.npz`` archive, or lacks an
+        array the JSON part refers to.
+    """
     directory = Path(directory)
     json_path = directory / f"{name}.json"
     try:
         structure = json.loads(json_path.read_text())
     except FileNotFoundError as exc:
         raise ArtifactError(f"artifact part {str(json_path)!r} is missing") from exc
-    except json.JSONDecodeError as exc:
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ArtifactError(f"artifact part {str(json_path)!r} is not valid JSON: {exc}") from exc
     npz_path = directory / f"{name}.npz"
-    if not npz_path.exists():
-        return _join_arrays(structure, {})
-    try:
-        with np.load(npz_path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as exc:
-        raise ArtifactError(f"artifact part {str(npz_path)!r} cannot be read: {exc}") from exc
+    arrays: dict[str, np.ndarray] = {}
+    if npz_path.exists():
+        try:
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            reason = "it is empty" if npz_path.stat().st_size == 0 else (str(exc) or type(exc).__name__)
+            raise ArtifactError(f"artifact part {str(npz_path)!r} cannot be read: {reason}") from exc
     try:
         return _join_arrays(structure, arrays)
     except KeyError as exc:
-        raise ArtifactError(f"artifact part {str(npz_path)!r} lacks array {exc}") from exc
+        missing = "is missing" if not npz_path.exists() else f"lacks array {exc}"
+        raise ArtifactError(f"artifact part {str(npz_path)!r} {missing}") from exc
 
 
 def _remove(path: Path) -> None:
@@ -118,18 +129,57 @@ def replace_dir(source: str | os.PathLike, target: str | os.PathLike) -> None:
     _remove(trash)
 
 
+# Linux's limits: a whole path (PATH_MAX) and one name in it (NAME_MAX), in bytes
+PATH_MAX_BYTES = 4096
+NAME_MAX_BYTES = 255
+
+
 def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
-    """``path`` as a Path when it may be written: absent, or ``overwrite`` is set.
+    """``path`` as a Path when it may be written: a valid path, absent or ``overwrite`` set,
+    and in a place where this process can create it — checked before any work starts, so
+    an unwritable output fails in a second, not after the training.
 
     Raises
     ------
     InvalidInputError
-        ``path`` exists and ``overwrite`` is not set (field ``output``).
+        A NUL character or an over-long path or name; ``path`` exists and ``overwrite`` is
+        not set; its folder is a file, read-only or not accessible (field ``output``).
     """
-    path = Path(path)
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if "\0" in text:
+        raise InvalidInputError(f"output path {text!r} contains a NUL character", field="output")
+    path = Path(text)
+    if len(os.fsencode(text)) > PATH_MAX_BYTES:
+        raise InvalidInputError(f"output path is {len(os.fsencode(text)):,} bytes long; at most {PATH_MAX_BYTES:,} are allowed", field="output")
+    long_names = [part for part in path.parts if len(os.fsencode(part)) > NAME_MAX_BYTES]
+    if long_names:
+        raise InvalidInputError(
+            f"output path has a name of {len(os.fsencode(long_names[0])):,} bytes; at most {NAME_MAX_BYTES} are allowed", field="output"
+        )
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise InvalidInputError(f"{str(path)!r} already exists; choose another output or set overwrite", field="output")
+        raise InvalidInputError(f"{text!r} already exists; choose another output or set overwrite", field="output")
+    _check_can_create(path)
     return path
+
+
+def _check_can_create(path: Path) -> None:
+    """The nearest existing folder above ``path`` accepts new entries: probed by creating
+    (and removing) a hidden directory there, which is what the write does first. This
+    catches read-only file systems and permissions whoever runs it (root included)."""
+    ancestor = path.absolute().parent
+    while not (ancestor.exists() or ancestor.is_symlink()) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InvalidInputError(f"cannot write {str(path)!r}: {str(ancestor)!r} is not a directory", field="output")
+    try:
+        probe = tempfile.mkdtemp(prefix=f".{path.name[:64]}.probe-", dir=ancestor)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write {str(path)!r}: {str(ancestor)!r} does not accept new files ({exc.strerror or exc})", field="output"
+        ) from exc
+    os.rmdir(probe)
 
 
 @contextlib.contextmanager
