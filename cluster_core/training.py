@@ -222,7 +222,9 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
 
     memory = _cluster_memory(client)
     if config.persist != "never" and memory is not None and dataset.nbytes <= memory // 4:
-        progress.step(f"loading {dataset.nbytes / 2**20:,.0f} MiB into worker memory")
+        from .engine import format_bytes
+
+        progress.step(f"loading {format_bytes(dataset.nbytes)} into worker memory")
         dataset = replace(dataset, frame=dataset.frame.persist())
         if client is not None:
             from distributed import wait

@@ -17,7 +17,7 @@ from typing import Any
 from ._state import check_output
 from .config import TrainConfig
 from .data import Dataset, dataset_from_table, read_dataset
-from .engine import LOCAL, describe_cluster, open_engine
+from .engine import AUTO, describe_choice, open_engine, resolve_engine
 from .errors import InvalidInputError
 from .progress import Progress
 from .validation import validated
@@ -96,7 +96,7 @@ def train_run(
     *,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
-    cluster: Any = LOCAL,
+    cluster: Any = AUTO,
     progress: Progress | None = None,
 ) -> TrainOutcome:
     """Train a sweep on ``data`` and (with ``out``) write the run directory.
@@ -127,8 +127,9 @@ def train_run(
     dataset = open_dataset(data, device=config.device)
     progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files) or 1} file(s), columns: {', '.join(dataset.columns)}")
     check_named_columns(config, dataset.columns)
-    progress.step(describe_cluster(cluster))
-    with open_engine(cluster, device=config.device) as client:
+    engine = resolve_engine(cluster, dataset.nbytes)
+    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    with open_engine(engine, device=config.device) as client:
         # imported once the workers are starting: they warm up the same modules meanwhile
         from .runs import write_run
         from .training import train_models
@@ -146,7 +147,7 @@ def apply_run(
     out: str | os.PathLike,
     *,
     overwrite: bool = False,
-    cluster: Any = LOCAL,
+    cluster: Any = AUTO,
     device: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -180,8 +181,9 @@ def apply_run(
     progress.step(f"reading {_describe_data(data)}")
     dataset = open_dataset(data, device=device)
     model.pipeline.check_columns(dataset.frame._meta)
-    progress.step(describe_cluster(cluster))
-    with open_engine(cluster, device=device):
+    engine = resolve_engine(cluster, dataset.nbytes)
+    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    with open_engine(engine, device=device):
         summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress)
     summary["model_id"] = model.model_id
     return summary

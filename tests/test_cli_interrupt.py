@@ -66,7 +66,8 @@ def _interrupt_when(marker: str, command: list[str]) -> tuple[int, str]:
 )
 def test_ctrl_c_at_any_moment_prints_one_line_and_leaves_nothing(table, tmp_path, marker):
     out = tmp_path / "run"
-    command = [*CLUSTRA, "train", str(table), "--out", str(out), "--k", "2,3,4,5,6,7,8,9,10", "--algorithms", "kmeans,gmm"]
+    command = [*CLUSTRA, "train", str(table), "--out", str(out), "--k", "2,3,4,5,6,7,8,9,10", "--algorithms", "kmeans,gmm",
+               "--scheduler", "local"]
     status, stderr = _interrupt_when(marker, command)
     assert status == 130, stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr

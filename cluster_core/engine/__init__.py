@@ -5,6 +5,8 @@ LocalCluster, or an existing Dask scheduler.
 specs through the jobs service's own client):
 
 * a ``distributed.Client`` — used as it is (the jobs runner's per-job client);
+* ``"auto"`` (the CLI's default) — ``"inprocess"`` when the data fits comfortably in this
+  process's memory (:func:`resolve_engine`), else ``"local"``;
 * ``"inprocess"`` — no cluster: Dask's threaded scheduler in this process;
 * ``"local"`` — a LocalCluster started for the work and closed after it;
 * ``"tcp://HOST:PORT"`` (any scheduler address) — connect to an existing cluster.
@@ -24,13 +26,28 @@ from ..errors import InvalidInputError
 from .cluster import CONNECT_TIMEOUT_S, dask_client, local_cluster
 
 SCHEDULER_ENV = "CLUSTRA_DASK_SCHEDULER"
+AUTO = "auto"
 INPROCESS = "inprocess"
 LOCAL = "local"
+# "auto" trains in this process up to this much decoded data (and an eighth of the RAM):
+# below it, starting worker processes and moving the data to them costs more than it saves.
+IN_PROCESS_MAX_BYTES = 1 << 30
 
 
 def scheduler_address(explicit: str | None = None) -> str | None:
     """``explicit`` when given, else ``CLUSTRA_DASK_SCHEDULER`` when set, else None."""
     return explicit or os.environ.get(SCHEDULER_ENV) or None
+
+
+def resolve_engine(cluster: Any, nbytes: int) -> Any:
+    """The engine ``"auto"`` stands for, given the data's decoded size ``nbytes``: in this
+    process when it is at most :data:`IN_PROCESS_MAX_BYTES` and an eighth of the machine's
+    memory, else a LocalCluster. Any other setting is returned as it is."""
+    if not (isinstance(cluster, str) and cluster == AUTO):
+        return cluster
+    import psutil
+
+    return INPROCESS if nbytes <= min(IN_PROCESS_MAX_BYTES, psutil.virtual_memory().total // 8) else LOCAL
 
 
 def describe_cluster(cluster: Any) -> str:
@@ -42,6 +59,28 @@ def describe_cluster(cluster: Any) -> str:
     if isinstance(cluster, str):
         return f"connecting to {cluster}"
     return "using the given Dask client"
+
+
+def describe_choice(setting: Any, engine: Any, nbytes: int) -> str:
+    """:func:`describe_cluster` of ``engine``, with the reason when ``"auto"`` chose it."""
+    words = describe_cluster(engine)
+    if isinstance(setting, str) and setting == AUTO:
+        size = format_bytes(nbytes)
+        if engine == INPROCESS:
+            words += f" — auto: {size} of data fits in this process; --scheduler local starts a cluster"
+        else:
+            words += f" — auto: {size} of data is more than one process should hold"
+    return words
+
+
+def format_bytes(nbytes: int) -> str:
+    """``nbytes`` in KiB, MiB or GiB, with a decimal below 10."""
+    value, unit = float(nbytes), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:,.0f} {unit}" if unit == "bytes" or value >= 10 else f"{value:.1f} {unit}"
 
 
 @contextlib.contextmanager
@@ -58,6 +97,8 @@ def open_engine(cluster: Any = LOCAL, *, device: str | None = None) -> Iterator[
     if cluster is None or cluster == INPROCESS:
         yield None
         return
+    if isinstance(cluster, str) and cluster == AUTO:  # size unknown here: the safe choice
+        cluster = LOCAL
     if not isinstance(cluster, str):
         yield cluster
         return
@@ -71,6 +112,7 @@ def open_engine(cluster: Any = LOCAL, *, device: str | None = None) -> Iterator[
 
 
 __all__ = [
-    "CONNECT_TIMEOUT_S", "INPROCESS", "LOCAL", "SCHEDULER_ENV", "dask_client", "describe_cluster", "local_cluster",
-    "open_engine", "scheduler_address",
+    "AUTO", "CONNECT_TIMEOUT_S", "INPROCESS", "IN_PROCESS_MAX_BYTES", "LOCAL", "SCHEDULER_ENV", "dask_client", "describe_choice", "describe_cluster", "format_bytes",
+    "local_cluster",
+    "open_engine", "resolve_engine", "scheduler_address",
 ]

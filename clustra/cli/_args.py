@@ -85,17 +85,19 @@ def add_column_options(parser: argparse.ArgumentParser) -> None:
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--scheduler / --device."""
     parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="Dask scheduler tcp://HOST:PORT (default: $CLUSTRA_DASK_SCHEDULER, else an in-process "
-                             "LocalCluster)")
+                        help="where the work runs: a Dask scheduler tcp://HOST:PORT, 'local' (start a LocalCluster), "
+                             "'inprocess' (threads of this process, no cluster) or 'auto' (default: $CLUSTRA_DASK_SCHEDULER, "
+                             "else auto: in this process when the data fits comfortably, else a LocalCluster)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="where the kernels run (default: $CLUSTRA_DEVICE, else auto: a GPU when present)")
 
 
 def cluster_setting(args: argparse.Namespace) -> str:
-    """The engine a command runs on: ``--scheduler``, else ``CLUSTRA_DASK_SCHEDULER``, else a LocalCluster."""
-    from cluster_core.engine import LOCAL, scheduler_address
+    """The engine a command runs on: ``--scheduler``, else ``CLUSTRA_DASK_SCHEDULER``, else ``"auto"``
+    (chosen by the data's size, :func:`cluster_core.engine.resolve_engine`)."""
+    from cluster_core.engine import AUTO, scheduler_address
 
-    return scheduler_address(args.scheduler) or LOCAL
+    return scheduler_address(args.scheduler) or AUTO
 
 
 def add_json_option(parser: argparse.ArgumentParser, what: str = "the result") -> None:

@@ -114,7 +114,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """clustra demo: penguins -> train -> leaderboard -> apply."""
     from cluster_core.datasets import DEMO_EXCLUDE, species_agreement, write_penguins
-    from cluster_core.engine import describe_cluster, open_engine
+    from cluster_core.engine import describe_choice, open_engine, resolve_engine
     from cluster_core.progress import PrintProgress
     from cluster_core.runs import load_model
     from cluster_core.usecases import apply_run, open_dataset, train_config, train_run
@@ -126,8 +126,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     progress.step("writing the Palmer penguins (palmerpenguins package) as hive-partitioned Parquet")
     dataset = open_dataset(write_penguins(root))
     config = train_config(exclude=DEMO_EXCLUDE, seed=args.seed, device=args.device)
-    progress.step(describe_cluster(cluster_setting(args)))
-    with open_engine(cluster_setting(args), device=args.device) as client:  # one engine for both steps
+    engine = resolve_engine(cluster_setting(args), dataset.nbytes)
+    progress.step(describe_choice(cluster_setting(args), engine, dataset.nbytes))
+    with open_engine(engine, device=args.device) as client:  # one engine for both steps
         outcome = train_run(dataset, config, out=root / "run", overwrite=True, cluster=client, progress=progress)
         best = load_model(outcome.run_dir)
         summary = apply_run(best, dataset, root / "scored", overwrite=True, cluster=client, device=args.device,
