@@ -82,9 +82,10 @@ def train(
         Also write the run directory here.
     overwrite : bool
         Replace an existing ``out``.
-    cluster : distributed.Client, "local", "inprocess" or a scheduler address, optional
-        Where the work runs; default ``CLUSTRA_DASK_SCHEDULER`` when set, else this process
-        (Dask's threads, no cluster).
+    cluster : distributed.Client, "auto", "local", "inprocess" or a scheduler address, optional
+        Where the work runs; default ``CLUSTRA_DASK_SCHEDULER`` when set, else ``"auto"``:
+        this process (Dask's threads, no cluster) for data that fits comfortably, else a
+        LocalCluster.
     progress : bool or Progress
         Print progress to stderr (True) or send it to a :class:`~cluster_core.progress.Progress`.
     **settings
@@ -100,7 +101,7 @@ def train(
     cluster_core.errors.InvalidInputError
         A bad setting (its ``field`` names it), unknown columns, unreadable data.
     """
-    from cluster_core.engine import INPROCESS, scheduler_address
+    from cluster_core.engine import AUTO, scheduler_address
     from cluster_core.usecases import train_config, train_run
 
     if isinstance(k, int):
@@ -108,7 +109,7 @@ def train(
     if isinstance(algorithms, str):
         algorithms = [algorithms]
     config = train_config(settings, k=k, algorithms=algorithms)
-    outcome = train_run(data, config, out=out, overwrite=overwrite, cluster=cluster or scheduler_address() or INPROCESS,
+    outcome = train_run(data, config, out=out, overwrite=overwrite, cluster=cluster or scheduler_address() or AUTO,
                         progress=_progress(progress))
     return Run(outcome.result, outcome.run_dir)
 
