@@ -14,7 +14,7 @@ from cluster_core.http_contract import ErrorBody
 from ..settings import ServiceSettings
 from ..specs import JobSpec
 from .errors import install_error_handlers
-from .limits import BodySizeLimit, require_token
+from .limits import BearerGate, BodySizeLimit, require_token
 from .schemas import Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
 from .service import JobService
 
@@ -27,12 +27,15 @@ _DESCRIPTIONS = {
     413: "request body larger than the limit",
     422: "invalid spec or parameter; 'field' names it",
     429: "too many queued jobs",
+    503: "the job store cannot be written now (disk full, read-only); retry after the Retry-After seconds",
 }
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in (401, 422, *codes)}
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in (401, 422, 503, *codes)}
 
+
+SQLITE_MAX_INT = 2**63 - 1  # the largest integer SQLite stores
 
 JobId = Annotated[str, Path(description="the job's id", min_length=1, max_length=64)]
 
@@ -74,7 +77,7 @@ def list_jobs(
     kind: Annotated[JobKind | None, Query(description="only train or apply jobs")] = None,
     parent: Annotated[str | None, Query(description="only reruns of this job", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT, description="jobs to skip")] = 0,
 ) -> JobList:
     """Jobs, newest first, filtered by state / kind / parent."""
     records = service.store.list(state=state, kind=kind, parent_id=parent, limit=limit, offset=offset)
@@ -106,7 +109,7 @@ def get_leaderboard(service: ServiceDep, job_id: JobId) -> dict[str, Any]:
 def get_logs(
     service: ServiceDep,
     job_id: JobId,
-    after: Annotated[int, Query(ge=0, description="only lines with a larger id")] = 0,
+    after: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT, description="only lines with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> LogPage:
     """The job's log lines after a cursor."""
@@ -180,6 +183,7 @@ def create_app(settings: ServiceSettings | None = None, service: JobService | No
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BearerGate, token=settings.auth_token)  # outermost: before the body is read
     app.include_router(router)
     app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"])
     return app

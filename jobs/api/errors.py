@@ -61,8 +61,9 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
            and len(e.get("loc", ())) == 1 for e in raw):
         return error_response(422, "invalid_spec", "the request body must be a JSON object (a job spec)", field=None,
                               errors=describe_errors(_strip_request_part(raw)))
-    errors = describe_errors(_strip_request_part(raw))
-    code = "invalid_spec" if any(e.get("loc", ())[:1] == ("body",) for e in raw) else "invalid_parameter"
+    spec = any(e.get("loc", ())[:1] == ("body",) for e in raw)
+    errors = describe_errors(_strip_request_part(raw), values=spec)  # parameters: the same text as serving's
+    code = "invalid_spec" if spec else "invalid_parameter"
     return error_response(422, code, format_errors(errors), field=errors[0]["field"] if errors else None, errors=errors)
 
 
