@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
-from cluster_core.config import PathRole, PathText, TrainConfig, path_fields
+from cluster_core.config import MAX_NAMES, ColumnName, PathRole, PathText, TrainConfig, path_fields
 from cluster_core.errors import InvalidInputError
 from cluster_core.validation import error_message
 
@@ -69,8 +69,9 @@ class TrainSpec(_JobFields, TrainConfig):
     kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
     data: DataPath = Field(description="Parquet file, directory (hive partitions ok) or glob under a data root")
     output: Annotated[PathText | None, PathRole("output")] = Field(None, description="run directory to create (default: OUTPUT_ROOT/JOB_ID)")
-    include: list[str] | None = Field(
-        None, validation_alias=AliasChoices("include", "columns"), description="use only these columns (alias: columns)"
+    include: list[ColumnName] | None = Field(
+        None, max_length=MAX_NAMES, validation_alias=AliasChoices("include", "columns"),
+        description="use only these columns (alias: columns)"
     )
 
     @field_validator("data", "output")
