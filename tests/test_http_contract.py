@@ -47,6 +47,7 @@ EXPECTED = {
     "QueueFullError": (429, "queue_full"),
     "ProtectedPathError": (422, "invalid_spec"),
     "SpecYAMLError": (422, "invalid_input"),
+    "UnknownParameterError": (422, "invalid_parameter"),
     "UnavailableError": (503, "unavailable"),
     "StoreUnavailableError": (503, "unavailable"),
     "StoreError": (503, "store_unusable"),

@@ -13,13 +13,13 @@ from cluster_core.http_contract import ErrorBody
 
 from ..settings import ServiceSettings
 from ..specs import JobSpec
-from .errors import install_error_handlers
+from .errors import UnknownParameterError, install_error_handlers
 from .limits import BearerGate, BodySizeLimit, require_token
 from .schemas import Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
 from .service import JobService
 
 _DESCRIPTIONS = {
-    400: "malformed request (body not JSON)",
+    400: "malformed request (body not JSON, YAML with aliases or nested too deep, a bad Content-Length)",
     401: "missing or wrong bearer token (when the service has one)",
     403: "a spec path outside the configured roots ('..', absolute paths, symlinks)",
     404: "no such job (or model)",
@@ -32,7 +32,8 @@ _DESCRIPTIONS = {
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in (401, 422, 503, *codes)}
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]}
+            for code in sorted({400, 401, 413, 422, 503, *codes})}
 
 
 SQLITE_MAX_INT = 2**63 - 1  # the largest integer SQLite stores
@@ -46,7 +47,36 @@ def _service(request: Request) -> JobService:
 
 ServiceDep = Annotated[JobService, Depends(_service)]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["jobs"])
+def _query_parameters(app: FastAPI) -> dict[tuple[str, str], set[str]]:
+    """``{(method, path template): query parameter names}``, from the app's OpenAPI document (made once)."""
+    table = getattr(app.state, "query_parameters", None)
+    if table is None:
+        table = {(method, path): {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+                 for path, item in app.openapi()["paths"].items() for method, operation in item.items()}
+        app.state.query_parameters = table
+    return table
+
+
+def refuse_unknown_query_parameters(request: Request) -> None:
+    """422 for a query parameter the route does not take (``?stat=queued`` is a typo, not "all jobs")
+    or one given several times (each takes one value)."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known = _query_parameters(request.app).get((request.method.lower(), route.path), set())
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        expected = ", ".join(sorted(known)) or "none"
+        raise UnknownParameterError(f"unknown query parameter {unknown[0]!r}; this route takes: {expected}",
+                                    field=unknown[0])
+    repeated = [name for name in dict.fromkeys(request.query_params) if len(request.query_params.getlist(name)) > 1]
+    if repeated:
+        count = len(request.query_params.getlist(repeated[0]))
+        raise UnknownParameterError(f"given {count} times; give it once", field=repeated[0])
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_token), Depends(refuse_unknown_query_parameters)],
+                   tags=["jobs"])
 
 
 _YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"},
@@ -185,7 +215,8 @@ def create_app(settings: ServiceSettings | None = None, service: JobService | No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BearerGate, token=settings.auth_token)  # outermost: before the body is read
     app.include_router(router)
-    app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"])
+    app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"],
+                      responses={503: {"model": ErrorBody, "description": _DESCRIPTIONS[503]}})
     return app
 
 

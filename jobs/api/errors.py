@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster_core.errors import ClustraError
+from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.http_contract import BadRequestError, error_body, make_body, status_error_body, unexpected_error_body
 
 from ..specs import describe_errors, format_errors
@@ -24,6 +24,12 @@ class InvalidYAMLError(BadRequestError):
     """A YAML request body that is not UTF-8 text or does not parse (400 ``invalid_yaml``)."""
 
     code = "invalid_yaml"
+
+
+class UnknownParameterError(InvalidInputError):
+    """A query parameter the route does not take, or given twice (422 ``invalid_parameter``)."""
+
+    code = "invalid_parameter"
 
 
 def error_response(status: int, code: str, message: str, *, field: str | None = None,
