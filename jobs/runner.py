@@ -32,12 +32,13 @@ from cluster_core.progress import Progress
 
 from .paths import PathPolicy
 from .settings import ServiceSettings
-from .store import JobRecord, JobStore
+from .store import JobRecord, JobStore, StoreUnavailableError
 from .tasks import run_job
 
 log = logging.getLogger("clustra.jobs")
 
 CONNECT_RETRY_S = 5.0
+STORE_RETRY_S = 5.0
 REAP_GRACE_S = 1.0
 REAP_WINDOW_S = 20.0
 WATCH_INTERVAL_S = 0.5
@@ -291,11 +292,11 @@ class Runner:
 
     def _stop_job(self, active: ActiveJob, state: str, reason: str) -> None:
         if active.request_stop(state, reason):
-            self.store.append_log(active.job.id, f"stopping: {reason}")
             released = release_client_work(active.client)  # None before the job has its client: it checks right after
             if released and self.settings.scheduler is None and not self._stopping.is_set():
                 threading.Thread(target=self._free_workers, args=(active,), name=f"clustra-free-{active.job.id}",
                                  daemon=True).start()
+            self.store.append_log(active.job.id, f"stopping: {reason}")
 
     def _free_workers(self, active: ActiveJob) -> None:
         """Restart the embedded workers that keep running a stopped job's tasks (seen twice,
@@ -341,7 +342,12 @@ class Runner:
         while not self._stopping.is_set():
             with self._wake:
                 free = len(self.active) < self.settings.max_concurrent_jobs
-                job = self.store.claim_next() if free and not self._stopping.is_set() else None
+                try:
+                    job = self.store.claim_next() if free and not self._stopping.is_set() else None
+                except StoreUnavailableError as exc:  # read-only or full for now: retry, never die
+                    log.warning("%s", exc)
+                    self._wake.wait(STORE_RETRY_S)
+                    continue
                 if job is None:
                     self._wake.wait(1.0)
                     continue
@@ -367,7 +373,10 @@ class Runner:
                 result = run_job(job, self.policy, self.store, active.client, progress)
             self.store.finish(job.id, "succeeded", result=result)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
-            self._record_failure(active, exc)
+            try:
+                self._record_failure(active, exc)
+            except StoreUnavailableError as lost:  # recorded by recover() when the store is back or at restart
+                log.error("job %s ended but its state could not be stored: %s", job.id, lost)
         finally:
             if active.client is not None:
                 with contextlib.suppress(Exception):
@@ -390,10 +399,13 @@ class Runner:
             with self._lock:
                 active = list(self.active.values())
             now = time.monotonic()
-            for job in active:
-                if job.deadline is not None and now > job.deadline:
-                    self._stop_job(job, "failed", f"timed out after timeout_s={job.job.spec.get('timeout_s')}s")
-            self._check_workers(active, now)
+            try:
+                for job in active:
+                    if job.deadline is not None and now > job.deadline:
+                        self._stop_job(job, "failed", f"timed out after timeout_s={job.job.spec.get('timeout_s')}s")
+                self._check_workers(active, now)
+            except StoreUnavailableError as exc:  # the stop itself happened; only its log line was lost
+                log.warning("%s", exc)
 
     def _check_workers(self, active: list[ActiveJob], now: float) -> None:
         if not active or not self.dask.ready or self.dask.n_workers() > 0:

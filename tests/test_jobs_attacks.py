@@ -335,9 +335,11 @@ def test_the_gate_reads_no_body(locked):
 
 def test_a_store_that_becomes_unwritable_answers_503_with_retry_after(env):
     store = env.raw.app.state.service.store
-    with store._mutex:
+    with store._mutex:  # a job queued just before: the dispatcher meets the read-only store when it claims it
+        waiting, _ = store.create({**MINIMAL, "name": "queued-before-read-only"})
         store._conn.execute("PRAGMA query_only = ON")  # SQLite now refuses every write: a read-only store
     try:
+        time.sleep(1.5)  # the dispatcher polls every second
         response = env.http.post("/v1/jobs", json=MINIMAL)
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"].isdigit() and response.json()["error"] == "unavailable"
@@ -346,7 +348,10 @@ def test_a_store_that_becomes_unwritable_answers_503_with_retry_after(env):
     finally:
         with store._mutex:
             store._conn.execute("PRAGMA query_only = OFF")
-    assert env.http.post("/v1/jobs", json={**MINIMAL, "name": "after-503"}).status_code == 201
+    after = env.http.post("/v1/jobs", json={**MINIMAL, "name": "after-503"})
+    assert after.status_code == 201
+    assert wait_job(env.http, waiting.id, timeout=90)["state"] == "succeeded"  # the runner survived
+    assert wait_job(env.http, after.json()["id"], timeout=90)["state"] == "succeeded"
 
 
 # -- drills with a real `clustra api` process ------------------------------------------------------

@@ -13,14 +13,13 @@ import time
 
 import httpx
 import pytest
+import schemathesis  # a dev dependency (pyproject.toml)
+from hypothesis import HealthCheck, Phase, given, settings
 
-schemathesis = pytest.importorskip("schemathesis", reason='schemathesis is a dev dependency: pip install -e ".[dev]"')
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-
-from conftest import make_mixed_frame, write_hive  # noqa: E402
-from jobs.api import create_app  # noqa: E402
-from jobs.settings import ServiceSettings  # noqa: E402
-from jobs_support import free_port, wait_for  # noqa: E402
+from conftest import make_mixed_frame, write_hive
+from jobs.api import create_app
+from jobs.settings import ServiceSettings
+from jobs_support import free_port, wait_for
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
