@@ -102,6 +102,20 @@ def test_a_value_that_cannot_run_is_refused_by_every_front_door(env, field, valu
     assert caught.value.field.split(".")[0] == field
 
 
+@pytest.mark.parametrize("flags, message", [(["--seed", "-1"], "--seed: Input should be greater than or equal to 0, got -1"),
+                                            (["--kmeans-n-init", "2000"], "--kmeans-n-init: Input should be less than or equal"),
+                                            (["--weight", "spend=1e308"], "--weight (spend): Input should be less than or equal")])
+def test_the_cli_refuses_the_same_values_in_one_line_before_any_work(tmp_path, flags, message):
+    make_mixed_frame(40).to_parquet(tmp_path / "small.parquet")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "clustra.cli", "train", str(tmp_path / "small.parquet"), "--out",
+                             str(tmp_path / "run"), *flags], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, CLUSTRA_DEVICE="cpu"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    assert time.perf_counter() - started < 60
+
+
 @pytest.mark.parametrize("value, expected", [(1e20, "got 1e+20"), (-1, "got -1")])
 def test_the_message_names_the_value_and_the_range(env, value, expected):
     body = env.http.post("/v1/jobs", json={**MINIMAL, "seed": value}).json()
