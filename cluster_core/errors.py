@@ -59,6 +59,24 @@ class ArtifactError(ClustraError):
     code = "artifact_unavailable"
 
 
+class UnavailableError(ClustraError):
+    """A service cannot do the request now for a reason on its side that may pass (its state
+    store cannot be written: disk full, read-only, locked): HTTP 503 with ``Retry-After``."""
+
+    http_status = 503
+    code = "unavailable"
+    retry_after_s: ClassVar[int] = 5
+
+
+class StoreError(ClustraError):
+    """A state store (the jobs service's SQLite file) cannot be used at all: corrupt,
+    truncated, not Clustra's schema, or read-only. Found when the service starts; the
+    command prints one line and exits with status 2."""
+
+    http_status = 503
+    code = "store_unusable"
+
+
 class ConfigurationError(ClustraError, ImportError):
     """The installation or the server's configuration is broken (e.g. a plugin named in
     ``CLUSTRA_PLUGINS`` fails to import): not the request's fault, so a 500 at HTTP."""

@@ -38,6 +38,7 @@ HTTP_CODES: dict[int, str] = {
     422: "invalid_input",
     429: "too_many_requests",
     500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -100,8 +101,12 @@ def make_body(code: str, message: str, *, field: str | None = None,
     return body
 
 
-def _headers(status: int) -> dict[str, str] | None:
-    return {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _headers(status: int, retry_after_s: int | None = None) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 503:
+        return {"Retry-After": str(retry_after_s or 5)}
+    return None
 
 
 def error_body(exc: ClustraError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
@@ -120,14 +125,15 @@ def error_body(exc: ClustraError) -> tuple[int, dict[str, Any], dict[str, str] |
     body : dict
         ``{"error", "message", "field"}`` and, for several problems, ``errors``.
     headers : dict or None
-        ``WWW-Authenticate: Bearer`` on 401.
+        ``WWW-Authenticate: Bearer`` on 401; ``Retry-After`` on 503 (the error's
+        ``retry_after_s``, else 5 seconds).
     """
     errors = getattr(exc, "errors", None)
     field = exc.field
     if field is None and errors:
         field = errors[0].get("field")
     body = make_body(exc.code, str(exc), field=field, errors=errors)
-    return exc.http_status, body, _headers(exc.http_status)
+    return exc.http_status, body, _headers(exc.http_status, getattr(exc, "retry_after_s", None))
 
 
 def status_error_body(status: int, message: str) -> tuple[int, dict[str, Any], dict[str, str] | None]:

@@ -7,8 +7,10 @@
   computation of the job belongs to that client.
 * Stopping a job (cancel, ``timeout_s``, no Dask worker for ``worker_wait_s``, shutdown)
   closes its client, so the scheduler releases every task of the job (queued ones never
-  run; a task already executing on a worker runs to its end and its result is dropped),
-  and makes its :class:`JobProgress` raise at the next step boundary.
+  run), and makes its :class:`JobProgress` raise at the next step boundary. A task already
+  executing cannot be interrupted inside its thread: on the embedded cluster, a worker
+  still running a released task a moment later is restarted by its nanny
+  (:meth:`DaskConnection.restart_busy_workers`), so the next job starts at once.
 * Progress events become the job's ``progress``, ``step`` and log lines in the store.
 """
 
@@ -30,12 +32,15 @@ from cluster_core.progress import Progress
 
 from .paths import PathPolicy
 from .settings import ServiceSettings
-from .store import JobRecord, JobStore
+from .store import JobRecord, JobStore, StoreUnavailableError
 from .tasks import run_job
 
 log = logging.getLogger("clustra.jobs")
 
 CONNECT_RETRY_S = 5.0
+STORE_RETRY_S = 5.0
+REAP_GRACE_S = 1.0
+REAP_WINDOW_S = 20.0
 WATCH_INTERVAL_S = 0.5
 STOP_WAIT_S = 15.0
 PREPARE_SHARE = 0.3
@@ -146,6 +151,27 @@ class DaskConnection:
         except Exception:  # noqa: BLE001 - a lost scheduler counts as no workers
             return 0
 
+    def orphaned_workers(self) -> list[str]:
+        """Workers still executing a task the scheduler released (its job was stopped)."""
+        if self._control is None:
+            return []
+        try:
+            found = self._control.run(_released_but_running, on_error="return")
+        except Exception:  # noqa: BLE001 - a lost scheduler has no workers to free
+            return []
+        return sorted(address for address, keys in found.items() if isinstance(keys, list) and keys)
+
+    def restart_workers(self, workers: list[str]) -> list[str]:
+        """Restart these workers through their nannies (their memory and threads are freed); the ones restarted."""
+        if self._control is None or not workers:
+            return []
+        try:
+            self._control.restart_workers(workers, timeout=60, raise_for_error=False)
+        except Exception as exc:  # noqa: BLE001 - reported; the job is stopped either way
+            log.warning("could not restart Dask workers %s: %s", workers, describe_failure(exc))
+            return []
+        return workers
+
     def job_client(self) -> Any:
         """A new client of the scheduler for one job (not the process default)."""
         from distributed import Client
@@ -153,6 +179,12 @@ class DaskConnection:
         from cluster_core.engine import CONNECT_TIMEOUT_S
 
         return Client(self.address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
+
+
+def _released_but_running(dask_worker: Any) -> list[str]:
+    """Run on a worker: keys of tasks it is still executing though the scheduler released them."""
+    return [str(ts.key) for ts in list(dask_worker.state.tasks.values())
+            if ts.state == "cancelled" and getattr(ts, "previous", None) in ("executing", "long-running")]
 
 
 def release_client_work(client: Any) -> bool:
@@ -260,8 +292,33 @@ class Runner:
 
     def _stop_job(self, active: ActiveJob, state: str, reason: str) -> None:
         if active.request_stop(state, reason):
+            released = release_client_work(active.client)  # None before the job has its client: it checks right after
+            if released and self.settings.scheduler is None and not self._stopping.is_set():
+                threading.Thread(target=self._free_workers, args=(active,), name=f"clustra-free-{active.job.id}",
+                                 daemon=True).start()
             self.store.append_log(active.job.id, f"stopping: {reason}")
-            release_client_work(active.client)  # None before the job has its client: it checks right after
+
+    def _free_workers(self, active: ActiveJob) -> None:
+        """Restart the embedded workers that keep running a stopped job's tasks (seen twice,
+        ``REAP_GRACE_S`` apart, so a task about to end is left to end)."""
+        started = time.monotonic()
+        deadline = started + REAP_WINDOW_S
+        suspects: set[str] = set()
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            busy = set(self.dask.orphaned_workers())
+            stuck = sorted(busy & suspects)
+            if stuck:
+                restarted = self.dask.restart_workers(stuck)
+                if restarted:
+                    with contextlib.suppress(ClustraError):
+                        self.store.append_log(active.job.id, f"restarted Dask worker(s) {', '.join(restarted)} "
+                                                             "that were still running the stopped job's tasks")
+                busy -= set(stuck)
+            suspects = busy
+            settled = time.monotonic() - started > 3 * REAP_GRACE_S
+            if settled and not suspects and (active.thread is None or not active.thread.is_alive()):
+                return
+            time.sleep(REAP_GRACE_S)
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -285,7 +342,12 @@ class Runner:
         while not self._stopping.is_set():
             with self._wake:
                 free = len(self.active) < self.settings.max_concurrent_jobs
-                job = self.store.claim_next() if free and not self._stopping.is_set() else None
+                try:
+                    job = self.store.claim_next() if free and not self._stopping.is_set() else None
+                except StoreUnavailableError as exc:  # read-only or full for now: retry, never die
+                    log.warning("%s", exc)
+                    self._wake.wait(STORE_RETRY_S)
+                    continue
                 if job is None:
                     self._wake.wait(1.0)
                     continue
@@ -311,7 +373,10 @@ class Runner:
                 result = run_job(job, self.policy, self.store, active.client, progress)
             self.store.finish(job.id, "succeeded", result=result)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
-            self._record_failure(active, exc)
+            try:
+                self._record_failure(active, exc)
+            except StoreUnavailableError as lost:  # recorded by recover() when the store is back or at restart
+                log.error("job %s ended but its state could not be stored: %s", job.id, lost)
         finally:
             if active.client is not None:
                 with contextlib.suppress(Exception):
@@ -334,10 +399,13 @@ class Runner:
             with self._lock:
                 active = list(self.active.values())
             now = time.monotonic()
-            for job in active:
-                if job.deadline is not None and now > job.deadline:
-                    self._stop_job(job, "failed", f"timed out after timeout_s={job.job.spec.get('timeout_s')}s")
-            self._check_workers(active, now)
+            try:
+                for job in active:
+                    if job.deadline is not None and now > job.deadline:
+                        self._stop_job(job, "failed", f"timed out after timeout_s={job.job.spec.get('timeout_s')}s")
+                self._check_workers(active, now)
+            except StoreUnavailableError as exc:  # the stop itself happened; only its log line was lost
+                log.warning("%s", exc)
 
     def _check_workers(self, active: list[ActiveJob], now: float) -> None:
         if not active or not self.dask.ready or self.dask.n_workers() > 0:

@@ -28,7 +28,8 @@ class ServiceSettings(BaseModel):
     """How the jobs service runs.
 
     ``data_roots``: where specs may read data and models (default: the current
-    directory). ``output_root``: where job outputs go (default: ``outputs/`` next to the
+    directory). ``model_roots``: where specs may read model weights (no default: without
+    one, a spec naming ``text_model`` or ``image_model`` is refused). ``output_root``: where job outputs go (default: ``outputs/`` next to the
     store); it is readable and writable by jobs. ``scheduler``: a Dask scheduler address
     (default: an embedded LocalCluster of ``workers`` processes).
     """
@@ -39,6 +40,8 @@ class ServiceSettings(BaseModel):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     store: str = Field(DEFAULT_STORE, description="SQLite job store file")
     data_roots: list[str] = Field(default_factory=list)
+    model_roots: list[str] = Field(default_factory=list, description="where specs may read model weights "
+                                   "(text_model, image_model); none: specs naming weights are refused")
     output_root: str | None = None
     scheduler: str | None = None
     workers: int | None = Field(None, ge=1, description="processes of the embedded LocalCluster (default: cores, at most 8)")
@@ -82,6 +85,18 @@ class ServiceSettings(BaseModel):
     def resolved_output_root(self) -> str:
         """The output root (default: ``outputs/`` beside the store file)."""
         return self.output_root or str(self.store_path.parent / "outputs")
+
+    def protected_paths(self) -> list[str]:
+        """Paths no job may write over, into or around: the store file and its side files
+        (``-wal``, ``-shm``, ``.lock``) and the local model registry (``CLUSTRA_REGISTRY``)."""
+        from cluster_core.registry import default_registry_url
+
+        store = str(self.store_path)
+        paths = [store, f"{store}-wal", f"{store}-shm", f"{store}-journal", f"{store}.lock"]
+        registry = default_registry_url()
+        if "://" not in registry or registry.startswith("file://"):
+            paths.append(registry.removeprefix("file://"))
+        return paths
 
 
 __all__ = ["ENV_OUTPUT_ROOT", "ENV_SCHEDULER", "ENV_STORE", "ENV_TOKEN", "ServiceSettings"]

@@ -22,22 +22,28 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
-from cluster_core.config import TrainConfig
+from cluster_core.config import MAX_NAMES, ColumnName, PathRole, PathText, TrainConfig, path_fields
 from cluster_core.errors import InvalidInputError
+from cluster_core.validation import error_message
 
 SPEC_VERSION = 1
 JOB_KINDS = ("train", "apply")
 MAX_NAME_LENGTH = 200
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+MAX_ID_LENGTH = 64
+
+DataPath = Annotated[PathText, PathRole("data")]
 
 
 class _JobFields(BaseModel):
     """Fields every spec has."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False)
 
     version: int = Field(SPEC_VERSION, description="spec format version (this server reads version 1)")
     name: str | None = Field(None, max_length=MAX_NAME_LENGTH, description="a label shown in job lists")
-    timeout_s: float | None = Field(None, gt=0, description="fail the job when it runs longer than this")
+    timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S,
+                                    description="fail the job when it runs longer than this (at most 30 days)")
 
     @field_validator("version")
     @classmethod
@@ -61,10 +67,11 @@ class TrainSpec(_JobFields, TrainConfig):
     """
 
     kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
-    data: str = Field(min_length=1, description="Parquet file, directory (hive partitions ok) or glob under a data root")
-    output: str | None = Field(None, description="run directory to create (default: OUTPUT_ROOT/JOB_ID)")
-    include: list[str] | None = Field(
-        None, validation_alias=AliasChoices("include", "columns"), description="use only these columns (alias: columns)"
+    data: DataPath = Field(description="Parquet file, directory (hive partitions ok) or glob under a data root")
+    output: Annotated[PathText | None, PathRole("output")] = Field(None, description="run directory to create (default: OUTPUT_ROOT/JOB_ID)")
+    include: list[ColumnName] | None = Field(
+        None, max_length=MAX_NAMES, validation_alias=AliasChoices("include", "columns"),
+        description="use only these columns (alias: columns)"
     )
 
     @field_validator("data", "output")
@@ -85,15 +92,17 @@ class ApplySpec(_JobFields):
     """
 
     kind: Literal["apply"] = Field(description="apply: add cluster columns to a dataset")
-    model: str | None = Field(None, description="model directory, or run directory (its best model)")
+    model: Annotated[PathText | None, PathRole("data")] = Field(None, description="model directory, or run directory (its best model)")
     job: str | None = Field(
-        None, min_length=1, validate_default=True, description="id of a succeeded train job (its run directory)"
+        None, min_length=1, max_length=MAX_ID_LENGTH, validate_default=True,
+        description="id of a succeeded train job (its run directory)"
     )
     model_id: str | None = Field(
-        None, min_length=1, validate_default=True, description="a model of that job's leaderboard (default: the best)"
+        None, min_length=1, max_length=200, validate_default=True,
+        description="a model of that job's leaderboard (default: the best)"
     )
-    data: str = Field(min_length=1, description="Parquet file, directory or glob under a data root")
-    output: str | None = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
+    data: DataPath = Field(description="Parquet file, directory or glob under a data root")
+    output: Annotated[PathText | None, PathRole("output")] = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
     overwrite: bool = Field(False, description="replace an existing output directory")
 
     @field_validator("model", "data", "output")
@@ -114,6 +123,11 @@ class ApplySpec(_JobFields):
         if value is not None and info.data.get("job") is None and "job" in info.data:
             raise ValueError("model_id selects a model of 'job'; with 'model', name the model directory itself")
         return value
+
+
+def spec_path_fields(spec: TrainSpec | ApplySpec) -> dict[str, str]:
+    """The path-valued fields of a spec's kind and their roles (``data``, ``model``, ``output``)."""
+    return path_fields(type(spec))
 
 
 JobSpec = Annotated[Union[TrainSpec, ApplySpec], Field(discriminator="kind")]
@@ -146,17 +160,18 @@ def _field_named_by(message: str) -> str | None:
     return head.group(0) if head and head.group(0) in _SPEC_FIELDS and message[head.end():head.end() + 1] in "= " else None
 
 
-def describe_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def describe_errors(errors: list[dict[str, Any]], *, values: bool = True) -> list[dict[str, Any]]:
     """pydantic errors as ``[{"field": ..., "message": ..., "type": ...}]``.
 
     A missing or unknown ``kind`` is reported on the field ``kind``; a check of the whole
-    spec (``k=300 exceeds max_k=100``) on the field its message starts with.
+    spec (``k=300 exceeds max_k=100``) on the field its message starts with. With
+    ``values``, a message ends with the rejected value (``..., got 1e+20``).
     """
     out = []
     for error in errors:
         kind = error.get("type", "")
         field = error_field(error.get("loc", ()))
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        message = error_message(error) if values else str(error.get("msg", "")).removeprefix("Value error, ")
         if field is None:
             field = _field_named_by(message)
         if kind in ("union_tag_not_found", "union_tag_invalid"):
@@ -209,11 +224,76 @@ def parse_spec(value: Any) -> TrainSpec | ApplySpec:
         raise SpecError(describe_errors(exc.errors())) from None
 
 
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000
+
+
+class SpecYAMLError(InvalidInputError):
+    """YAML text that does not parse, or goes beyond what a job spec needs (aliases, depth, size)."""
+
+
+def _bounded_loader_class() -> type:
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses aliases (no expansion bombs) and caps nesting and node count."""
+
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self._depth = 0
+            self._nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise SpecYAMLError(f"uses the alias *{event.anchor}{_where(event.start_mark)}; "
+                                    "a job spec may not use YAML aliases")
+            self._depth += 1
+            self._nodes += 1
+            try:
+                if self._depth > MAX_YAML_DEPTH:
+                    raise SpecYAMLError(f"is nested more than {MAX_YAML_DEPTH} levels deep"
+                                        f"{_where(self.peek_event().start_mark)}")
+                if self._nodes > MAX_YAML_NODES:
+                    raise SpecYAMLError(f"has more than {MAX_YAML_NODES} values")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return BoundedLoader
+
+
+def _where(mark: Any) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def load_spec_yaml(text: str) -> Any:
+    """Parse YAML (or JSON) text of a job spec with the limits a service needs.
+
+    Aliases are refused (a few hundred bytes of aliases can expand to millions of values),
+    nesting is capped at :data:`MAX_YAML_DEPTH` and the document at :data:`MAX_YAML_NODES`
+    values.
+
+    Raises
+    ------
+    SpecYAMLError
+        ``"is not valid YAML: PROBLEM at line L, column C"`` or the limit it went beyond.
+    """
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_bounded_loader_class())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecYAMLError(f"is not valid YAML or JSON: {problem}{_where(mark)}") from None
+    except RecursionError:
+        raise SpecYAMLError(f"is nested more than {MAX_YAML_DEPTH} levels deep") from None
+
+
 def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a spec file (YAML or JSON; ``-`` reads stdin) into a mapping, unvalidated."""
     import sys
-
-    import yaml
 
     if str(path) == "-":
         text = sys.stdin.read()
@@ -225,12 +305,9 @@ def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
         except (IsADirectoryError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"spec file {str(path)!r} is not a YAML or JSON text file ({exc})") from None
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidInputError(f"spec file {str(path)!r} is not valid YAML or JSON: {problem}{where}") from None
+        value = load_spec_yaml(text)
+    except SpecYAMLError as exc:
+        raise InvalidInputError(f"spec file {str(path)!r} {exc.message}") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"spec file {str(path)!r} must hold a mapping with a 'kind' (train or apply)")
     return value
@@ -243,5 +320,5 @@ def spec_json_schema() -> dict[str, Any]:
 
 __all__ = [
     "ApplySpec", "FieldError", "JobSpec", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
-    "format_errors", "load_spec_file", "parse_spec", "spec_json_schema",
+    "MAX_YAML_DEPTH", "MAX_YAML_NODES", "SpecYAMLError", "format_errors", "load_spec_file", "load_spec_yaml", "parse_spec", "spec_json_schema", "spec_path_fields",
 ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cluster_core.errors import ClustraError, InvalidInputError, NotFoundError
+from cluster_core.errors import ClustraError, InvalidInputError, NotFoundError, StoreError, UnavailableError
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
@@ -82,6 +82,20 @@ class QueueFullError(ClustraError):
 
 class StoreLockedError(ClustraError):
     """Another process owns the store."""
+
+
+class StoreUnavailableError(UnavailableError):
+    """The store cannot be read or written now (read-only, disk full, locked): HTTP 503 + Retry-After."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+_OUR_TABLES = {"meta", "jobs", "logs"}
+_SQLITE_INTERNAL = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat4"}
+_JOB_COLUMNS = {
+    "seq", "id", "kind", "state", "spec", "name", "output", "parent_id", "rerun", "idempotency_key", "created_at",
+    "started_at", "finished_at", "updated_at", "progress", "step", "steps", "error", "result", "cancel_requested",
+    "attempts",
+}
 
 
 @dataclass
@@ -150,22 +164,71 @@ class JobStore:
 
     def __init__(self, path: str | os.PathLike = DEFAULT_STORE, *, lock: bool = True) -> None:
         self.path = Path(os.path.expanduser(str(path)))
+        self._lock_file: TextIO | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_file: TextIO | None = self._take_lock() if lock else None
+            self._check_file()
+            self._lock_file = self._take_lock() if lock else None
         except OSError as exc:
-            raise InvalidInputError(f"cannot open the job store {str(self.path)!r}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot open the job store {str(self.path)!r}: {exc.strerror or exc}") from None
         self._mutex = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             self._release_lock()
-            raise InvalidInputError(f"cannot open the job store {str(self.path)!r}: {exc}") from exc
+            raise StoreError(f"cannot open the job store {str(self.path)!r}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-        self._check_schema_version()
+        try:
+            self._open_checked()
+        except BaseException:
+            self._conn.close()
+            self._release_lock()
+            raise
+
+    def _unusable(self, why: str) -> StoreError:
+        return StoreError(f"the job store {str(self.path)!r} {why}; fix or move it, or choose another --store")
+
+    def _check_file(self) -> None:
+        """Refuse a path that is not a SQLite file before SQLite touches it (it would be overwritten)."""
+        if not self.path.exists():
+            if not os.access(self.path.parent, os.W_OK):
+                raise self._unusable("cannot be created: its directory is read-only")
+            return
+        if not self.path.is_file():
+            raise self._unusable("is not a file")
+        with open(self.path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        size = self.path.stat().st_size
+        if size and (header != SQLITE_HEADER or size < 512):
+            raise self._unusable("is not a SQLite database (corrupt, truncated or another kind of file)")
+        if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
+            raise self._unusable("is read-only (the file or its directory); the service must write to it")
+
+    def _open_checked(self) -> None:
+        """WAL mode, the integrity check, our schema (or an empty file) and a test write."""
+        try:
+            check = self._conn.execute("PRAGMA quick_check").fetchall()
+            if [tuple(r) for r in check] != [("ok",)]:
+                raise self._unusable(f"is corrupt (SQLite integrity check: {check[0][0]})")
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables -= _SQLITE_INTERNAL
+            if tables and tables != _OUR_TABLES:
+                raise self._unusable(f"holds other tables than a Clustra job store ({sorted(tables)})")
+            if tables:
+                columns = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
+                if not _JOB_COLUMNS <= columns:
+                    raise self._unusable(f"has a jobs table without the columns {sorted(_JOB_COLUMNS - columns)}")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)", (str(time.time()),))
+            self._check_schema_version()
+        except StoreUnavailableError as exc:
+            raise self._unusable(f"cannot be used ({exc.message})") from None
+        except sqlite3.Error as exc:
+            message = str(exc)
+            why = "is read-only; the service must write to it" if "readonly" in message else f"cannot be used ({message})"
+            raise self._unusable(why) from None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -201,24 +264,43 @@ class JobStore:
         self._release_lock()
 
     @contextlib.contextmanager
+    def _unavailable_on_error(self, action: str) -> Iterator[None]:
+        """SQLite errors (read-only, disk full, locked) as :class:`StoreUnavailableError` (503)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"the job store {str(self.path)!r} cannot be {action} now ({exc}); "
+                                        "retry later") from None
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error), one thread at a time."""
-        with self._mutex:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error), one thread at a time;
+        a SQLite failure is a :class:`StoreUnavailableError`."""
+        with self._mutex, self._unavailable_on_error("written"):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a read, one thread at a time; a SQLite failure is a :class:`StoreUnavailableError`."""
+        with self._mutex, self._unavailable_on_error("read"):
+            yield self._conn
 
     def _check_schema_version(self) -> None:
         with self._transaction() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif not str(row["value"]).isdigit():
+                raise self._unusable(f"has an unreadable schema version {row['value']!r}")
             elif int(row["value"]) > SCHEMA_VERSION:
-                raise InvalidInputError(
+                raise StoreError(
                     f"the job store {str(self.path)!r} has schema version {row['value']}; "
                     f"this clustra reads version {SCHEMA_VERSION} (upgrade clustra)"
                 )
@@ -273,8 +355,8 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord:
         """The job ``job_id``; :class:`NotFoundError` when there is none."""
-        with self._mutex:
-            return self._get(self._conn, job_id)
+        with self._reading() as conn:
+            return self._get(conn, job_id)
 
     @staticmethod
     def _filter(state: str | None, kind: str | None, parent_id: str | None) -> tuple[str, list[Any]]:
@@ -291,8 +373,8 @@ class JobStore:
     ) -> list[JobRecord]:
         """Jobs, newest first, optionally filtered."""
         where, params = self._filter(state, kind, parent_id)
-        with self._mutex:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?", (*params, limit, offset)
             ).fetchall()
         return [JobRecord.from_row(r) for r in rows]
@@ -300,19 +382,19 @@ class JobStore:
     def count(self, *, state: str | None = None, kind: str | None = None, parent_id: str | None = None) -> int:
         """How many jobs match the filter."""
         where, params = self._filter(state, kind, parent_id)
-        with self._mutex:
-            return int(self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0])
 
     def find_by_idempotency_key(self, key: str) -> JobRecord | None:
         """The job created with this ``Idempotency-Key``, if any."""
-        with self._mutex:
-            row = self._conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+        with self._reading() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
         return None if row is None else JobRecord.from_row(row)
 
     def children(self, job_id: str) -> list[str]:
         """Ids of the jobs that rerun ``job_id``, oldest first."""
-        with self._mutex:
-            rows = self._conn.execute("SELECT id FROM jobs WHERE parent_id = ? ORDER BY seq", (job_id,)).fetchall()
+        with self._reading() as conn:
+            rows = conn.execute("SELECT id FROM jobs WHERE parent_id = ? ORDER BY seq", (job_id,)).fetchall()
         return [r["id"] for r in rows]
 
     # -- running ---------------------------------------------------------------------------
@@ -364,9 +446,9 @@ class JobStore:
 
     def logs(self, job_id: str, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """Log lines of a job with ``id > after``, oldest first."""
-        with self._mutex:
-            self._get(self._conn, job_id)
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            self._get(conn, job_id)
+            rows = conn.execute(
                 "SELECT id, at, text FROM logs WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?", (job_id, after, limit)
             ).fetchall()
         return [dict(r) for r in rows]
@@ -447,5 +529,6 @@ class JobStore:
 
 __all__ = [
     "DEFAULT_STORE", "JOB_STATES", "JobRecord", "JobStateError", "JobStore", "QueueFullError", "StoreLockedError",
+    "StoreUnavailableError",
     "TERMINAL_STATES", "new_job_id",
 ]

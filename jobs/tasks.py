@@ -15,7 +15,7 @@ from cluster_core.errors import InvalidInputError, NotFoundError
 from cluster_core.progress import Progress
 
 from .paths import PathPolicy
-from .specs import ApplySpec, FieldError, TrainSpec, parse_spec
+from .specs import ApplySpec, FieldError, TrainSpec, parse_spec, spec_path_fields
 from .store import JobRecord, JobStateError, JobStore
 
 
@@ -55,28 +55,90 @@ def model_source(spec: ApplySpec, policy: PathPolicy, store: JobStore) -> str:
     return policy.readable(os.path.join(run_dir, "models", spec.model_id), "model_id")
 
 
-def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: JobStore) -> str:
-    """Check a spec's paths and references before it is queued; its output path.
+def read_paths(spec: TrainSpec | ApplySpec, policy: PathPolicy) -> dict[str, str]:
+    """Every path the spec reads, confined by its field's role: ``{field: checked path}``.
+
+    The fields come from the spec's declaration (:func:`jobs.specs.spec_path_fields`), so a
+    new path field is confined without a change here. Outputs are checked by the caller
+    (:meth:`PathPolicy.writable` needs the default and the inputs); an apply spec's ``model``
+    goes through :func:`model_source` (it may name a train job instead).
+    """
+    checked: dict[str, str] = {}
+    for name, role in spec_path_fields(spec).items():
+        if role == "output" or (isinstance(spec, ApplySpec) and name == "model"):
+            continue
+        path = policy.check_field(name, getattr(spec, name), role)
+        if path is not None:
+            checked[name] = path
+    return checked
+
+
+def job_train_config(spec: TrainSpec, paths: dict[str, str]) -> Any:
+    """The library's settings of a train spec, its path fields replaced by their checked paths."""
+    config = spec.train_config()
+    replaced = {name: path for name, path in paths.items() if name in type(config).model_fields}
+    return config.model_copy(update=replaced) if replaced else config
+
+
+def _dataset_column_names(data: str) -> list[str] | None:
+    """Column names of a local Parquet dataset from one footer (and hive directory names);
+    None when that is not cheap or not possible here (the job checks them in its first second)."""
+    import glob as _glob
+
+    import pyarrow.dataset as pads
+
+    if "://" in data:
+        return None
+    source: Any = sorted(_glob.glob(data)) if set(data) & set("*?[") else data
+    try:
+        return list(pads.dataset(source, format="parquet", partitioning="hive").schema.names)
+    except Exception:  # noqa: BLE001 - unreadable here: the job reports the library's error
+        return None
+
+
+def check_columns(spec: TrainSpec, data: str) -> None:
+    """Columns named by include / exclude / kinds / weights / geo_pairs exist in the dataset's
+    footer schema (the same check and message as the job's first step).
 
     Raises
     ------
-    PathNotAllowedError, PathMissingError, FieldError, JobStateError
+    InvalidInputError
+        Naming the setting and the unknown columns (422).
     """
+    from cluster_core.usecases import check_named_columns
+
+    if not (spec.include or spec.exclude or spec.kinds or spec.weights or spec.geo_pairs):
+        return
+    columns = _dataset_column_names(data)
+    if columns is not None:
+        check_named_columns(spec.train_config(), columns)
+
+
+def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: JobStore) -> str:
+    """Check a spec's paths, references and named columns before it is queued; its output path.
+
+    Raises
+    ------
+    PathNotAllowedError, PathMissingError, ProtectedPathError, FieldError, JobStateError, InvalidInputError
+    """
+    paths = read_paths(spec, policy)
     if isinstance(spec, TrainSpec):
-        data = policy.readable(spec.data, "data")
-        return policy.writable(spec.output, default_output(policy, job_id), inputs=(data,))
+        output = policy.writable(spec.output, default_output(policy, job_id), inputs=(paths["data"],))
+        check_columns(spec, paths["data"])
+        return output
     model = model_source(spec, policy, store)
-    data = policy.readable(spec.data, "data")
-    return policy.writable(spec.output, default_output(policy, job_id), overwrite=spec.overwrite, inputs=(data, model))
+    return policy.writable(spec.output, default_output(policy, job_id), overwrite=spec.overwrite,
+                           inputs=(paths["data"], model))
 
 
 def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, progress: Progress) -> dict[str, Any]:
     """Train the sweep and write the run directory; the job's result."""
     from cluster_core.usecases import train_run
 
-    data = policy.readable(spec.data, "data")
+    paths = read_paths(spec, policy)
+    data = paths["data"]
     out = policy.writable(spec.output, default_output(policy, job.id), inputs=(data,))
-    outcome = train_run(data, spec.train_config(), out=out, cluster=client, progress=progress)
+    outcome = train_run(data, job_train_config(spec, paths), out=out, cluster=client, progress=progress)
     board = outcome.leaderboard()
     ok = [m for m in board["models"] if m["status"] == "ok"]
     return {
@@ -116,4 +178,5 @@ def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, pr
     return result
 
 
-__all__ = ["admit", "default_output", "model_source", "run_apply", "run_job", "run_train"]
+__all__ = ["admit", "check_columns", "default_output", "job_train_config", "model_source", "read_paths", "run_apply",
+           "run_job", "run_train"]

@@ -429,7 +429,11 @@ def test_jobs_api_store_is_a_pvc_with_recreate_strategy(helm: str) -> None:
     assert args[:5] == ["api", "--host", "0.0.0.0", "--port", "8080"]
     assert args[args.index("--store") + 1] == "/var/lib/clustra/jobs/jobs.sqlite"
     assert args[args.index("--data-root") + 1] == "/data"
+    assert "--model-root" not in args  # no weights unless a model root is given
     assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "/data/outputs"
+    weights = render(helm, "jobsApi.modelRoots[0]=/data/models", "jobsApi.modelRoots[1]=/weights")
+    args = container(one(weights, "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"], "jobs-api")["args"]
+    assert [a for i, a in enumerate(args) if args[i - 1] == "--model-root"] == ["/data/models", "/weights"]
 
     s3 = render(helm, "data.persistence.enabled=false", "data.roots[0]=s3://lake/data/", "data.roots[1]=/scratch",
                 "objectStorage.enabled=true", "objectStorage.existingSecret=s3")

@@ -45,6 +45,12 @@ EXPECTED = {
     "PathMissingError": (422, "invalid_spec"),
     "SpecError": (422, "invalid_spec"),
     "QueueFullError": (429, "queue_full"),
+    "ProtectedPathError": (422, "invalid_spec"),
+    "SpecYAMLError": (422, "invalid_input"),
+    "UnknownParameterError": (422, "invalid_parameter"),
+    "UnavailableError": (503, "unavailable"),
+    "StoreUnavailableError": (503, "unavailable"),
+    "StoreError": (503, "store_unusable"),
     "ConfigurationError": (500, "misconfigured"),
 }
 # answers to exceptions of the frameworks (routing, request validation) or to bugs

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cluster_core.errors import NotFoundError
-from jobs.store import JobStateError, JobStore, QueueFullError, StoreLockedError
+from jobs.store import JobStateError, JobStore, QueueFullError, StoreLockedError, StoreUnavailableError
 
 SPEC = {"kind": "train", "data": "d", "k": [3]}
 
@@ -84,8 +84,9 @@ def test_a_failed_transaction_leaves_nothing(store, monkeypatch):
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(JobStore, "_log", staticmethod(broken_log))
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreUnavailableError, match="cannot be written now .disk I/O error.; retry later") as caught:
         store.create(SPEC)
+    assert caught.value.http_status == 503
     monkeypatch.undo()
     assert store.count() == 0  # the insert was rolled back with the log line
 

@@ -25,8 +25,11 @@ class UsageError(ClustraError):
 
 
 def flag_for(field: str) -> str:
-    """The CLI flag of a library setting: ``max_k`` -> ``--max-k``, ``output`` -> ``--out``."""
-    return _FLAGS.get(field) or "--" + field.replace("_", "-")
+    """The CLI flag of a library setting: ``max_k`` -> ``--max-k``, ``output`` -> ``--out``;
+    an entry of a mapping setting names its key: ``weights.spend`` -> ``--weight (spend)``."""
+    name, _, key = field.partition(".")
+    flag = _FLAGS.get(name) or "--" + name.replace("_", "-")
+    return f"{flag} ({key})" if key else flag
 
 
 def describe_error(exc: ClustraError) -> str:

@@ -240,7 +240,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from jobs.settings import ServiceSettings
 
     settings = ServiceSettings.from_env(
-        host=args.host, port=args.port, store=args.store, data_roots=args.data_root or [], output_root=args.output_root,
+        host=args.host, port=args.port, store=args.store, data_roots=args.data_root or [],
+        model_roots=args.model_root or [], output_root=args.output_root,
         scheduler=args.scheduler, workers=args.workers, memory_limit=args.memory_limit, device=args.device,
         max_concurrent_jobs=args.max_concurrent_jobs, max_queued_jobs=args.max_queued_jobs,
         max_request_bytes=args.max_request_bytes, auth_token=args.auth_token, worker_wait_s=args.worker_wait,
@@ -258,7 +259,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     print(
         f"clustra jobs API on http://{host}:{port} (store {service.store.path}; data roots "
-        f"{', '.join(service.policy.data_roots)}; outputs {service.policy.output_root}; "
+        f"{', '.join(service.policy.data_roots)}; model roots {', '.join(service.policy.model_roots) or 'none'}; "
+        f"outputs {service.policy.output_root}; "
         f"dask {settings.scheduler or 'embedded LocalCluster'}; auth {'on' if settings.auth_token else 'off'})",
         file=sys.stderr, flush=True,
     )
@@ -291,6 +293,9 @@ def _register_api(sub: argparse._SubParsersAction) -> None:
     api.add_argument("--store", help="SQLite job store (default: $CLUSTRA_JOBS_STORE or ~/.clustra/jobs.db)")
     api.add_argument("--data-root", action="append", dest="data_root", metavar="DIR",
                      help="a directory specs may read data from (repeatable; default: the current directory)")
+    api.add_argument("--model-root", action="append", dest="model_root", metavar="DIR",
+                     help="a directory specs may read model weights from (text_model, image_model; repeatable; "
+                          "no default: without one, specs naming weights are refused)")
     api.add_argument("--output-root", dest="output_root", metavar="DIR",
                      help="where job outputs go (default: $CLUSTRA_OUTPUT_ROOT or outputs/ next to the store)")
     api.add_argument("--scheduler", help="Dask scheduler tcp://HOST:PORT (default: $CLUSTRA_DASK_SCHEDULER or an "

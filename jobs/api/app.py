@@ -13,13 +13,13 @@ from cluster_core.http_contract import ErrorBody
 
 from ..settings import ServiceSettings
 from ..specs import JobSpec
-from .errors import install_error_handlers
-from .limits import BodySizeLimit, require_token
+from .errors import UnknownParameterError, install_error_handlers
+from .limits import BearerGate, BodySizeLimit, require_token
 from .schemas import Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
 from .service import JobService
 
 _DESCRIPTIONS = {
-    400: "malformed request (body not JSON)",
+    400: "malformed request (body not JSON, YAML with aliases or nested too deep, a bad Content-Length)",
     401: "missing or wrong bearer token (when the service has one)",
     403: "a spec path outside the configured roots ('..', absolute paths, symlinks)",
     404: "no such job (or model)",
@@ -27,12 +27,16 @@ _DESCRIPTIONS = {
     413: "request body larger than the limit",
     422: "invalid spec or parameter; 'field' names it",
     429: "too many queued jobs",
+    503: "the job store cannot be written now (disk full, read-only); retry after the Retry-After seconds",
 }
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in (401, 422, *codes)}
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]}
+            for code in sorted({400, 401, 413, 422, 503, *codes})}
 
+
+SQLITE_MAX_INT = 2**63 - 1  # the largest integer SQLite stores
 
 JobId = Annotated[str, Path(description="the job's id", min_length=1, max_length=64)]
 
@@ -43,7 +47,36 @@ def _service(request: Request) -> JobService:
 
 ServiceDep = Annotated[JobService, Depends(_service)]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["jobs"])
+def _query_parameters(app: FastAPI) -> dict[tuple[str, str], set[str]]:
+    """``{(method, path template): query parameter names}``, from the app's OpenAPI document (made once)."""
+    table = getattr(app.state, "query_parameters", None)
+    if table is None:
+        table = {(method, path): {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+                 for path, item in app.openapi()["paths"].items() for method, operation in item.items()}
+        app.state.query_parameters = table
+    return table
+
+
+def refuse_unknown_query_parameters(request: Request) -> None:
+    """422 for a query parameter the route does not take (``?stat=queued`` is a typo, not "all jobs")
+    or one given several times (each takes one value)."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known = _query_parameters(request.app).get((request.method.lower(), route.path), set())
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        expected = ", ".join(sorted(known)) or "none"
+        raise UnknownParameterError(f"unknown query parameter {unknown[0]!r}; this route takes: {expected}",
+                                    field=unknown[0])
+    repeated = [name for name in dict.fromkeys(request.query_params) if len(request.query_params.getlist(name)) > 1]
+    if repeated:
+        count = len(request.query_params.getlist(repeated[0]))
+        raise UnknownParameterError(f"given {count} times; give it once", field=repeated[0])
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_token), Depends(refuse_unknown_query_parameters)],
+                   tags=["jobs"])
 
 
 _YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type": "string"},
@@ -74,7 +107,7 @@ def list_jobs(
     kind: Annotated[JobKind | None, Query(description="only train or apply jobs")] = None,
     parent: Annotated[str | None, Query(description="only reruns of this job", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT, description="jobs to skip")] = 0,
 ) -> JobList:
     """Jobs, newest first, filtered by state / kind / parent."""
     records = service.store.list(state=state, kind=kind, parent_id=parent, limit=limit, offset=offset)
@@ -106,7 +139,7 @@ def get_leaderboard(service: ServiceDep, job_id: JobId) -> dict[str, Any]:
 def get_logs(
     service: ServiceDep,
     job_id: JobId,
-    after: Annotated[int, Query(ge=0, description="only lines with a larger id")] = 0,
+    after: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT, description="only lines with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> LogPage:
     """The job's log lines after a cursor."""
@@ -180,8 +213,10 @@ def create_app(settings: ServiceSettings | None = None, service: JobService | No
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BearerGate, token=settings.auth_token)  # outermost: before the body is read
     app.include_router(router)
-    app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"])
+    app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"],
+                      responses={503: {"model": ErrorBody, "description": _DESCRIPTIONS[503]}})
     return app
 
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster_core.errors import ClustraError
+from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.http_contract import BadRequestError, error_body, make_body, status_error_body, unexpected_error_body
 
 from ..specs import describe_errors, format_errors
@@ -24,6 +24,12 @@ class InvalidYAMLError(BadRequestError):
     """A YAML request body that is not UTF-8 text or does not parse (400 ``invalid_yaml``)."""
 
     code = "invalid_yaml"
+
+
+class UnknownParameterError(InvalidInputError):
+    """A query parameter the route does not take, or given twice (422 ``invalid_parameter``)."""
+
+    code = "invalid_parameter"
 
 
 def error_response(status: int, code: str, message: str, *, field: str | None = None,
@@ -61,8 +67,9 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
            and len(e.get("loc", ())) == 1 for e in raw):
         return error_response(422, "invalid_spec", "the request body must be a JSON object (a job spec)", field=None,
                               errors=describe_errors(_strip_request_part(raw)))
-    errors = describe_errors(_strip_request_part(raw))
-    code = "invalid_spec" if any(e.get("loc", ())[:1] == ("body",) for e in raw) else "invalid_parameter"
+    spec = any(e.get("loc", ())[:1] == ("body",) for e in raw)
+    errors = describe_errors(_strip_request_part(raw), values=spec)  # parameters: the same text as serving's
+    code = "invalid_spec" if spec else "invalid_parameter"
     return error_response(422, code, format_errors(errors), field=errors[0]["field"] if errors else None, errors=errors)
 
 

@@ -1,4 +1,5 @@
-"""Request guards: a body size limit (413, YAML bodies read as JSON) and the optional bearer token (401)."""
+"""Request guards: the optional bearer token (401, before any body work), a body size limit
+(413), bounded YAML (no aliases, limited nesting) read as JSON, and a nesting limit for JSON."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from cluster_core.errors import ClustraError
 from cluster_core.http_contract import BadRequestError, PayloadTooLargeError, check_bearer, error_body
 
+from ..specs import SpecYAMLError, load_spec_yaml
 from .errors import InvalidYAMLError
 
 # documents the scheme in OpenAPI; the check itself is check_bearer's
@@ -25,19 +27,72 @@ def require_token(request: Request, _: HTTPAuthorizationCredentials | None = Dep
 YAML_MEDIA_TYPES = (b"application/yaml", b"application/x-yaml", b"text/yaml", b"text/x-yaml")
 
 
-def yaml_to_json(body: bytes) -> bytes:
-    """A YAML document as JSON bytes; :class:`InvalidYAMLError` saying where it is malformed."""
-    import yaml
+PUBLIC_PATHS = frozenset({"/healthz"})
+MAX_JSON_DEPTH = 64
 
+
+def yaml_to_json(body: bytes) -> bytes:
+    """A YAML document as JSON bytes; :class:`InvalidYAMLError` saying where it is malformed or
+    which limit it goes beyond (aliases, nesting, size: :func:`jobs.specs.load_spec_yaml`)."""
     try:
-        value = yaml.safe_load(body.decode("utf-8"))
+        value = load_spec_yaml(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InvalidYAMLError(f"the request body is not UTF-8 text: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InvalidYAMLError(f"the request body is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
+    except SpecYAMLError as exc:
+        raise InvalidYAMLError(f"the request body {exc.message}") from None
     return json.dumps(value, default=str).encode()
+
+
+def check_json_depth(body: bytes) -> None:
+    """:class:`BadRequestError` for a JSON body nested more than :data:`MAX_JSON_DEPTH` levels
+    (a parser would recurse into it); cheap for ordinary bodies (few brackets: no parse)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise BadRequestError(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError:
+        return  # not JSON: the route answers invalid_json
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequestError(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+async def send_error(send: Any, exc: ClustraError) -> None:
+    """Answer an ASGI request with the error's JSON body (and close the connection: the body
+    may be unread)."""
+    status, answer, headers = error_body(exc)
+    body = json.dumps(answer).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BearerGate:
+    """ASGI middleware: with a token configured, every path but :data:`PUBLIC_PATHS` (``/healthz``)
+    needs ``Authorization: Bearer TOKEN``, checked before any byte of the body is read or parsed
+    (the OpenAPI document and ``/docs`` included)."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.token is not None and scope.get("path") not in PUBLIC_PATHS:
+            header = dict(scope.get("headers") or []).get(b"authorization")
+            try:
+                check_bearer(header.decode("latin-1") if header is not None else None, self.token)
+            except ClustraError as exc:
+                await send_error(send, exc)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -53,12 +108,7 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Any, exc: ClustraError) -> None:
-        status, answer, _ = error_body(exc)
-        body = json.dumps(answer).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, exc)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -96,6 +146,12 @@ class BodySizeLimit:
                 return
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
                      + [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+        elif body:
+            try:
+                check_json_depth(body)
+            except ClustraError as exc:
+                await self._reject(send, exc)
+                return
         replayed = False
 
         async def replay() -> dict:

@@ -27,7 +27,8 @@ class JobService:
         self.settings = settings
         self.store = JobStore(settings.store_path)
         try:
-            self.policy = PathPolicy.create(settings.resolved_data_roots(), settings.resolved_output_root())
+            self.policy = PathPolicy.create(settings.resolved_data_roots(), settings.resolved_output_root(),
+                                            model_roots=settings.model_roots, protected=settings.protected_paths())
         except BaseException:
             self.store.close()
             raise
