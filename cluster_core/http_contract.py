@@ -38,6 +38,7 @@ HTTP_CODES: dict[int, str] = {
     422: "invalid_input",
     429: "too_many_requests",
     500: "internal_error",
+    503: "service_unavailable",
 }
 
 
@@ -60,6 +61,35 @@ class PayloadTooLargeError(ClustraError):
 
     http_status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ClustraError):
+    """The body's Content-Type is not one the route reads (the message names those it does)."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailableError(ClustraError):
+    """The service cannot answer now but will soon (e.g. a worker restarting): 503 + ``Retry-After``.
+
+    Parameters
+    ----------
+    message : str
+    retry_after_s : int
+        Seconds the client should wait before retrying (the ``Retry-After`` header).
+    """
+
+    http_status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str = "", *, retry_after_s: int = 1, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def http_headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ErrorDetail(BaseModel):
@@ -100,8 +130,12 @@ def make_body(code: str, message: str, *, field: str | None = None,
     return body
 
 
-def _headers(status: int) -> dict[str, str] | None:
-    return {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _headers(status: int, exc: ClustraError | None = None) -> dict[str, str] | None:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    extra = getattr(exc, "http_headers", None)
+    if callable(extra):
+        headers.update(extra())
+    return headers or None
 
 
 def error_body(exc: ClustraError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
@@ -120,14 +154,15 @@ def error_body(exc: ClustraError) -> tuple[int, dict[str, Any], dict[str, str] |
     body : dict
         ``{"error", "message", "field"}`` and, for several problems, ``errors``.
     headers : dict or None
-        ``WWW-Authenticate: Bearer`` on 401.
+        ``WWW-Authenticate: Bearer`` on 401; what the error's ``http_headers()`` adds
+        (``Retry-After`` of :class:`ServiceUnavailableError`).
     """
     errors = getattr(exc, "errors", None)
     field = exc.field
     if field is None and errors:
         field = errors[0].get("field")
     body = make_body(exc.code, str(exc), field=field, errors=errors)
-    return exc.http_status, body, _headers(exc.http_status)
+    return exc.http_status, body, _headers(exc.http_status, exc)
 
 
 def status_error_body(status: int, message: str) -> tuple[int, dict[str, Any], dict[str, str] | None]:
@@ -188,6 +223,6 @@ def check_bearer(authorization_header: str | None, token: str | None) -> None:
 
 
 __all__ = [
-    "BadRequestError", "ErrorBody", "ErrorDetail", "HTTP_CODES", "PayloadTooLargeError", "UnauthorizedError",
-    "check_bearer", "error_body", "make_body", "status_error_body", "unexpected_error_body",
+    "BadRequestError", "ErrorBody", "ErrorDetail", "HTTP_CODES", "PayloadTooLargeError", "ServiceUnavailableError",
+    "UnauthorizedError", "UnsupportedMediaTypeError", "check_bearer", "error_body", "make_body", "status_error_body", "unexpected_error_body",
 ]
