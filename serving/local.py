@@ -12,6 +12,32 @@ from cluster_core.registry import REGISTRY_ENV
 
 from .settings import AUTH_TOKEN_ENV
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Ray resolves a loopback node address to the machine's outward IP unless this is off
+# (ray._private.services.get_node_ip_address); with it off, GCS, raylet, the agents and the
+# workers all bind the loopback address.
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def ray_init_options(host: str | None, num_cpus: int | None) -> dict[str, Any]:
+    """``ray.init`` options for a local instance serving HTTP on ``host``.
+
+    A loopback ``host`` keeps every Ray socket on the loopback interface (node address
+    127.0.0.1, no dashboard); any other host leaves Ray's defaults.
+    """
+    options: dict[str, Any] = {"address": "local", "num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False}
+    if host in LOOPBACK_HOSTS:
+        options.update(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
+    return options
+
+
+def _keep_ray_on_loopback() -> None:
+    """Stop Ray from replacing a 127.0.0.1 node address by the machine's IP (must precede ray.init)."""
+    os.environ[_RAY_CLUSTER_ENV] = "0"  # for Ray processes started from here
+    ray_constants = sys.modules.get("ray._private.ray_constants")
+    if ray_constants is not None:  # read at import: already imported by the config check
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
 
 def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
     """Start Ray on this machine, deploy every application of ``config``, block until SIGINT/SIGTERM."""
@@ -25,7 +51,10 @@ def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     http = config.get("http_options", {})
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)  # never join a cluster found on the machine
+    options = ray_init_options(http.get("host"), num_cpus)  # address="local": never join a cluster found here
+    if "_node_ip_address" in options:
+        _keep_ray_on_loopback()
+    ray.init(**options)
     try:
         serve.start(proxy_location="HeadOnly", http_options=http)
         for app in clustra_apps(config):
@@ -43,4 +72,4 @@ def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
     return 0
 
 
-__all__ = ["run_embedded"]
+__all__ = ["ray_init_options", "run_embedded"]
