@@ -35,6 +35,7 @@ from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
 from .catalog import describe_version
+from .local import confine_replica_sockets
 from .config import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT
 from .errors import error_result, install_error_handlers, replica_error_response
 from .metrics import ServingMetrics
@@ -85,6 +86,15 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+def _root(request: Request) -> str:
+    """The application's route prefix as the proxy passed it (``/secured``), without a trailing slash."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+async def _awaited(response: DeploymentResponse) -> Any:
+    return await response
+
+
 @serve.deployment(name=MODEL_DEPLOYMENT, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256,
                   health_check_period_s=HEALTH_CHECK_PERIOD_S)
 class AssignmentModel:
@@ -94,6 +104,7 @@ class AssignmentModel:
         import torch
         from threadpoolctl import threadpool_limits
 
+        confine_replica_sockets()
         # one math thread per replica core (Ray sets OMP_NUM_THREADS from num_cpus): on small
         # batches, oversubscribed torch/BLAS threads cost 10-50x
         threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
@@ -147,6 +158,7 @@ class AssignmentAPI:
     """HTTP edge: authentication, limits, decoding, version resolution, metrics."""
 
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]) -> None:
+        confine_replica_sockets()
         settings = ServeArgs(**args)
         self.registry = ModelRegistry(settings.registry_url())
         self.token = settings.token()
@@ -340,15 +352,6 @@ class AssignmentAPI:
         self.metrics.assigned(ref.name, "arrow", n_records)
         headers = {"X-Clustra-Model": ref.name, "X-Clustra-Version": str(ref.version)}
         return Response(payload, media_type=ARROW_STREAM_TYPE, headers=headers)
-
-
-def _root(request: Request) -> str:
-    """The application's route prefix as the proxy passed it (``/secured``), without a trailing slash."""
-    return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-async def _awaited(response: DeploymentResponse) -> Any:
-    return await response
 
 
 def build_application(args: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None) -> Application:

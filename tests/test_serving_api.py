@@ -400,14 +400,15 @@ def test_requests_on_a_killed_model_replica_are_retried_or_503_never_500(service
     import psutil
 
     client = service["client"]
-    big = json_records(table.head(MAX_RECORDS // 2))
+    bulk = write_arrow(pd.concat([table[FEATURE_COLUMNS]] * 20, ignore_index=True))  # 12,000 rows: busy replica
+    assert len(bulk) < MAX_BODY
     answers: list[tuple[float, int, str | None]] = []
     stop = threading.Event()
 
-    def keep_asking():
+    def keep_asking():  # the replica always has requests in flight
         with httpx.Client(base_url=service["base_url"], timeout=120) as own:
             while not stop.is_set():
-                response = assign(own, "customers", big)
+                response = own.post("/v1/models/customers/assign", content=bulk, headers={"Content-Type": ARROW_STREAM_TYPE})
                 answers.append((time.monotonic(), response.status_code, response.headers.get("retry-after")))
 
     replicas = [p for p in _service_processes(service)
