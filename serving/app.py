@@ -35,7 +35,7 @@ from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
 from .catalog import describe_version
-from .local import confine_replica_sockets
+from .loopback import confine_replica_sockets
 from .config import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT
 from .errors import error_result, install_error_handlers, replica_error_response
 from .metrics import ServingMetrics

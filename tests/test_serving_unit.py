@@ -394,3 +394,31 @@ def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
     assert seen["env"] == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
     for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY"):
         os.environ.pop(name, None)
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False),
+                                            ("10.1.2.3", False), (None, False)])
+def test_ray_stays_on_loopback_when_http_does(host, loopback):
+    from serving.loopback import ray_init_options
+
+    options = ray_init_options(host, 2)
+    assert options["address"] == "local" and options["num_cpus"] == 2 and options["include_dashboard"] is False
+    assert (options.get("_node_ip_address"), options.get("dashboard_host")) == (("127.0.0.1",) * 2 if loopback else (None, None))
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [(None, "json"), ("", "json"), ("application/json", "json"), ("Application/JSON; charset=utf-8", "json"),
+     ("application/vnd.apache.arrow.stream", "arrow"), ("text/plain", None), ("application/x-www-form-urlencoded", None),
+     ("application/jsonl", None), ("multipart/form-data; boundary=x", None)],
+)
+def test_body_format_refuses_other_media_types(content_type, expected):
+    from cluster_core.http_contract import UnsupportedMediaTypeError
+    from serving.records import body_format
+
+    if expected is None:
+        with pytest.raises(UnsupportedMediaTypeError, match="is not supported; send application/json") as info:
+            body_format(content_type)
+        assert repr(content_type) in str(info.value) and info.value.http_status == 415
+    else:
+        assert body_format(content_type) == expected
