@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .errors import ClustraError
+from .errors import ClustraError, UnavailableError
 
 BEARER_HINT = "'Authorization: Bearer TOKEN'"
 
@@ -63,6 +63,35 @@ class PayloadTooLargeError(ClustraError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaTypeError(ClustraError):
+    """The body's Content-Type is not one the route reads (the message names those it does)."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailableError(UnavailableError):
+    """The service cannot answer now but will soon (e.g. a worker restarting): 503 + ``Retry-After``.
+
+    Parameters
+    ----------
+    message : str
+    retry_after_s : int
+        Seconds the client should wait before retrying (the ``Retry-After`` header).
+    """
+
+    http_status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str = "", *, retry_after_s: int = 1, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def http_headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class ErrorDetail(BaseModel):
     """One problem with a request."""
 
@@ -101,11 +130,11 @@ def make_body(code: str, message: str, *, field: str | None = None,
     return body
 
 
-def _headers(status: int, retry_after_s: int | None = None) -> dict[str, str] | None:
+def _headers(status: int, exc: ClustraError | None = None) -> dict[str, str] | None:
     if status == 401:
         return {"WWW-Authenticate": "Bearer"}
     if status == 503:
-        return {"Retry-After": str(retry_after_s or 5)}
+        return {"Retry-After": str(getattr(exc, "retry_after_s", None) or 5)}
     return None
 
 
@@ -133,7 +162,7 @@ def error_body(exc: ClustraError) -> tuple[int, dict[str, Any], dict[str, str] |
     if field is None and errors:
         field = errors[0].get("field")
     body = make_body(exc.code, str(exc), field=field, errors=errors)
-    return exc.http_status, body, _headers(exc.http_status, getattr(exc, "retry_after_s", None))
+    return exc.http_status, body, _headers(exc.http_status, exc)
 
 
 def status_error_body(status: int, message: str) -> tuple[int, dict[str, Any], dict[str, str] | None]:
@@ -194,6 +223,6 @@ def check_bearer(authorization_header: str | None, token: str | None) -> None:
 
 
 __all__ = [
-    "BadRequestError", "ErrorBody", "ErrorDetail", "HTTP_CODES", "PayloadTooLargeError", "UnauthorizedError",
-    "check_bearer", "error_body", "make_body", "status_error_body", "unexpected_error_body",
+    "BadRequestError", "ErrorBody", "ErrorDetail", "HTTP_CODES", "PayloadTooLargeError", "ServiceUnavailableError",
+    "UnauthorizedError", "UnsupportedMediaTypeError", "check_bearer", "error_body", "make_body", "status_error_body", "unexpected_error_body",
 ]

@@ -89,6 +89,11 @@ def parse_version(value: Any) -> int:
     return int(text)
 
 
+def _reason(exc: BaseException) -> str:
+    """An OS error's reason without its traceback (``Read-only file system``)."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
@@ -159,15 +164,24 @@ class ModelRegistry:
             raise ArtifactError(f"registry file {path!r} is not valid JSON: {exc}") from exc
 
     def _write_json_atomic(self, path: str, payload: dict) -> None:
+        """Replace ``path`` in one step (ArtifactError naming the path when the registry refuses the write)."""
         data = (json.dumps(payload, indent=2) + "\n").encode()
-        if self.is_local:
-            target = Path(path)
+        if not self.is_local:  # one object PUT replaces the object in a single step
+            try:
+                self.fs.pipe_file(path, data)
+            except (OSError, NotImplementedError) as exc:
+                raise ArtifactError(f"cannot write {path!r} in the registry {self.url!r}: {_reason(exc)}") from None
+            return
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
             tmp.write_bytes(data)
             os.replace(tmp, target)
-        else:  # one object PUT replaces the object in a single step
-            self.fs.pipe_file(path, data)
+        except OSError as exc:
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            raise ArtifactError(f"cannot write {path!r} in the registry {self.url!r}: {_reason(exc)}") from None
 
     # -- reading --------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -353,7 +367,11 @@ class ModelRegistry:
         write = self._publish_local if self.is_local else self._publish_remote
         info = write(name, files, info)
         if alias is not None:
-            self.set_alias(name, alias, info["version"])
+            try:
+                self.set_alias(name, alias, info["version"])
+            except ArtifactError as exc:
+                raise ArtifactError(f"model {name!r} version {info['version']} is published, but alias {alias!r} "
+                                    f"was not moved: {exc}") from None
         return {**info, "alias": alias, "registry": self.url}
 
     def _next_version(self, name: str) -> int:
@@ -375,15 +393,18 @@ class ModelRegistry:
                 continue
             except OSError as exc:
                 if not (versions_dir / str(info["version"])).exists():
-                    raise ArtifactError(f"cannot publish model {name!r} to {self.url!r}: {exc.strerror or exc}") from exc
+                    raise ArtifactError(f"cannot publish model {name!r} to {self.url!r}: {_reason(exc)}") from None
         raise ArtifactError(f"could not allocate a version number for model {name!r} (too many concurrent publishers)")
 
     def _publish_remote(self, name: str, files: list[Path], info: dict) -> dict:
         info = {**info, "version": self._next_version(name)}
         version_dir = self._path(name, "versions", info["version"])
-        for file in files:
-            self.fs.put_file(str(file), f"{version_dir}/{file.name}")
-        self.fs.pipe_file(f"{version_dir}/{VERSION_FILE}", (json.dumps(info, indent=2) + "\n").encode())  # commit
+        try:
+            for file in files:
+                self.fs.put_file(str(file), f"{version_dir}/{file.name}")
+            self.fs.pipe_file(f"{version_dir}/{VERSION_FILE}", (json.dumps(info, indent=2) + "\n").encode())  # commit
+        except (OSError, NotImplementedError) as exc:  # no version.json: readers never see the partial version
+            raise ArtifactError(f"cannot publish model {name!r} to {self.url!r}: {_reason(exc)}") from None
         return info
 
     def set_alias(self, name: str, alias: str, version: Any) -> dict:
@@ -400,4 +421,7 @@ class ModelRegistry:
         path = self._path(name, "aliases", f"{alias}.json")
         if not self.fs.exists(path):
             raise NotFoundError(f"model {name!r} has no alias {alias!r}")
-        self.fs.rm_file(path)
+        try:
+            self.fs.rm_file(path)
+        except (OSError, NotImplementedError) as exc:
+            raise ArtifactError(f"cannot remove {path!r} from the registry {self.url!r}: {_reason(exc)}") from None

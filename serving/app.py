@@ -16,33 +16,39 @@ batching and ``ray_actor_options`` live in the Serve config YAML (see :mod:`serv
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from collections import OrderedDict
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cluster_core import __version__
 from cluster_core._compat import require
 from cluster_core.errors import ClustraError
-from cluster_core.http_contract import ErrorBody, check_bearer
+from cluster_core.http_contract import ErrorBody, ServiceUnavailableError, check_bearer
 from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
 from .catalog import describe_version
+from .loopback import confine_replica_sockets
 from .config import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT
 from .errors import error_result, install_error_handlers, replica_error_response
 from .metrics import ServingMetrics
-from .records import ARROW_STREAM_TYPE, check_declared_length, is_arrow, parse_records, read_limited
+from .openapi import ASSIGN_OPENAPI, AssignResponse, DescribeResponse, Health, ModelList, prometheus_text
+from .records import ARROW_STREAM_TYPE, body_format, check_declared_length, parse_records, read_limited
 from .resolver import RegistryView
-from .settings import IngressOptions, ModelOptions, ServeArgs, max_models_per_replica
+from .settings import HEALTH_CHECK_PERIOD_S, IngressOptions, ModelOptions, ServeArgs, max_models_per_replica
 
 serve = require("ray.serve", "Clustra serving")
 from ray.serve import Application  # noqa: E402
-from ray.serve.handle import DeploymentHandle  # noqa: E402
+from ray.exceptions import RayActorError  # noqa: E402
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError  # noqa: E402
+from ray.serve.handle import DeploymentHandle, DeploymentResponse  # noqa: E402
 
 _HANDLE_CACHE_SIZE = 1024
 logger = logging.getLogger("ray.serve")
@@ -52,23 +58,45 @@ _ERROR_DESCRIPTIONS = {
     404: "no such model, version or alias",
     409: "the published version cannot be read (a missing part, an unknown format, corrupt)",
     413: "a body or a record count above the configured limit",
+    415: "a Content-Type other than application/json or application/vnd.apache.arrow.stream",
     422: "a missing, unknown or mistyped column; a bad parameter",
+    503: "the model replica died and no other was ready in time (header Retry-After, seconds)",
 }
+_RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 api = FastAPI(
     title="Clustra assignment API",
     version=__version__,
     description="Which cluster is this record in? Models come from the Clustra registry.",
+    # served by AssignmentAPI below, behind the bearer token when the service has one
+    openapi_url=None,
+    docs_url=None,
+    redoc_url=None,
 )
 install_error_handlers(api)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses of a route (401 always): the shared ErrorBody."""
-    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in (401, *codes)}
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in (401, *codes)
+    }
+    if 503 in responses:
+        responses[503]["headers"] = _RETRY_AFTER_HEADER
+    return responses
 
 
-@serve.deployment(name=MODEL_DEPLOYMENT, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)
+def _root(request: Request) -> str:
+    """The application's route prefix as the proxy passed it (``/secured``), without a trailing slash."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+async def _awaited(response: DeploymentResponse) -> Any:
+    return await response
+
+
+@serve.deployment(name=MODEL_DEPLOYMENT, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256,
+                  health_check_period_s=HEALTH_CHECK_PERIOD_S)
 class AssignmentModel:
     """Loads published versions on demand (LRU per replica) and assigns batches of records."""
 
@@ -76,6 +104,7 @@ class AssignmentModel:
         import torch
         from threadpoolctl import threadpool_limits
 
+        confine_replica_sockets()
         # one math thread per replica core (Ray sets OMP_NUM_THREADS from num_cpus): on small
         # batches, oversubscribed torch/BLAS threads cost 10-50x
         threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
@@ -122,12 +151,14 @@ class AssignmentModel:
         return model.assign_arrow_batch(bodies)
 
 
-@serve.deployment(name=INGRESS_DEPLOYMENT, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=512)
+@serve.deployment(name=INGRESS_DEPLOYMENT, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=512,
+                  health_check_period_s=HEALTH_CHECK_PERIOD_S)
 @serve.ingress(api)
 class AssignmentAPI:
     """HTTP edge: authentication, limits, decoding, version resolution, metrics."""
 
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]) -> None:
+        confine_replica_sockets()
         settings = ServeArgs(**args)
         self.registry = ModelRegistry(settings.registry_url())
         self.token = settings.token()
@@ -180,23 +211,68 @@ class AssignmentAPI:
         check_declared_length(request.headers.get("content-length"), limit)
         return await read_limited(request.stream(), limit)
 
+    async def _call_model(self, call: Any) -> tuple[int, bytes, int]:
+        """``await call()`` (a model deployment call); once more when its replica died, else 503.
+
+        Assignment has no side effects, so a request whose replica died in flight (Ray's
+        ``ActorDiedError``/``ActorUnavailableError``) is sent again: the router leaves the dead
+        replica out and picks another, or waits for the replacement Serve starts within
+        ``health_check_period_s``. A second loss, or no replica within ``replica_retry_timeout_s``,
+        is a 503 with ``Retry-After`` -- never a 500.
+        """
+        try:
+            return await call()
+        except RayActorError as exc:
+            logger.warning("a model replica died with a request in flight, retrying it once: %s", type(exc).__name__)
+        except (BackPressureError, DeploymentUnavailableError) as exc:
+            raise self._unavailable(f"the model deployment cannot take the request now ({type(exc).__name__})") from None
+        self.metrics.replica_lost("retried")
+        try:
+            return await asyncio.wait_for(_awaited(call()), timeout=self.options.replica_retry_timeout_s)
+        except (RayActorError, BackPressureError, DeploymentUnavailableError, asyncio.TimeoutError) as exc:
+            self.metrics.replica_lost("failed")
+            reason = "no model replica was ready" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+            raise self._unavailable(f"the model replica serving this request died and its retry failed ({reason})") from None
+
+    @staticmethod
+    def _unavailable(message: str) -> ServiceUnavailableError:
+        return ServiceUnavailableError(f"{message}; retry in a few seconds", retry_after_s=math.ceil(2 * HEALTH_CHECK_PERIOD_S))
+
     def _observe(self, route: str, started: float, status: int) -> None:
         self.metrics.observe(route, status, time.perf_counter() - started)
 
     # -- routes ---------------------------------------------------------------------------
-    @api.get("/healthz")
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(self, request: Request) -> JSONResponse:
+        """The OpenAPI document (needs the token when the service has one)."""
+        self._authorize(request)
+        return JSONResponse(api.openapi())
+
+    @api.get("/docs", include_in_schema=False)
+    async def swagger_docs(self, request: Request) -> HTMLResponse:
+        """Swagger UI over ``/openapi.json`` (needs the token when the service has one)."""
+        self._authorize(request)
+        return get_swagger_ui_html(openapi_url=f"{_root(request)}/openapi.json", title=f"{api.title} - docs")
+
+    @api.get("/redoc", include_in_schema=False)
+    async def redoc_docs(self, request: Request) -> HTMLResponse:
+        """ReDoc over ``/openapi.json`` (needs the token when the service has one)."""
+        self._authorize(request)
+        return get_redoc_html(openapi_url=f"{_root(request)}/openapi.json", title=f"{api.title} - ReDoc")
+
+    @api.get("/healthz", response_model=Health)
     async def healthz(self) -> dict[str, str]:
         """Liveness and readiness (never needs a token)."""
         return {"status": "ok"}
 
-    @api.get("/metrics", responses=_errors())
+    @api.get("/metrics", response_class=Response, responses={200: prometheus_text(), **_errors()})
     async def prometheus_metrics(self, request: Request) -> Response:
         """Prometheus text exposition of this replica's counters."""
         self._authorize(request)
         body, content_type = self.metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @api.get("/v1/models", responses=_errors())
+    @api.get("/v1/models", responses={200: {"model": ModelList, "description": "every published model"}, **_errors()})
     async def list_models(self, request: Request) -> Response:
         """Every published model: latest version, version count, aliases, algorithm."""
         started, status = time.perf_counter(), 500
@@ -211,7 +287,7 @@ class AssignmentAPI:
         finally:
             self._observe("/v1/models", started, status)
 
-    @api.get("/v1/models/{name}", responses=_errors(404, 409, 422))
+    @api.get("/v1/models/{name}", responses={200: {"model": DescribeResponse, "description": "the chosen version"}, **_errors(404, 409, 422)})
     async def describe_model(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
         """Versions, aliases, and for the chosen version: input schema, clusters, metrics."""
         started, status = time.perf_counter(), 500
@@ -227,15 +303,20 @@ class AssignmentAPI:
         finally:
             self._observe("/v1/models/{name}", started, status)
 
-    @api.post("/v1/models/{name}/assign", responses=_errors(400, 404, 409, 413, 422))
+    @api.post("/v1/models/{name}/assign", openapi_extra=ASSIGN_OPENAPI,
+              responses={200: {"model": AssignResponse, "description": "assignments in request order (JSON), or the "
+                               "apply columns as an Arrow IPC stream (Arrow request)",
+                               "content": {ARROW_STREAM_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+                         **_errors(400, 404, 409, 413, 415, 422, 503)})
     async def assign(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
         """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out."""
         started, status = time.perf_counter(), 500
         try:
             self._authorize(request)
+            arrow = body_format(request.headers.get("content-type")) == "arrow"
             ref = await self._resolve(name, version, alias)
             body = await self._body(request)
-            if is_arrow(request.headers.get("content-type")):
+            if arrow:
                 response = await self._assign_arrow(ref, body)
             else:
                 response = await self._assign_json(ref, body)
@@ -249,7 +330,11 @@ class AssignmentAPI:
 
     async def _assign_json(self, ref: ModelRef, body: bytes) -> Response:
         records = parse_records(body, self.options.max_records)
-        code, payload, n_records = (await self._handle(ref).assign_records.remote(records)) if records else (200, b"[]", 0)
+        if records:
+            handle = self._handle(ref)
+            code, payload, n_records = await self._call_model(lambda: handle.assign_records.remote(records))
+        else:
+            code, payload, n_records = 200, b"[]", 0
         if code != 200:
             return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "json", n_records)
@@ -260,7 +345,8 @@ class AssignmentAPI:
         return Response(content, media_type="application/json")
 
     async def _assign_arrow(self, ref: ModelRef, body: bytes) -> Response:
-        code, payload, n_records = await self._handle(ref).assign_arrow.remote(body)
+        handle = self._handle(ref)
+        code, payload, n_records = await self._call_model(lambda: handle.assign_arrow.remote(body))
         if code != 200:
             return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "arrow", n_records)

@@ -8,6 +8,7 @@ path and ``apply`` give identical cluster ids for the same rows.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -21,14 +22,99 @@ from .errors import error_result
 from .records import read_arrow, write_table
 
 # JSON-level expectations for the kinds whose values are single scalars; kinds not listed
-# here (text, image, geo, ...) are left to their featurizer to accept or refuse.
+# here (text, image, geo, ...) are left to their featurizer to accept or refuse. ``null`` is
+# always accepted (the model's imputation). Types are strict: "1.5" is not a number, true is
+# not a number and 1 is not true or false.
 SCALAR_KINDS = {
     "numeric": "a number",
     "boolean": "true or false",
     "categorical": "a string or number",
     "datetime": "a date/time string",
 }
+_MAX_SHOWN = 60
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+_ACCEPTS = {
+    "numeric": _is_finite_number,
+    "boolean": lambda value: isinstance(value, bool),
+    "categorical": lambda value: isinstance(value, str) or _is_finite_number(value),
+    "datetime": lambda value: isinstance(value, str),
+}
+
+
+def shown(value: Any) -> str:
+    """``repr`` of a request value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN - 3]}..."
+
+
+def value_problem(value: Any, kind: str) -> str | None:
+    """Why ``value`` (from JSON) cannot be a value of a ``kind`` column, or None when it can."""
+    if value is None or _ACCEPTS[kind](value):
+        return None
+    expected = SCALAR_KINDS[kind]
+    if isinstance(value, (list, dict)):
+        return f"value is {'an array' if isinstance(value, list) else 'an object'}, expected {expected}"
+    if _is_number(value) and not _is_finite_number(value):
+        return f"value {shown(value)} is not {expected} (not finite, or beyond the range of a 64-bit float)"
+    return f"value {shown(value)} is not {expected}"
+
+
 _FEATURIZE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+
+
+def _arrow_numeric(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type) \
+        or pa.types.is_null(arrow_type)
+
+
+def _arrow_boolean(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_boolean(arrow_type) or pa.types.is_null(arrow_type)
+
+
+_ARROW_ACCEPTS = {
+    "numeric": _arrow_numeric,
+    "boolean": _arrow_boolean,
+    "categorical": lambda arrow_type: True,
+    "datetime": lambda arrow_type: True,
+}
+
+
+def _fails(featurizer: Any, frame: pd.DataFrame) -> bool:
+    try:
+        featurizer.transform(frame)
+    except Exception:  # noqa: BLE001 - looking for the rows that fail
+        return True
+    return False
+
+
+def _first_failing_row(featurizer: Any, frame: pd.DataFrame) -> int | None:
+    """The first row on which ``featurizer`` fails alone (bisection), or None when no single row does."""
+    lo, hi = 0, len(frame)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fails(featurizer, frame.iloc[lo:mid]):
+            hi = mid
+        else:
+            lo = mid
+    return lo if hi - lo == 1 and _fails(featurizer, frame.iloc[lo:hi]) else None
 
 
 class ServedModel:
@@ -49,7 +135,8 @@ class ServedModel:
         self._required_set = frozenset(self.required)
         self.known = frozenset(c.name for c in pipeline.schema.columns) | self._required_set
         kinds = {f.column: f.kind for f in pipeline.featurizers_}
-        self._scalar_columns = [(c, SCALAR_KINDS[kinds[c]]) for c in self.required if kinds.get(c) in SCALAR_KINDS]
+        self._kinds = kinds
+        self._scalar_columns = [(c, kinds[c]) for c in self.required if kinds.get(c) in SCALAR_KINDS]
         names = model.cluster_names()
         self._names = [names.get(i) for i in range(model.n_clusters)]
         # what each assignment carries besides the cluster id (nothing for a model with neither)
@@ -69,10 +156,10 @@ class ServedModel:
             keys = record.keys()
             if keys != self._required_set:
                 self._check_keys(index, keys)
-            for column, expected in self._scalar_columns:
-                if isinstance(record[column], (list, dict)):
-                    kind = "an array" if isinstance(record[column], list) else "an object"
-                    raise InvalidInputError(f"records[{index}]: column {column!r} is {kind}, expected {expected}")
+            for column, kind in self._scalar_columns:
+                problem = value_problem(record[column], kind)
+                if problem:
+                    raise InvalidInputError(f"records[{index}]: column {column!r}: {problem}")
 
     def _check_keys(self, index: int, keys: Any) -> None:
         missing = [c for c in self.required if c not in keys]
@@ -88,6 +175,11 @@ class ServedModel:
         """Column checks for an Arrow table: missing, unknown, or nested where a scalar is expected."""
         import pyarrow as pa
 
+        if table.num_rows == 0:
+            raise InvalidInputError("the Arrow stream has no rows; send at least one record")
+        duplicated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+        if duplicated:
+            raise InvalidInputError(f"column {duplicated[0]!r} appears more than once in the Arrow stream; column names must be unique")
         names = set(table.column_names)
         missing = [c for c in self.required if c not in names]
         if missing:
@@ -95,10 +187,10 @@ class ServedModel:
         unknown = sorted(names - self.known)
         if unknown:
             raise InvalidInputError(f"column {unknown[0]!r} is unknown to model {self.ref.name!r} (it knows {sorted(self.known)})")
-        for column, expected in self._scalar_columns:
+        for column, kind in self._scalar_columns:
             arrow_type = table.schema.field(column).type
-            if pa.types.is_nested(arrow_type):
-                raise InvalidInputError(f"column {column!r} has Arrow type {arrow_type}, expected {expected}")
+            if pa.types.is_nested(arrow_type) or not _ARROW_ACCEPTS[kind](arrow_type):
+                raise InvalidInputError(f"column {column!r} has Arrow type {arrow_type}, expected {SCALAR_KINDS[kind]}")
 
     # -- inference ------------------------------------------------------------------------
     def records_frame(self, records: list[dict]) -> pd.DataFrame:
@@ -108,29 +200,45 @@ class ServedModel:
         except _FEATURIZE_ERRORS as exc:
             raise InvalidInputError(f"the records cannot form a table: {exc}") from None
 
-    def featurize(self, frame: pd.DataFrame) -> np.ndarray:
-        """The feature matrix; a featurizer's failure becomes InvalidInputError naming its column."""
+    def featurize(self, frame: pd.DataFrame, rows: str = "row") -> np.ndarray:
+        """The feature matrix; a featurizer's failure becomes InvalidInputError naming its column and
+        the first failing row (``records[i]`` for JSON records, ``rows="records"``)."""
         try:
             return self.model.featurize(frame)
-        except InvalidInputError:
-            raise
+        except InvalidInputError as exc:  # the featurizer's own message: add the record's index
+            featurizer = self._failing_featurizer(frame) if rows == "records" else None
+            index = _first_failing_row(featurizer, frame) if featurizer is not None else None
+            if index is None:
+                raise
+            raise InvalidInputError(f"records[{index}]: {exc.message}", field=exc.field) from None
         except _FEATURIZE_ERRORS as exc:
-            raise InvalidInputError(f"column {self._failing_column(frame)!r}: {exc}") from None
+            raise self._featurize_error(frame, exc, rows) from None
 
-    def _failing_column(self, frame: pd.DataFrame) -> str:
+    def _featurize_error(self, frame: pd.DataFrame, exc: Exception, rows: str) -> InvalidInputError:
+        featurizer = self._failing_featurizer(frame)
+        if featurizer is None:
+            return InvalidInputError(f"the records cannot be featurized: {exc}")
+        column = featurizer.column
+        index = _first_failing_row(featurizer, frame)
+        if index is None:
+            return InvalidInputError(f"column {column!r}: {exc}")
+        value = frame[column].iloc[index] if column in frame.columns else None
+        expected = SCALAR_KINDS.get(self._kinds.get(column, ""), "a value the model can use")
+        where = f"records[{index}]: column {column!r}" if rows == "records" else f"column {column!r} (row {index})"
+        return InvalidInputError(f"{where}: value {shown(value)} is not {expected} ({exc})")
+
+    def _failing_featurizer(self, frame: pd.DataFrame) -> Any:
         for featurizer in self.model.pipeline.featurizers_:
-            try:
-                featurizer.transform(frame)
-            except Exception:  # noqa: BLE001 - looking for the one that fails
-                return featurizer.column
-        return "?"
+            if _fails(featurizer, frame):
+                return featurizer
+        return None
 
-    def assignments(self, frame: pd.DataFrame) -> list[dict]:
+    def assignments(self, frame: pd.DataFrame, rows: str = "row") -> list[dict]:
         """One ``{"cluster_id", "cluster_name", "is_noise", distance|probability, distances|probabilities}`` per row
         (the last two only for models with distances or probabilities)."""
         if len(frame) == 0:
             return []
-        features = self.featurize(frame)
+        features = self.featurize(frame, rows)
         result = self.model.estimator.assign(features)
         labels = result.labels.tolist()
         names = self._names
@@ -166,7 +274,7 @@ class ServedModel:
     def assign_records(self, records: list[Any]) -> bytes:
         """Checked records -> the JSON array of assignments, as bytes."""
         self.check_records(records)
-        return json.dumps(self.assignments(self.records_frame(records))).encode()
+        return json.dumps(self.assignments(self.records_frame(records), rows="records")).encode()
 
     def assign_batch(self, requests: list[list[Any]]) -> list[tuple[int, bytes, int]]:
         """Several requests' records assigned in one call; ``(status, body, n_records)`` per request.

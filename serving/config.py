@@ -16,7 +16,7 @@ import yaml
 
 from cluster_core.errors import InvalidInputError
 
-from .settings import DEFAULT_MAX_MODELS_PER_REPLICA, MAX_MODELS_ENV, IngressOptions, ModelOptions
+from .settings import DEFAULT_MAX_MODELS_PER_REPLICA, HEALTH_CHECK_PERIOD_S, MAX_MODELS_ENV, IngressOptions, ModelOptions
 
 APP_NAME = "clustra"
 IMPORT_PATH = "serving.app:build_app"
@@ -62,6 +62,7 @@ def serve_config(
     model = {
         "name": MODEL_DEPLOYMENT,
         "max_ongoing_requests": 256,
+        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
         "ray_actor_options": {
             "num_cpus": model_num_cpus,
             "num_gpus": model_num_gpus,
@@ -81,6 +82,7 @@ def serve_config(
         "name": INGRESS_DEPLOYMENT,
         "num_replicas": ingress_replicas,
         "max_ongoing_requests": 512,
+        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
         "ray_actor_options": {"num_cpus": ingress_num_cpus},
         "user_config": (ingress_options or IngressOptions()).model_dump(),
     }

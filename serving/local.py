@@ -10,6 +10,7 @@ from typing import Any
 
 from cluster_core.registry import REGISTRY_ENV
 
+from .loopback import keep_ray_on_loopback, ray_init_options
 from .settings import AUTH_TOKEN_ENV
 
 
@@ -25,7 +26,10 @@ def run_embedded(config: dict[str, Any], *, num_cpus: int | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     http = config.get("http_options", {})
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)  # never join a cluster found on the machine
+    options = ray_init_options(http.get("host"), num_cpus)  # address="local": never join a cluster found here
+    if "_node_ip_address" in options:
+        keep_ray_on_loopback()
+    ray.init(**options)
     try:
         serve.start(proxy_location="HeadOnly", http_options=http)
         for app in clustra_apps(config):

@@ -32,6 +32,18 @@ class ServingMetrics:
             "clustra_assigned_records", "Records assigned, by model and body format.", ["model", "format"], registry=self.registry
         )
 
+        self.replica_loss = prometheus.Counter(
+            "clustra_replica_loss_requests",
+            "Requests whose model replica died while they were in flight: retried (on another replica or "
+            "after its restart) or failed (answered 503 with Retry-After).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def replica_lost(self, outcome: str) -> None:
+        """Count a request caught by a model replica's death: ``retried`` or ``failed``."""
+        self.replica_loss.labels(outcome).inc()
+
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
         self.requests.labels(route, str(status)).inc()

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from cluster_core.errors import InvalidInputError
-from cluster_core.http_contract import BadRequestError, PayloadTooLargeError
+from cluster_core.http_contract import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 JSON_TYPE = "application/json"
 ARROW_STREAM_TYPE = "application/vnd.apache.arrow.stream"
@@ -23,6 +23,26 @@ ENVELOPE_HINT = 'expected {"records": [{"column": value, ...}, ...]}'
 def is_arrow(content_type: str | None) -> bool:
     """True when the Content-Type names an Arrow IPC stream."""
     return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == ARROW_STREAM_TYPE
+
+
+def body_format(content_type: str | None) -> str:
+    """``"json"`` or ``"arrow"``: how to read a body with this Content-Type.
+
+    No Content-Type (or an empty one) means JSON; parameters such as ``charset`` are ignored.
+
+    Raises
+    ------
+    UnsupportedMediaTypeError
+        Any other media type (415), named in the message with the two accepted.
+    """
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in ("", JSON_TYPE):
+        return "json"
+    if media_type == ARROW_STREAM_TYPE:
+        return "arrow"
+    raise UnsupportedMediaTypeError(
+        f"Content-Type {content_type[:100]!r} is not supported; send {JSON_TYPE} (records) or {ARROW_STREAM_TYPE} (bulk)"
+    )
 
 
 def check_declared_length(content_length: str | None, limit: int) -> None:

@@ -21,6 +21,8 @@ from cluster_core.registry import default_registry_url
 AUTH_TOKEN_ENV = "CLUSTRA_AUTH_TOKEN"
 MAX_MODELS_ENV = "CLUSTRA_MAX_MODELS_PER_REPLICA"
 DEFAULT_MAX_MODELS_PER_REPLICA = 16
+# how often Serve checks that a replica is alive: a dead replica is replaced within this (Ray's default is 10 s)
+HEALTH_CHECK_PERIOD_S = 2.0
 
 
 class ServeArgs(BaseModel):
@@ -55,6 +57,9 @@ class IngressOptions(BaseModel):
     max_records: int = Field(100_000, ge=1, description="more records in one request get 413")
     refresh_interval_s: float = Field(
         2.0, gt=0, description="how often versions and aliases are re-read from the registry"
+    )
+    replica_retry_timeout_s: float = Field(
+        10.0, gt=0, description="how long a request whose model replica died waits for another replica before 503"
     )
 
 

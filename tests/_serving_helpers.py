@@ -50,3 +50,96 @@ def record(**changes) -> dict:
               "region": "south"}
     values.update(changes)
     return {k: v for k, v in values.items() if v != "DROP"}
+
+
+# -- one running `clustra serve` shared by the serving test files ------------------------------
+TOKEN = "s3cret-token"
+MAX_BODY = 1 << 20
+MAX_RECORDS = 2_000
+START_TIMEOUT_S = 240
+REFRESH_INTERVAL_S = 0.3
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_test_config(registry: str, port: int) -> dict:
+    """Two applications on one Ray instance: ``open`` at ``/`` (no auth) and ``secured`` at ``/secured`` (bearer token)."""
+    from serving.config import serve_config
+    from serving.settings import IngressOptions, ModelOptions
+
+    ingress = IngressOptions(max_body_bytes=MAX_BODY, max_records=MAX_RECORDS, refresh_interval_s=REFRESH_INTERVAL_S)
+    config = serve_config(registry=registry, host="127.0.0.1", port=port, model_replicas=1, model_num_cpus=0.4,
+                          ingress_num_cpus=0.1, ingress_options=ingress, model_options=ModelOptions(batch_wait_timeout_s=0.005))
+    open_app = config["applications"][0]
+    secured = json.loads(json.dumps(open_app))
+    secured.update(name="secured", route_prefix="/secured")
+    secured["args"]["auth_token"] = TOKEN
+    secured["deployments"][1]["ray_actor_options"]["num_cpus"] = 0.2
+    open_app["name"] = "open"
+    config["applications"].append(secured)
+    return config
+
+
+def start_service(root: Path):
+    """Publish three models into a new registry under ``root`` and start `clustra serve --host 127.0.0.1` on it.
+
+    A generator: yields ``{"client", "registry", "run", "data", "root", "process", "base_url"}`` once
+    both applications answer ``/healthz``, stops the service with SIGINT when resumed.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from cluster_core.registry import ModelRegistry
+    from serving.config import to_yaml
+
+    data, run = train_run(root)
+    registry = ModelRegistry(root / "registry")
+    registry.publish(run / "models" / "kmeans-k3", "customers", alias="production")
+    registry.publish(run / "models" / "gmm-k3", "mixture")
+    registry.publish(run / "models" / "hdbscan", "density")
+    port = free_port()
+    config_file = root / "serve.yaml"
+    config_file.write_text(to_yaml(serve_test_config(registry.url, port)))
+    log_path = root / "serve.log"
+    log = open(log_path, "w")
+    env = dict(os.environ, CLUSTRA_DEVICE="cpu", RAY_DEDUP_LOGS="0")
+    process = subprocess.Popen([sys.executable, "-m", "clustra.cli", "serve", "--config", str(config_file), "--host", "127.0.0.1",
+                                "--num-cpus", "2"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=base, timeout=60)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"clustra serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"clustra serve not ready after {START_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
+            try:
+                if all(client.get(p).status_code == 200 for p in ("/healthz", "/secured/healthz")):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        yield {"client": client, "registry": registry, "run": run, "data": data, "root": root, "process": process,
+               "base_url": base}
+    finally:
+        client.close()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

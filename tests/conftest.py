@@ -1,4 +1,4 @@
-"""Shared fixtures: seeds, a mixed-kind hive-partitioned Parquet dataset, a Dask cluster."""
+"""Shared fixtures: seeds, a mixed-kind hive-partitioned Parquet dataset, a Dask cluster, a running assignment API."""
 
 from __future__ import annotations
 
@@ -74,3 +74,13 @@ def dask_client():
 
     with make_client(n_workers=2) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def serving_service(tmp_path_factory):
+    """`clustra serve --host 127.0.0.1` with two applications (``open`` at ``/``, ``secured`` at ``/secured``
+    with a bearer token) over a registry of three models; started once for every serving test file
+    (Ray starts slowly). See ``_serving_helpers.start_service``."""
+    from _serving_helpers import start_service
+
+    yield from start_service(tmp_path_factory.mktemp("serving-api"))

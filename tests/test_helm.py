@@ -760,3 +760,11 @@ def test_dask_workers_unset_the_malloc_trim_threshold_dask_would_export(helm: st
         config = dask.config.update(defaults, dask.config.collect_env({"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": value}))
         assert ast.literal_eval(value) == {"MALLOC_TRIM_THRESHOLD_": None}
         assert config["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": 1}
+
+
+def test_dead_replicas_are_replaced_within_seconds(helm: str) -> None:
+    """Issue 15: a killed model replica stalled serving 13.5 s (Ray's default health check period is 10 s)."""
+    ingress, model = serve_config(render(helm))["applications"][0]["deployments"]
+    assert ingress["health_check_period_s"] == 2 and model["health_check_period_s"] == 2
+    docs = render(helm, "serving.modelDeployment.healthCheckPeriodS=0.5")
+    assert serve_config(docs)["applications"][0]["deployments"][1]["health_check_period_s"] == 0.5

@@ -44,6 +44,7 @@ EXPECTED = {
     "FieldError": (422, "invalid_spec"),
     "PathMissingError": (422, "invalid_spec"),
     "SpecError": (422, "invalid_spec"),
+    "UnsupportedMediaTypeError": (415, "unsupported_media_type"),
     "QueueFullError": (429, "queue_full"),
     "ProtectedPathError": (422, "invalid_spec"),
     "SpecYAMLError": (422, "invalid_input"),
@@ -52,6 +53,7 @@ EXPECTED = {
     "StoreUnavailableError": (503, "unavailable"),
     "StoreError": (503, "store_unusable"),
     "ConfigurationError": (500, "misconfigured"),
+    "ServiceUnavailableError": (503, "service_unavailable"),
 }
 # answers to exceptions of the frameworks (routing, request validation) or to bugs
 FRAMEWORK_ANSWERS = {(400, "invalid_json"), (404, "not_found"), (405, "method_not_allowed"), (422, "invalid_parameter"),
@@ -143,9 +145,18 @@ def test_both_apps_answer_an_error_with_the_same_body(clients, cls):
         assert response.status_code == status == cls.http_status
         assert response.json() == body
         assert response.headers.get("www-authenticate") == (headers or {}).get("WWW-Authenticate")
+        assert response.headers.get("retry-after") == (headers or {}).get("Retry-After")
     assert answers["jobs"].json() == answers["serving"].json()
     ErrorBody.model_validate(body)
     assert body["error"] == cls.code and body["field"] in ("k", "data")
+
+
+def test_service_unavailable_says_when_to_retry():
+    from cluster_core.http_contract import ServiceUnavailableError
+
+    status, body, headers = error_body(ServiceUnavailableError("the model replica restarted", retry_after_s=2))
+    assert (status, body["error"], headers) == (503, "service_unavailable", {"Retry-After": "2"})
+    assert error_body(ServiceUnavailableError("x", retry_after_s=0))[2] == {"Retry-After": "1"}
 
 
 def test_a_spec_error_lists_each_field_and_names_the_first():

@@ -200,3 +200,61 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, run_dir, capsys):
     assert main(["publish", str(run_dir), "--name", "bad name", "--registry", reg]) == 2
     assert "'bad name'" in capsys.readouterr().err
     assert not (tmp_path / "reg").exists() or ModelRegistry(reg).names() == []
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class _ReadOnly:
+    """Make a directory tree unwritable for this process: ``chattr +i`` as root (root ignores modes), else chmod."""
+
+    def __init__(self, root: Path) -> None:
+        import os
+        import subprocess
+
+        self.root, self.as_root = root, os.geteuid() == 0
+        self.paths = [root, *sorted(root.rglob("*"))]
+        if self.as_root:
+            subprocess.run(["chattr", "-R", "+i", str(root)], check=True, capture_output=True)
+        else:
+            for path in self.paths:
+                path.chmod(path.stat().st_mode & ~0o222)
+
+    def undo(self) -> None:
+        import subprocess
+
+        if self.as_root:
+            subprocess.run(["chattr", "-R", "-i", str(self.root)], check=True, capture_output=True)
+        else:
+            for path in self.paths:
+                path.chmod(path.stat().st_mode | 0o200)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["publish", "MODEL", "--name", "customers"], ["publish", "MODEL", "--name", "customers", "--alias", "production"],
+     ["publish", "MODEL", "--name", "newcomer"], ["models", "alias", "customers", "production", "1"]],
+    ids=["new-version", "with-alias", "new-model", "move-alias"],
+)
+def test_a_read_only_registry_is_one_error_line_and_nothing_changes(tmp_path, run_dir, argv):
+    """Issue 15: `clustra publish` to a read-only registry printed 3 chained tracebacks."""
+    import subprocess
+    import sys
+
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(run_dir / "models" / "kmeans-k3", "customers", alias="production")
+    before = _snapshot(tmp_path / "registry")
+    argv = [str(run_dir / "models" / "gmm-k3") if a == "MODEL" else a for a in argv]
+    locked = _ReadOnly(tmp_path / "registry")
+    try:
+        result = subprocess.run([sys.executable, "-m", "clustra.cli", *argv, "--registry", registry.url],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        locked.undo()
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clustra: error: ") and "Traceback" not in result.stderr, result.stderr
+    assert registry.url in lines[0] and ("not permitted" in lines[0] or "ermission denied" in lines[0])
+    assert result.stdout == ""
+    assert _snapshot(tmp_path / "registry") == before

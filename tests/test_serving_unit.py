@@ -246,6 +246,52 @@ def test_arrow_column_errors(served, rows):
         model.assign_arrow(arrow_body(rows.assign(surprise=1)))
 
 
+def _arrow_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_arrow_zero_rows_duplicate_names_and_mistyped_columns_are_422(served, rows):
+    """Issue 15: zero rows and duplicate column names were 500s on the Arrow path."""
+    model = served["customers"]
+    empty = _arrow_stream(pa.Table.from_pandas(rows.head(0), preserve_index=False))
+    table = pa.Table.from_pandas(rows.head(3), preserve_index=False)
+    duplicated = _arrow_stream(table.append_column("spend", pa.array([1.0, 2.0, 3.0])))
+    spend_text = _arrow_stream(pa.Table.from_pandas(rows.head(3).astype({"spend": str}), preserve_index=False))
+    results = model.assign_arrow_batch([empty, duplicated, spend_text])
+    assert [status for status, _, _ in results] == [422, 422, 422]
+    messages = [json.loads(body)["message"] for _, body, _ in results]
+    assert "no rows" in messages[0]
+    assert "'spend' appears more than once" in messages[1]
+    assert "'spend' has Arrow type" in messages[2] and "string, expected a number" in messages[2]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"spend": "lots"}, "records[3]: column 'spend': value 'lots' is not a number"),
+     ({"spend": "1.5"}, "records[3]: column 'spend': value '1.5' is not a number"),
+     ({"spend": True}, "records[3]: column 'spend': value True is not a number"),
+     ({"visits": float("nan")}, "records[3]: column 'visits': value nan is not a number (not finite"),
+     ({"is_member": 1}, "records[3]: column 'is_member': value 1 is not true or false"),
+     ({"is_member": "true"}, "records[3]: column 'is_member': value 'true' is not true or false"),
+     ({"plan": False}, "records[3]: column 'plan': value False is not a string or number"),
+     ({"signup": 12345}, "records[3]: column 'signup': value 12345 is not a date/time string"),
+     ({"signup": "not a date"}, "records[3]: column 'signup': value 'not a date'")],
+    ids=["word", "numeric-string", "boolean-for-number", "nan", "number-for-boolean", "string-for-boolean",
+         "boolean-for-category", "number-for-datetime", "unparsable-datetime"],
+)
+def test_types_are_strict_and_errors_name_the_record(served, change, message):
+    """Issue 15: type errors carry records[i] (the README's promise); "1.5" and true are not numbers."""
+    records = [_record(), _record(), _record(), _record(**change), _record()]
+    with pytest.raises(InvalidInputError) as info:
+        served["customers"].assign_records(records)
+    assert str(info.value).startswith(message), str(info.value)
+    status, body, _ = served["customers"].assign_batch([records[:3], records])[1]
+    assert status == 422 and json.loads(body)["message"].startswith(message)
+
+
 # -- which version a request means --------------------------------------------------------
 def test_registry_view_resolves_and_refreshes(tmp_path, registry):
     local = ModelRegistry(tmp_path / "reg")
@@ -348,3 +394,31 @@ def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
     assert seen["env"] == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
     for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY"):
         os.environ.pop(name, None)
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False),
+                                            ("10.1.2.3", False), (None, False)])
+def test_ray_stays_on_loopback_when_http_does(host, loopback):
+    from serving.loopback import ray_init_options
+
+    options = ray_init_options(host, 2)
+    assert options["address"] == "local" and options["num_cpus"] == 2 and options["include_dashboard"] is False
+    assert (options.get("_node_ip_address"), options.get("dashboard_host")) == (("127.0.0.1",) * 2 if loopback else (None, None))
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [(None, "json"), ("", "json"), ("application/json", "json"), ("Application/JSON; charset=utf-8", "json"),
+     ("application/vnd.apache.arrow.stream", "arrow"), ("text/plain", None), ("application/x-www-form-urlencoded", None),
+     ("application/jsonl", None), ("multipart/form-data; boundary=x", None)],
+)
+def test_body_format_refuses_other_media_types(content_type, expected):
+    from cluster_core.http_contract import UnsupportedMediaTypeError
+    from serving.records import body_format
+
+    if expected is None:
+        with pytest.raises(UnsupportedMediaTypeError, match="is not supported; send application/json") as info:
+            body_format(content_type)
+        assert repr(content_type) in str(info.value) and info.value.http_status == 415
+    else:
+        assert body_format(content_type) == expected

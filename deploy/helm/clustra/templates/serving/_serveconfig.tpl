@@ -12,7 +12,7 @@ worker processes inherit that environment.
 {{- $_ := set $envVars $k (toString $val) -}}
 {{- end -}}
 
-{{- $ingress := dict "name" $s.ingressDeployment.name "num_replicas" (int $s.ingressDeployment.numReplicas) "max_ongoing_requests" (int $s.ingressDeployment.maxOngoingRequests) "ray_actor_options" (dict "num_cpus" (float64 $s.ingressDeployment.numCpus)) -}}
+{{- $ingress := dict "name" $s.ingressDeployment.name "num_replicas" (int $s.ingressDeployment.numReplicas) "max_ongoing_requests" (int $s.ingressDeployment.maxOngoingRequests) "health_check_period_s" (float64 $s.ingressDeployment.healthCheckPeriodS) "ray_actor_options" (dict "num_cpus" (float64 $s.ingressDeployment.numCpus)) -}}
 {{- with $s.ingressDeployment.userConfig -}}
 {{- $_ := set $ingress "user_config" (deepCopy .) -}}
 {{- end -}}
@@ -24,7 +24,7 @@ worker processes inherit that environment.
 {{- end -}}
 {{- $userConfig := dict "max_batch_size" (int $m.batching.maxBatchSize) "batch_wait_timeout_s" (float64 $m.batching.batchWaitTimeoutS) -}}
 {{- $userConfig = merge (deepCopy (default dict $m.userConfig)) $userConfig -}}
-{{- $model := dict "name" $m.name "max_ongoing_requests" (int $m.maxOngoingRequests) "ray_actor_options" $actor "user_config" $userConfig -}}
+{{- $model := dict "name" $m.name "max_ongoing_requests" (int $m.maxOngoingRequests) "health_check_period_s" (float64 $m.healthCheckPeriodS) "ray_actor_options" $actor "user_config" $userConfig -}}
 {{- if $m.autoscaling.enabled -}}
 {{- $_ := set $model "autoscaling_config" (dict "min_replicas" (int $m.autoscaling.minReplicas) "max_replicas" (int $m.autoscaling.maxReplicas) "target_ongoing_requests" (float64 $m.autoscaling.targetOngoingRequests)) -}}
 {{- else -}}
