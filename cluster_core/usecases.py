@@ -149,6 +149,7 @@ def apply_run(
     cluster: Any = LOCAL,
     device: str | None = None,
     progress: Progress | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Score ``data`` with ``model`` and write it with the cluster columns to ``out``.
 
@@ -163,6 +164,8 @@ def apply_run(
     cluster : see :func:`train_run`
     device : {"auto", "cpu", "cuda"}, optional
     progress : Progress, optional
+    explain : bool
+        Add ``runner_up``, ``margin`` and ``explanation`` (docs/insights.md).
 
     Returns
     -------
@@ -182,7 +185,7 @@ def apply_run(
     model.pipeline.check_columns(dataset.frame._meta)
     progress.step(describe_cluster(cluster))
     with open_engine(cluster, device=device):
-        summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress)
+        summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress, explain=explain)
     summary["model_id"] = model.model_id
     return summary
 
