@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cluster_core import __version__
 from cluster_core._compat import require
-from cluster_core.errors import ClustraError
+from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.http_contract import ErrorBody, check_bearer
 from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef, ModelRegistry
@@ -111,6 +111,14 @@ class AssignmentModel:
         except ClustraError as exc:
             return [error_result(exc)] * len(requests)
         return model.assign_batch(requests)
+
+    async def explain_records(self, records: list[Any]) -> tuple[int, bytes, int]:
+        """JSON records with explanations (``?explain=true``; not batched: explaining costs more than assigning)."""
+        try:
+            model = await self._current_model()
+            return 200, await asyncio.to_thread(model.explain_records, records), len(records)
+        except ClustraError as exc:
+            return error_result(exc)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
     async def assign_arrow(self, bodies: list[bytes]) -> list[tuple[int, bytes, int]]:
@@ -227,18 +235,39 @@ class AssignmentAPI:
         finally:
             self._observe("/v1/models/{name}", started, status)
 
+    @api.get("/v1/models/{name}/insights", responses=_errors(404, 409, 422))
+    async def model_insights(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
+        """The chosen version's ``insights.json`` (docs/insights.md)."""
+        started, status = time.perf_counter(), 500
+        try:
+            self._authorize(request)
+            ref = await self._resolve(name, version, alias)
+            payload = await asyncio.to_thread(self.registry.insights, ref.name, ref.version)
+            status = 200
+            return JSONResponse(payload)
+        except ClustraError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            self._observe("/v1/models/{name}/insights", started, status)
+
     @api.post("/v1/models/{name}/assign", responses=_errors(400, 404, 409, 413, 422))
-    async def assign(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
-        """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out."""
+    async def assign(
+        self, name: str, request: Request, version: str | None = None, alias: str | None = None, explain: bool = False
+    ) -> Response:
+        """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out.
+        ``explain=true`` (JSON only) adds ``runner_up``, ``margin`` and ``explanation`` to each."""
         started, status = time.perf_counter(), 500
         try:
             self._authorize(request)
             ref = await self._resolve(name, version, alias)
             body = await self._body(request)
             if is_arrow(request.headers.get("content-type")):
+                if explain:
+                    raise InvalidInputError("explain=true works with JSON records, not Arrow streams", field="explain")
                 response = await self._assign_arrow(ref, body)
             else:
-                response = await self._assign_json(ref, body)
+                response = await self._assign_json(ref, body, explain)
             status = response.status_code
             return response
         except ClustraError as exc:
@@ -247,9 +276,10 @@ class AssignmentAPI:
         finally:
             self._observe("/v1/models/{name}/assign", started, status)
 
-    async def _assign_json(self, ref: ModelRef, body: bytes) -> Response:
+    async def _assign_json(self, ref: ModelRef, body: bytes, explain: bool = False) -> Response:
         records = parse_records(body, self.options.max_records)
-        code, payload, n_records = (await self._handle(ref).assign_records.remote(records)) if records else (200, b"[]", 0)
+        method = self._handle(ref).explain_records if explain else self._handle(ref).assign_records
+        code, payload, n_records = (await method.remote(records)) if records else (200, b"[]", 0)
         if code != 200:
             return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "json", n_records)

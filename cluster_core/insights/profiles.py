@@ -77,7 +77,7 @@ def datetime_profile(stamps: pd.DatetimeIndex) -> dict:
     if len(present) == 0:
         return out
     month = np.bincount(np.asarray(present.month) - 1, minlength=12)
-    weekday = np.bincount(np.asarray(present.dayofweek), minlength=7)
+    weekday = np.bincount(np.asarray(present.day_of_week), minlength=7)
     hour = np.bincount(np.asarray(present.hour), minlength=24)
     seconds = present.as_unit("s").asi8
     out.update({
