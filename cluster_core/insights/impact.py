@@ -26,6 +26,19 @@ def membership(estimator, features: np.ndarray, assignment) -> np.ndarray:
     return np.asarray(single, np.float64)[:, None]
 
 
+def labels_and_membership(estimator, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster ids and :func:`membership` with one pass where the model allows it (the assigned
+    cluster is the most probable component / the nearest centroid)."""
+    if hasattr(estimator, "predict_proba"):
+        probabilities = np.asarray(estimator.predict_proba(features), np.float64)
+        return probabilities.argmax(axis=1), probabilities
+    if hasattr(estimator, "cluster_centers_") and hasattr(estimator, "transform"):
+        distances = np.asarray(estimator.transform(features), np.float64)
+        return distances.argmin(axis=1), distances
+    result = estimator.assign(features)
+    return np.asarray(result.labels), membership(estimator, features, result)
+
+
 def feature_impact(estimator, pipeline, views: list[ColumnView], inputs: np.ndarray, seed: int = 0) -> list[dict]:
     """``[{"column", "impact", "changed_share", "rmse"}]`` sorted by impact, largest first.
 
@@ -37,19 +50,16 @@ def feature_impact(estimator, pipeline, views: list[ColumnView], inputs: np.ndar
     inputs : ndarray of shape (n_samples, n_input_features)
         Weighted blocks of the sample (:func:`~cluster_core.insights._columns.weighted_blocks`).
     """
-    features = project(pipeline, inputs)
-    base = estimator.assign(features)
-    base_membership = membership(estimator, features, base)
+    base_labels, base_membership = labels_and_membership(estimator, project(pipeline, inputs))
     rng = np.random.default_rng(seed)
     rows = []
     for view in views:
         permuted = inputs.copy()
         order = rng.permutation(len(inputs))
         permuted[:, view.block] = inputs[order][:, view.block]
-        shuffled = project(pipeline, permuted)
-        result = estimator.assign(shuffled)
-        changed = float(np.mean(result.labels != base.labels)) if len(inputs) else 0.0
-        diff = membership(estimator, shuffled, result) - base_membership
+        labels, shuffled_membership = labels_and_membership(estimator, project(pipeline, permuted))
+        changed = float(np.mean(labels != base_labels)) if len(inputs) else 0.0
+        diff = shuffled_membership - base_membership
         rmse = float(np.sqrt(np.mean(diff**2))) if diff.size else 0.0
         rows.append({"column": view.name, "changed_share": changed, "rmse": rmse})
     return normalize_impact(rows)
