@@ -14,16 +14,16 @@ from .model import ClusteringModel
 from .progress import Progress
 
 
-def _score_partition(part: pd.DataFrame, model: ClusteringModel) -> pd.DataFrame:
+def _score_partition(part: pd.DataFrame, model: ClusteringModel, explain: bool = False) -> pd.DataFrame:
     if hasattr(part, "to_pandas"):  # cuDF
         part = part.to_pandas()
-    return model.score_frame(part)
+    return model.score_frame(part, explain)
 
 
-def output_meta(model: ClusteringModel, meta: pd.DataFrame) -> pd.DataFrame:
+def output_meta(model: ClusteringModel, meta: pd.DataFrame, explain: bool = False) -> pd.DataFrame:
     """Empty frame with the output's columns and dtypes."""
     out = meta.copy()
-    for name, dtype in model.output_columns().items():
+    for name, dtype in model.output_columns(explain).items():
         out[name] = pd.Series(dtype=dtype)
     return out
 
@@ -35,8 +35,10 @@ def apply_model(
     *,
     overwrite: bool = False,
     progress: Progress | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
-    """Write ``dataset`` with ``cluster_id`` (and ``cluster_probability`` / ``distance``) to ``out_dir``.
+    """Write ``dataset`` with ``cluster_id`` (and ``cluster_probability`` / ``distance``), ``cluster_name``
+    and, with ``explain``, ``runner_up`` / ``margin`` / ``explanation`` to ``out_dir``.
 
     One output file per input partition, rows in their original order; columns the
     model does not use pass through untouched. The output is written to a hidden
@@ -49,14 +51,16 @@ def apply_model(
     """
     progress = progress or Progress()
     out_dir = check_output(out_dir, overwrite=overwrite)
-    clashes = [c for c in model.output_columns() if c in dataset.columns]
+    clashes = [c for c in model.output_columns(explain) if c in dataset.columns]
     if clashes:
         raise InvalidInputError(f"the dataset already has column(s) {clashes} that apply would add")
     model.pipeline.check_columns(dataset.frame._meta)
     frame = dataset.frame
     if hasattr(frame._meta, "to_pandas"):
         frame = frame.to_backend("pandas")
-    scored = frame.map_partitions(_score_partition, model, meta=output_meta(model, frame._meta), align_dataframes=False)
+    scored = frame.map_partitions(
+        _score_partition, model, explain, meta=output_meta(model, frame._meta, explain), align_dataframes=False
+    )
     progress.step(f"scoring {dataset.n_rows:,} rows in {frame.npartitions} partition(s)")
     with staged_directory(out_dir, overwrite=overwrite) as staging:
         scored.to_parquet(staging, write_index=False)

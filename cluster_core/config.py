@@ -147,6 +147,11 @@ class TrainConfig(BaseModel):
     view_method: str = Field("pca", pattern="^(pca|tsne)$", description="2-D projection of the embedding view")
     view_sample_rows: int = Field(2000, ge=0, le=10**6, description="rows shown in each model's embedding view (0 = no view)")
     gallery_size: int = Field(8, ge=0, le=1000, description="representative images per cluster and image column")
+    # -- insights (docs/insights.md) --
+    insights: bool = Field(True, description="write insights.json (profiles, observations, heatmap, impact, associations) per model")
+    insights_sample_rows: int = Field(5000, ge=10, le=MAX_ROWS, description="rows of the feature sample the insights are computed on")
+    impact_sample_rows: int = Field(2000, ge=10, le=MAX_ROWS, description="rows permuted for the feature impact")
+    association_sample_rows: int = Field(2000, ge=10, le=MAX_ROWS, description="rows the feature associations are computed on")
 
     @field_validator("algorithms")
     @classmethod

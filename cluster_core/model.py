@@ -101,34 +101,50 @@ class ClusteringModel:
         """Cluster ids (-1 = noise) with probabilities or distances for every row of ``frame``."""
         return self.estimator.assign(self.featurize(frame))
 
-    def output_columns(self) -> dict[str, str]:
-        """Columns :meth:`score_frame` adds, with their dtypes."""
+    def output_columns(self, explain: bool = False) -> dict[str, str]:
+        """Columns :meth:`score_frame` adds, with their dtypes (``explain``: also ``runner_up``,
+        ``margin`` and ``explanation``, see docs/insights.md)."""
         columns = {"cluster_id": "int64"}
         if self.has_probability:
             columns["cluster_probability"] = "float64"
         if self.has_distance:
             columns["distance"] = "float64"
+        columns["cluster_name"] = "string"
+        if explain:
+            columns.update({"runner_up": "Int64", "margin": "float64", "explanation": "string"})
         return columns
 
     def predict(self, frame: Any) -> np.ndarray:
         """Cluster id (-1 = noise) of every row of ``frame`` (a pandas DataFrame or pyarrow Table)."""
         return self.assign(_as_pandas(frame)).labels.astype(np.int64)
 
-    def transform(self, frame: Any) -> pd.DataFrame:
+    def transform(self, frame: Any, explain: bool = False) -> pd.DataFrame:
         """The columns ``clustra apply`` adds (:meth:`output_columns`), one row per row of ``frame``."""
         frame = _as_pandas(frame)
         result = self.assign(frame)
-        columns = {"cluster_id": result.labels.astype(np.int64)}
+        labels = result.labels.astype(np.int64)
+        columns = {"cluster_id": labels}
         if self.has_probability:
             columns["cluster_probability"] = np.asarray(result.probability, np.float64)
         if self.has_distance:
             columns["distance"] = np.asarray(result.distance, np.float64)
+        names = self.cluster_names()
+        columns["cluster_name"] = pd.array([names.get(int(c)) if c >= 0 else None for c in labels], dtype="string")
+        if explain:
+            import json
+
+            from .insights import explain_frame, explanation_records
+
+            records = explanation_records(explain_frame(self, frame)) if len(frame) else []
+            columns["runner_up"] = pd.array([r["runner_up"] for r in records], dtype="Int64")
+            columns["margin"] = np.array([r["margin"] for r in records], np.float64)
+            columns["explanation"] = pd.array([json.dumps(r["explanation"]) for r in records], dtype="string")
         return pd.DataFrame(columns, index=frame.index)
 
-    def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def score_frame(self, frame: pd.DataFrame, explain: bool = False) -> pd.DataFrame:
         """``frame`` with the columns of :meth:`output_columns` appended (row order kept)."""
         out = frame.copy()
-        for name, values in self.transform(frame).items():
+        for name, values in self.transform(frame, explain).items():
             out[name] = values
         return out
 

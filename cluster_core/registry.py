@@ -265,6 +265,18 @@ class ModelRegistry:
         except FileNotFoundError as exc:
             raise NotFoundError(f"model {name!r} has no version {version}") from exc
 
+    def insights(self, name: str, version: int) -> dict:
+        """``insights.json`` of a published version (docs/insights.md); NotFoundError when it has none."""
+        from .insights import INSIGHTS_FILE
+
+        self.version_info(name, version)  # NotFoundError for an unknown version
+        try:
+            return self._read_json(self._path(name, "versions", version, INSIGHTS_FILE))
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"model {name!r} version {version} has no insights (trained with --no-insights or by an older Clustra)"
+            ) from exc
+
     def describe(self, name: str) -> dict:
         """Name, versions (with their facts), aliases and the latest version."""
         versions = self._require_model(name)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ._state import check_output, staged_directory, write_json
 from .errors import ArtifactError, InvalidInputError
+from .insights import write_insights
 from .model import MODEL_FILE, ClusteringModel
 from .projection import write_embedding_views
 from .training import TrainResult
@@ -35,6 +36,8 @@ def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: boo
         models = result.models()
         for model in models:
             model.save(staging / "models" / model.model_id)
+            if model.model_id in result.insights:
+                write_insights(staging / "models" / model.model_id, result.insights[model.model_id])
         config = result.config
         write_embedding_views(
             models, result.data.view_sample, staging / "models",
@@ -52,6 +55,7 @@ def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: boo
                 "n_features": result.data.pipeline.n_features,
                 "features_persisted": result.data.persisted,
                 "seconds": round(result.seconds, 3),
+                "insights_seconds": round(result.insights_seconds, 3),
                 "config": result.config.model_dump(),
             },
         )

@@ -35,7 +35,7 @@ from .data import Dataset, sample_frame
 from .device import resolve_device
 from .errors import ClustraError, DataError
 from .features import FEATURIZERS, FeaturePipeline
-from .insights import profile_clusters
+from .insights import profile_clusters, run_insights
 from .metrics import evaluate_clustering
 from .model import ClusteringModel
 from .progress import Progress
@@ -202,6 +202,7 @@ class PreparedData:
     n_validation: int
     persisted: bool
     view_sample: Any = None  # raw rows for the embedding view (cluster_core.projection)
+    insights_sample: Any = None  # raw rows for insights.json (cluster_core.insights)
 
 
 def _cluster_memory(client: Any) -> int | None:
@@ -241,6 +242,8 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     for note in pipeline.fit_notes():
         progress.message(note)
     view_sample = sample if len(sample) <= config.view_sample_rows else sample.sample(config.view_sample_rows, random_state=config.seed)
+    insights_rows = config.insights_sample_rows if config.insights else 0
+    insights_sample = sample if len(sample) <= insights_rows else sample.sample(insights_rows, random_state=config.seed)
     progress.step(f"featurizing {dataset.frame.npartitions} partition(s) into {pipeline.n_features} features")
     shared = dask.delayed(pipeline, pure=True)
     split = dask.delayed(featurize_split, pure=True, nout=2)
@@ -263,7 +266,10 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
             f"(train={n_train}, validation={n_validation}); at least ~10 rows are needed"
         )
     progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
-    return PreparedData(schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True))
+    return PreparedData(
+        schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True),
+        insights_sample.reset_index(drop=True),
+    )
 
 
 def _run_small(specs, config, data: PreparedData, client, progress: Progress) -> list[ModelResult]:
@@ -345,9 +351,16 @@ class TrainResult:
     dataset_path: str
     n_rows: int
     seconds: float
+    insights: dict = field(default_factory=dict)  # model id -> insights.json document
+    insights_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._models: list[ClusteringModel] | None = None
 
     def models(self) -> list[ClusteringModel]:
-        """A :class:`ClusteringModel` per successful result, in rank order."""
+        """A :class:`ClusteringModel` per successful result, in rank order (built once)."""
+        if self._models is not None:
+            return self._models
         out = []
         for result in self.results:
             if result.estimator is None:
@@ -367,6 +380,7 @@ class TrainResult:
                     metrics=result.entry(), clusters=result.clusters, metadata=metadata,
                 )
             )
+        self._models = out
         return out
 
     def leaderboard(self) -> dict:
@@ -411,7 +425,15 @@ def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, p
     ranked = rank(results)
     if all(r.error for r in ranked):
         raise DataError("every model failed: " + "; ".join(f"{r.spec.model_id}: {r.error}" for r in ranked))
-    return TrainResult(data, ranked, config, dataset.path, dataset.n_rows, time.perf_counter() - started)
+    result = TrainResult(data, ranked, config, dataset.path, dataset.n_rows, 0.0)
+    if config.insights:
+        progress.step(f"insights on {len(data.insights_sample):,} sampled rows")
+        result.insights, result.insights_seconds = run_insights(
+            result.models(), data.insights_sample, impact_rows=config.impact_sample_rows,
+            association_rows=config.association_sample_rows, seed=config.seed,
+        )
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 __all__ = [

@@ -150,6 +150,7 @@ def apply_run(
     cluster: Any = AUTO,
     device: str | None = None,
     progress: Progress | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Score ``data`` with ``model`` and write it with the cluster columns to ``out``.
 
@@ -164,6 +165,8 @@ def apply_run(
     cluster : see :func:`train_run`
     device : {"auto", "cpu", "cuda"}, optional
     progress : Progress, optional
+    explain : bool
+        Add ``runner_up``, ``margin`` and ``explanation`` (docs/insights.md).
 
     Returns
     -------
@@ -184,7 +187,7 @@ def apply_run(
     engine = resolve_engine(cluster, dataset.nbytes)
     progress.step(describe_choice(cluster, engine, dataset.nbytes))
     with open_engine(engine, device=device):
-        summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress)
+        summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress, explain=explain)
     summary["model_id"] = model.model_id
     return summary
 

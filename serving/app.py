@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from cluster_core import __version__
 from cluster_core._compat import require
-from cluster_core.errors import ClustraError
+from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.http_contract import ErrorBody, ServiceUnavailableError, check_bearer
 from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef, ModelRegistry
@@ -140,6 +140,14 @@ class AssignmentModel:
         except ClustraError as exc:
             return [error_result(exc)] * len(requests)
         return model.assign_batch(requests)
+
+    async def explain_records(self, records: list[Any]) -> tuple[int, bytes, int]:
+        """JSON records with explanations (``?explain=true``; not batched: explaining costs more than assigning)."""
+        try:
+            model = await self._current_model()
+            return 200, await asyncio.to_thread(model.explain_records, records), len(records)
+        except ClustraError as exc:
+            return error_result(exc)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
     async def assign_arrow(self, bodies: list[bytes]) -> list[tuple[int, bytes, int]]:
@@ -303,13 +311,32 @@ class AssignmentAPI:
         finally:
             self._observe("/v1/models/{name}", started, status)
 
+    @api.get("/v1/models/{name}/insights", responses=_errors(404, 409, 422))
+    async def model_insights(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
+        """The chosen version's ``insights.json`` (docs/insights.md)."""
+        started, status = time.perf_counter(), 500
+        try:
+            self._authorize(request)
+            ref = await self._resolve(name, version, alias)
+            payload = await asyncio.to_thread(self.registry.insights, ref.name, ref.version)
+            status = 200
+            return JSONResponse(payload)
+        except ClustraError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            self._observe("/v1/models/{name}/insights", started, status)
+
     @api.post("/v1/models/{name}/assign", openapi_extra=ASSIGN_OPENAPI,
               responses={200: {"model": AssignResponse, "description": "assignments in request order (JSON), or the "
                                "apply columns as an Arrow IPC stream (Arrow request)",
                                "content": {ARROW_STREAM_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
                          **_errors(400, 404, 409, 413, 415, 422, 503)})
-    async def assign(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
-        """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out."""
+    async def assign(
+        self, name: str, request: Request, version: str | None = None, alias: str | None = None, explain: bool = False
+    ) -> Response:
+        """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out.
+        ``explain=true`` (JSON only) adds ``runner_up``, ``margin`` and ``explanation`` to each."""
         started, status = time.perf_counter(), 500
         try:
             self._authorize(request)
@@ -317,9 +344,11 @@ class AssignmentAPI:
             ref = await self._resolve(name, version, alias)
             body = await self._body(request)
             if arrow:
+                if explain:
+                    raise InvalidInputError("explain=true works with JSON records, not Arrow streams", field="explain")
                 response = await self._assign_arrow(ref, body)
             else:
-                response = await self._assign_json(ref, body)
+                response = await self._assign_json(ref, body, explain)
             status = response.status_code
             return response
         except ClustraError as exc:
@@ -328,11 +357,12 @@ class AssignmentAPI:
         finally:
             self._observe("/v1/models/{name}/assign", started, status)
 
-    async def _assign_json(self, ref: ModelRef, body: bytes) -> Response:
+    async def _assign_json(self, ref: ModelRef, body: bytes, explain: bool = False) -> Response:
         records = parse_records(body, self.options.max_records)
         if records:
             handle = self._handle(ref)
-            code, payload, n_records = await self._call_model(lambda: handle.assign_records.remote(records))
+            method = handle.explain_records if explain else handle.assign_records
+            code, payload, n_records = await self._call_model(lambda: method.remote(records))
         else:
             code, payload, n_records = 200, b"[]", 0
         if code != 200:

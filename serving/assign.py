@@ -271,6 +271,19 @@ class ServedModel:
         matrix[np.flatnonzero(member), result.labels[member]] = result.probability[member]
         return matrix
 
+    def explain_records(self, records: list[Any]) -> bytes:
+        """Checked records -> assignments with ``runner_up``, ``margin`` and ``explanation`` (docs/insights.md)."""
+        from cluster_core.insights import explain_frame, explanation_records
+
+        self.check_records(records)
+        frame = self.records_frame(records)
+        answers = self.assignments(frame)
+        if answers:
+            self.featurize(frame)  # a featurizer's failure names its column before explaining
+            for answer, why in zip(answers, explanation_records(explain_frame(self.model, frame))):
+                answer.update(why)
+        return json.dumps(answers).encode()
+
     def assign_records(self, records: list[Any]) -> bytes:
         """Checked records -> the JSON array of assignments, as bytes."""
         self.check_records(records)

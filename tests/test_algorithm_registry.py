@@ -145,7 +145,7 @@ def test_capabilities_decide_what_models_and_serving_report(registry, mixed_fram
     for algorithm, (column, detail) in expected.items():
         model = ClusteringModel(pipeline, estimator, algorithm, metadata={"algorithm": algorithm})
         columns = model.output_columns()
-        assert list(columns) == ["cluster_id"] + ([column] if column else [])
+        assert list(columns) == ["cluster_id"] + ([column] if column else []) + ["cluster_name"]
         assert assignment_detail(columns) == detail
     served = ServedModel(model, ModelRef("bare", 1))
     answers = served.assignments(mixed_frame.head(4))

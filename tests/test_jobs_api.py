@@ -345,6 +345,40 @@ def test_healthz(api):
     assert health["auth"] is False and health["max_concurrent_jobs"] == 2
 
 
+def test_insights_and_cluster_names(api, trained):
+    job_id = trained["id"]
+    response = api.http.get(f"/v1/jobs/{job_id}/models/kmeans-k3/insights")
+    assert response.status_code == 200, response.text
+    insights = response.json()
+    assert {"profiles", "observations", "heatmap", "feature_impact", "associations"} <= set(insights)
+    assert insights["model_id"] == "kmeans-k3" and len(insights["clusters"]) == 3
+    response = api.http.post(f"/v1/jobs/{job_id}/models/kmeans-k3/clusters/2/name", json={"name": "Prospects"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"job_id": job_id, "model_id": "kmeans-k3", "cluster_id": 2, "name": "Prospects",
+                               "name_source": "user"}
+    renamed = api.http.get(f"/v1/jobs/{job_id}/models/kmeans-k3/insights").json()["clusters"][2]
+    assert renamed["name"] == "Prospects" and renamed["name_source"] == "user"
+    model_json = Path(trained["result"]["run_dir"]) / "models" / "kmeans-k3" / "model.json"
+    assert json.loads(model_json.read_text())["clusters"][2]["name"] == "Prospects"
+
+
+@pytest.mark.parametrize("path, body, status, field, message", [
+    ("models/nope/insights", None, 404, None, "has no model 'nope'"),
+    ("models/kmeans-k3/clusters/9/name", {"name": "x"}, 422, "cluster", "cluster=9 is not a cluster of model 'kmeans-k3'"),
+    ("models/kmeans-k3/clusters/0/name", {"name": "   "}, 422, "name", "should have 1 to 100 characters"),
+    ("models/kmeans-k3/clusters/0/name", {"name": ""}, 422, "name", ""),
+    ("models/kmeans-k3/clusters/0/name", {"title": "x"}, 422, None, ""),
+], ids=["unknown-model", "unknown-cluster", "blank-name", "empty-name", "unknown-field"])
+def test_bad_insights_and_rename_requests(api, trained, path, body, status, field, message):
+    url = f"/v1/jobs/{trained['id']}/{path}"
+    response = api.http.post(url, json=body) if body is not None else api.http.get(url)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert message in error["message"]
+    if field:
+        assert error["field"] == field
+
+
 def test_openapi_document_lists_the_routes(api):
     document = api.raw.get("/openapi.json").json()
     operations = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
@@ -352,6 +386,8 @@ def test_openapi_document_lists_the_routes(api):
         ("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/jobs/{job_id}/cancel"),
         ("GET", "/v1/jobs/{job_id}/leaderboard"), ("GET", "/v1/jobs/{job_id}/logs"), ("POST", "/v1/jobs/{job_id}/rerun"),
         ("POST", "/v1/jobs/{job_id}/models/{model_id}/rerun"), ("GET", "/healthz"),
+        ("GET", "/v1/jobs/{job_id}/models/{model_id}/insights"),
+        ("POST", "/v1/jobs/{job_id}/models/{model_id}/clusters/{cluster_id}/name"),
     }
     body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["discriminator"]["mapping"]) == {"train", "apply"}

@@ -46,10 +46,10 @@ def test_another_process_gives_identical_assignments(tmp_path, mixed_frame, algo
 
 def test_score_frame_columns(mixed_frame):
     kmeans = _model(mixed_frame, "kmeans").score_frame(mixed_frame)
-    assert list(kmeans.columns[-2:]) == ["cluster_id", "distance"]
+    assert list(kmeans.columns[-3:]) == ["cluster_id", "distance", "cluster_name"]
     assert (kmeans["distance"] >= 0).all()
     gmm = _model(mixed_frame, "gmm").score_frame(mixed_frame)
-    assert list(gmm.columns[-2:]) == ["cluster_id", "cluster_probability"]
+    assert list(gmm.columns[-3:]) == ["cluster_id", "cluster_probability", "cluster_name"]
     assert list(gmm.columns[: mixed_frame.shape[1]]) == list(mixed_frame.columns)
 
 

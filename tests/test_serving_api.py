@@ -64,6 +64,22 @@ def test_health_list_and_describe(service):
     assert body["metrics"]["silhouette"] is not None and body["versions"][0]["version"] == 1
 
 
+def test_insights_and_explained_answers(service, table):
+    client, registry = service["client"], service["registry"]
+    insights = client.get("/v1/models/customers/insights", params={"alias": "production"})
+    assert insights.status_code == 200, insights.text
+    assert insights.json() == registry.insights("customers", 1)
+    assert {"profiles", "observations", "heatmap", "feature_impact", "associations"} <= set(insights.json())
+    records = json_records(table.head(5)[FEATURE_COLUMNS])
+    plain = assign(client, "customers", records).json()["assignments"]
+    explained = assign(client, "customers", records, explain="true").json()["assignments"]
+    assert [a["cluster_id"] for a in explained] == [a["cluster_id"] for a in plain]
+    assert all(a["runner_up"] != a["cluster_id"] and a["explanation"] and a["cluster_name"] for a in explained)
+    refused = assign_arrow(client, "customers", table.head(2)[FEATURE_COLUMNS], explain="true")
+    assert refused.status_code == 422 and refused.json()["field"] == "explain"
+    assert client.get("/v1/models/nobody/insights").status_code == 404
+
+
 # -- same answers everywhere ----------------------------------------------------------------
 def test_api_bulk_and_clustra_apply_agree(service, table, tmp_path):
     client, registry = service["client"], service["registry"]

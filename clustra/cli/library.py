@@ -1,4 +1,4 @@
-"""Library commands: ``clustra train``, ``apply``, ``schema``, ``leaderboard`` and ``demo``.
+"""Library commands: ``clustra train``, ``apply``, ``rename``, ``schema``, ``leaderboard`` and ``demo``.
 
 Each command parses its flags into library settings and calls one use case of
 :mod:`cluster_core.usecases`; what it prints is formatted by :mod:`clustra.cli._format`.
@@ -54,6 +54,10 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "reduce_components": args.reduce_components,
         "view_method": args.view_method,
         "view_sample_rows": args.view_rows,
+        "insights": False if args.no_insights else None,
+        "insights_sample_rows": args.insights_rows,
+        "impact_sample_rows": args.impact_rows,
+        "association_sample_rows": args.association_rows,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -81,9 +85,20 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     progress = PrintProgress()
     summary = apply_run(args.model, args.data, args.out, overwrite=args.overwrite, cluster=cluster_setting(args),
-                        device=args.device, progress=progress)
+                        device=args.device, progress=progress, explain=args.explain)
     progress.finish()
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    """clustra rename MODEL_DIR_OR_RUN --cluster ID --name TEXT."""
+    from cluster_core.insights import rename_cluster
+    from cluster_core.runs import resolve_model_dir
+
+    model_dir = resolve_model_dir(args.model)
+    cluster = rename_cluster(model_dir, args.cluster, args.name)
+    print(f"{model_dir}: cluster {cluster['cluster_id']} is now {cluster['name']!r}")
     return 0
 
 
@@ -167,6 +182,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--persist", choices=["auto", "always", "never"],
                        help="keep features in worker memory (auto: when they fit in half of it) or re-read Parquet each pass")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--no-insights", dest="no_insights", action="store_true",
+                       help="skip insights.json (profiles, observations, heatmap, feature impact, associations)")
+    train.add_argument("--insights-rows", dest="insights_rows", type=int,
+                       help="sampled rows the insights are computed on (default 5000)")
+    train.add_argument("--impact-rows", dest="impact_rows", type=int, help="rows permuted for the feature impact (default 2000)")
+    train.add_argument("--association-rows", dest="association_rows", type=int,
+                       help="rows the feature associations are computed on (default 2000)")
     add_column_options(train)
     _add_multimodal_options(train)
     add_cluster_options(train)
@@ -206,8 +228,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply.add_argument("data", help="Parquet file, directory, glob or URL")
     apply.add_argument("--out", required=True, help="output directory to create")
     apply.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    apply.add_argument("--explain", action="store_true",
+                       help="add runner_up and explanation (the columns that decided each row's cluster; docs/insights.md)")
     add_cluster_options(apply)
     apply.set_defaults(func=cmd_apply)
+
+    rename = sub.add_parser("rename", help="name a cluster of a model (stored with the model; apply writes it)")
+    rename.add_argument("model", help="model directory, or run directory (its best model)")
+    rename.add_argument("--cluster", type=int, required=True, help="cluster id")
+    rename.add_argument("--name", required=True, help="the new name, e.g. 'FR visitors'")
+    rename.set_defaults(func=cmd_rename)
 
     schema = sub.add_parser("schema", help="show the inferred column kinds of a dataset")
     schema.add_argument("data", help="Parquet file, directory, glob or URL")

@@ -15,7 +15,9 @@ from ..settings import ServiceSettings
 from ..specs import JobSpec
 from .errors import UnknownParameterError, install_error_handlers
 from .limits import BearerGate, BodySizeLimit, require_token
-from .schemas import Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun
+from .schemas import (
+    ClusterName, ClusterNameView, Health, JobKind, JobList, JobState, JobView, Leaderboard, LogPage, ModelRerun, SweepRerun,
+)
 from .service import JobService
 
 _DESCRIPTIONS = {
@@ -168,6 +170,25 @@ def rerun_model(
 ) -> JobView:
     """Rerun one model of a succeeded train job with another cluster count, as a new linked job."""
     return service.view(service.rerun_model(job_id, model_id, body.k))
+
+
+ModelId = Annotated[str, Path(max_length=200, description="a model id of the job's leaderboard")]
+
+
+@router.get("/jobs/{job_id}/models/{model_id}/insights", responses=_errors(404, 409))
+def get_insights(service: ServiceDep, job_id: JobId, model_id: ModelId) -> dict[str, Any]:
+    """The model's insights.json: profiles, observations, heatmap, feature impact, associations (docs/insights.md)."""
+    return service.insights(job_id, model_id)
+
+
+@router.post("/jobs/{job_id}/models/{model_id}/clusters/{cluster_id}/name", response_model=ClusterNameView,
+             responses=_errors(404, 409))
+def rename_cluster(
+    service: ServiceDep, job_id: JobId, model_id: ModelId,
+    cluster_id: Annotated[int, Path(ge=0, description="the cluster id")], body: ClusterName,
+) -> dict[str, Any]:
+    """Name a cluster; `clustra apply`, serving (once published again) and the insights use the name."""
+    return service.rename_cluster(job_id, model_id, cluster_id, body.name)
 
 
 def health(request: Request) -> Health:

@@ -128,6 +128,24 @@ class ModelRerun(BaseModel):
     k: int = Field(description="the new cluster count")
 
 
+class ClusterName(BaseModel):
+    """A new name for one cluster of a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="the cluster's new name, e.g. 'FR visitors'")
+
+
+class ClusterNameView(BaseModel):
+    """A cluster's name after a rename."""
+
+    job_id: str
+    model_id: str
+    cluster_id: int
+    name: str
+    name_source: str = Field(description="'user' once renamed, 'generated' when named by the observations")
+
+
 class Health(BaseModel):
     """Liveness and what the service is doing."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from cluster_core.errors import NotFoundError
@@ -126,6 +127,31 @@ class JobService:
             raise JobStateError(f"job {job_id} is {job.state}; its leaderboard exists once it has succeeded")
         board = read_leaderboard(job.result["run_dir"])
         return {"job_id": job_id, "run_dir": job.result["run_dir"], **board}
+
+    def model_dir(self, job_id: str, model_id: str) -> Path:
+        """The directory of model ``model_id`` of a succeeded train job."""
+        board = self.leaderboard(job_id)
+        known = [m["model_id"] for m in board["models"] if m.get("status") == "ok"]
+        if model_id not in known:
+            raise NotFoundError(f"job {job_id} has no model {model_id!r}; its models: {known}")
+        return Path(board["run_dir"]) / "models" / model_id
+
+    def insights(self, job_id: str, model_id: str) -> dict[str, Any]:
+        """``insights.json`` of a model of a succeeded train job (docs/insights.md)."""
+        from cluster_core.insights import INSIGHTS_FILE, read_insights
+
+        model_dir = self.model_dir(job_id, model_id)
+        if not (model_dir / INSIGHTS_FILE).is_file():
+            raise NotFoundError(f"model {model_id!r} of job {job_id} has no insights (the job ran with insights off)")
+        return read_insights(model_dir)
+
+    def rename_cluster(self, job_id: str, model_id: str, cluster_id: int, name: str) -> dict[str, Any]:
+        """Name a cluster of a model of a succeeded train job (stored in its model.json and insights.json)."""
+        from cluster_core.insights import rename_cluster
+
+        entry = rename_cluster(self.model_dir(job_id, model_id), cluster_id, name)
+        return {"job_id": job_id, "model_id": model_id, "cluster_id": cluster_id, "name": entry["name"],
+                "name_source": entry["name_source"]}
 
 
 __all__ = ["JobService"]

@@ -1,4 +1,5 @@
-"""What sets each cluster apart, in the feature space the model clustered in.
+"""What sets each cluster apart, in the feature space the model clustered in (``model.json``'s
+``top_features``; names are replaced by :mod:`cluster_core.insights.naming` when insights run).
 
 Every feature is on a comparable scale (robust-scaled numbers, 0/1 indicators), so a
 cluster's mean minus the overall mean is a fair measure of what distinguishes it. The
@@ -13,9 +14,13 @@ TOP_FEATURES = 5
 
 
 def _phrase(feature: str, delta: float) -> str:
+    """In the user's column names: ``signup__ordinal`` speaks as ``signup``."""
     if "=" in feature:  # one-hot: name=value
         return feature if delta > 0 else f"not {feature}"
-    return f"{'high' if delta > 0 else 'low'} {feature}"
+    column, _, part = feature.partition("__")
+    if part == "missing":
+        return f"{column} {'missing' if delta > 0 else 'present'}"
+    return f"{'high' if delta > 0 else 'low'} {column}"
 
 
 def profile_clusters(features: np.ndarray, labels: np.ndarray, feature_names: list[str], n_clusters: int) -> list[dict]:
