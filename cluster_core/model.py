@@ -114,6 +114,11 @@ class ClusteringModel:
             columns.update({"runner_up": "Int64", "margin": "float64", "explanation": "string"})
         return columns
 
+    def name_column(self, labels: np.ndarray) -> pd.api.extensions.ExtensionArray:
+        """The ``cluster_name`` column of cluster ids ``labels`` (missing for noise)."""
+        names = self.cluster_names()
+        return pd.array([names.get(int(c)) if c >= 0 else None for c in labels], dtype="string")
+
     def predict(self, frame: Any) -> np.ndarray:
         """Cluster id (-1 = noise) of every row of ``frame`` (a pandas DataFrame or pyarrow Table)."""
         return self.assign(_as_pandas(frame)).labels.astype(np.int64)
@@ -128,8 +133,7 @@ class ClusteringModel:
             columns["cluster_probability"] = np.asarray(result.probability, np.float64)
         if self.has_distance:
             columns["distance"] = np.asarray(result.distance, np.float64)
-        names = self.cluster_names()
-        columns["cluster_name"] = pd.array([names.get(int(c)) if c >= 0 else None for c in labels], dtype="string")
+        columns["cluster_name"] = self.name_column(labels)
         if explain:
             import json
 

@@ -430,7 +430,7 @@ def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, p
         progress.step(f"insights on {len(data.insights_sample):,} sampled rows")
         result.insights, result.insights_seconds = run_insights(
             result.models(), data.insights_sample, impact_rows=config.impact_sample_rows,
-            association_rows=config.association_sample_rows, seed=config.seed,
+            association_rows=config.association_sample_rows, seed=config.seed, progress=progress,
         )
     result.seconds = time.perf_counter() - started
     return result

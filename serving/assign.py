@@ -317,7 +317,7 @@ class ServedModel:
             return error_result(exc)
 
     def score_table(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``cluster_id`` and ``cluster_probability`` or ``distance``: the columns ``clustra apply`` adds."""
+        """``cluster_id``, ``cluster_probability`` or ``distance``, ``cluster_name``: the columns ``clustra apply`` adds."""
         features = self.featurize(frame)
         result = self.model.estimator.assign(features)
         out = {"cluster_id": result.labels.astype(np.int64)}
@@ -325,6 +325,7 @@ class ServedModel:
             out["cluster_probability"] = np.asarray(result.probability, np.float64)
         if self.model.has_distance:
             out["distance"] = np.asarray(result.distance, np.float64)
+        out["cluster_name"] = self.model.name_column(out["cluster_id"])
         return pd.DataFrame(out)
 
     def checked_table(self, body: bytes) -> Any:

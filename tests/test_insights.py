@@ -270,3 +270,27 @@ def test_no_insights_setting_writes_none(tmp_path, mixed_dataset):
     assert not (run / "models" / "kmeans-k3" / "insights.json").exists()
     on = train_models(read_dataset(str(mixed_dataset)), TrainConfig(**base, insights_sample_rows=300, impact_sample_rows=100))
     assert on.insights["kmeans-k3"]["n_rows"] == 300 and on.insights_seconds > 0
+
+
+def test_a_model_whose_insights_fail_is_skipped_with_a_message(mixed_frame):
+    from cluster_core.progress import Progress
+
+    class Recorder(Progress):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def message(self, text: str) -> None:
+            self.messages.append(text)
+
+    good = _model(mixed_frame, KMeans(3, random_state=0, device="cpu"), model_id="good")
+    broken = _model(mixed_frame, KMeans(2, random_state=0, device="cpu"), model_id="broken")
+
+    def degenerate(features):
+        raise ValueError("degenerate model")
+
+    broken.estimator.assign = degenerate
+    progress = Recorder()
+    documents, _ = run_insights([broken, good], mixed_frame, impact_rows=200, association_rows=200, progress=progress)
+    assert set(documents) == {"good"}
+    assert len(progress.messages) == 1 and progress.messages[0].startswith("insights of broken skipped: ValueError")

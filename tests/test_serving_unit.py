@@ -235,7 +235,8 @@ def test_arrow_batch_groups_by_schema_and_isolates_errors(served, rows):
     expected = model.model.score_frame(rows.head(20))["cluster_id"].tolist()
     got = [pa.ipc.open_stream(results[i][1]).read_all().column("cluster_id").to_pylist() for i in (0, 2)]
     assert got[0] + got[1] == expected
-    assert results[4][1] == results[0][1]
+    # the same rows, the same answer (a slice of a batch may lay its string buffers out differently)
+    assert pa.ipc.open_stream(results[4][1]).read_all().equals(pa.ipc.open_stream(results[0][1]).read_all())
 
 
 def test_arrow_column_errors(served, rows):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .._state import write_json
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ClustraError
 from ._columns import ColumnView, column_views, project, weighted_blocks
 from .associations import associations
 from .heatmap import heatmap, profile_features
@@ -98,13 +98,25 @@ def model_insights(model, sample: InsightsSample) -> dict:
     }
 
 
-def run_insights(models: list, frame: pd.DataFrame, *, impact_rows: int, association_rows: int, seed: int = 0) -> tuple[dict, float]:
-    """``({model_id: document}, seconds)`` for models that share one pipeline (a run's models)."""
+def run_insights(
+    models: list, frame: pd.DataFrame, *, impact_rows: int, association_rows: int, seed: int = 0, progress=None
+) -> tuple[dict, float]:
+    """``({model_id: document}, seconds)`` for models that share one pipeline (a run's models).
+
+    A model whose insights fail on a value of the sample (a plugin kind, a degenerate fit) gets
+    none and a progress message naming the error; the run and the other models are kept.
+    """
     started = time.perf_counter()
     if not models or frame is None or len(frame) == 0:
         return {}, 0.0
     sample = prepare_sample(models[0].pipeline, frame, impact_rows=impact_rows, association_rows=association_rows, seed=seed)
-    documents = {model.model_id: model_insights(model, sample) for model in models}
+    documents = {}
+    for model in models:
+        try:
+            documents[model.model_id] = model_insights(model, sample)
+        except (ValueError, TypeError, KeyError, ClustraError, np.linalg.LinAlgError) as exc:
+            if progress is not None:
+                progress.message(f"insights of {model.model_id} skipped: {type(exc).__name__}: {exc}")
     return documents, time.perf_counter() - started
 
 
