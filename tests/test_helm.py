@@ -316,8 +316,8 @@ def test_gpu_worker_groups_only_when_enabled(helm: str) -> None:
     specs = ray_pod_specs(docs)
     assert set(specs) == {"head", "cpu", "gpu"}
     gpu = container(specs["gpu"], "ray-worker")
-    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert gpu["resources"]["requests"]["nvidia.com/gpu"] == 2
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert gpu["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert gpu["image"] == "clustra:0.1.0-gpu"
     assert specs["gpu"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in specs["gpu"]["tolerations"]
@@ -337,7 +337,7 @@ def test_dask_gpu_workers_only_when_enabled(helm: str) -> None:
     spec = one(docs, "Deployment", f"{FULL}-dask-gpu-worker")["spec"]["template"]["spec"]
     worker = container(spec, "worker")
     assert worker["command"] + worker["args"][:3] == ["dask", "cuda", "worker", f"tcp://{FULL}-dask-scheduler.{NAMESPACE}.svc:8786"]
-    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert worker["image"] == "clustra:cu12"
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
 

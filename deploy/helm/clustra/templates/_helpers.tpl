@@ -306,7 +306,25 @@ securityContext:
 {{- end -}}
 
 {{/*
-Resources with an nvidia.com/gpu limit (and request) added. Call with (dict "resources" R "gpus" N).
+Container resources with every quantity rendered as a string ("2", "500m", "4Gi"): the Dask
+operator's CRDs type quantities as strings (Kubernetes' PodSpec takes an integer or a string), so
+`cpu: 2` in values must not reach a DaskCluster as an integer. Call with the resources dict.
+*/}}
+{{- define "clustra.resources" -}}
+{{- $out := dict -}}
+{{- range $section, $quantities := (default dict .) -}}
+{{- $strings := dict -}}
+{{- range $name, $q := $quantities -}}
+{{- $_ := set $strings $name (toString $q) -}}
+{{- end -}}
+{{- $_ := set $out $section $strings -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+Resources with an nvidia.com/gpu limit (and request) added, quantities as strings (see
+clustra.resources). Call with (dict "resources" R "gpus" N).
 */}}
 {{- define "clustra.gpuResources" -}}
 {{- $res := deepCopy (default dict .resources) -}}
@@ -316,7 +334,7 @@ Resources with an nvidia.com/gpu limit (and request) added. Call with (dict "res
 {{- $requests := default dict $res.requests -}}
 {{- $_ := set $requests "nvidia.com/gpu" (int .gpus) -}}
 {{- $_ := set $res "requests" $requests -}}
-{{- toYaml $res -}}
+{{- include "clustra.resources" $res -}}
 {{- end -}}
 
 {{/*
