@@ -594,6 +594,82 @@ def test_network_policy_admits_release_pods_and_api_ports(helm: str) -> None:
     assert ports == {8000, 8265, 52365, 8080, 8787}
 
 
+def _ray_port_peers(docs: list[dict]) -> list[dict]:
+    (rule,) = [r for r in one(docs, "NetworkPolicy", FULL)["spec"]["ingress"]
+               if {p["port"] for p in r.get("ports", [])} == {8265, 52365}]
+    return rule["from"]
+
+
+def test_ray_dashboard_and_job_ports_admit_only_the_kuberay_operator_namespace(helm: str) -> None:
+    peers = _ray_port_peers(render(helm, "networkPolicy.enabled=true"))
+    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-operator"}},
+                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}]
+    peers = _ray_port_peers(render(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorNamespace=ray-system",
+                                   "networkPolicy.kuberayOperatorPodLabels=null"))
+    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}}}]
+    explicit = {"namespaceSelector": {"matchLabels": {"team": "ray"}}}
+    peers = _ray_port_peers(render(helm, "networkPolicy.enabled=true",
+                                   "networkPolicy.kuberayOperatorFrom[0].namespaceSelector.matchLabels.team=ray"))
+    assert peers == [explicit]
+    # never every namespace: the old default ([{namespaceSelector: {}}]) and an empty namespace fail
+    error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorFrom[0].namespaceSelector=null")
+    assert "admits every namespace to the Ray dashboard and job ports (8265, 52365)" in error
+    error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorNamespace=")
+    assert "networkPolicy.kuberayOperatorNamespace is empty" in error
+
+
+def test_ray_token_auth_uses_the_bearer_token_secret(helm: str) -> None:
+    docs = render(helm, "auth.enabled=true")
+    for spec in ray_pod_specs(docs).values():
+        assert "RAY_AUTH_MODE" not in env_of(spec["containers"][0])
+    docs = render(helm, "auth.enabled=true", "auth.existingSecret=api-token", "serving.rayTokenAuth=true",
+                  "serving.gpuWorkers.enabled=true")
+    reference = {"secretKeyRef": {"name": "api-token", "key": "token"}}
+    specs = ray_pod_specs(docs)
+    assert set(specs) == {"head", "cpu", "gpu"}
+    for group, spec in specs.items():
+        env = env_of(spec["containers"][0])
+        assert env["RAY_AUTH_MODE"] == {"name": "RAY_AUTH_MODE", "value": "token"}, group
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"] == env["CLUSTRA_AUTH_TOKEN"]["valueFrom"] == reference, group
+    for name in (f"{FULL}-jobs-api", f"{FULL}-dask-worker"):
+        spec = one(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert "RAY_AUTH_MODE" not in env_of(spec["containers"][0])
+    assert "RAY_AUTH_TOKEN" not in ray_service(docs)["spec"]["serveConfigV2"]
+    assert "serving.rayTokenAuth=true needs auth.enabled=true" in render_error(helm, "serving.rayTokenAuth=true")
+
+
+def test_shared_volumes_default_to_read_write_many(helm: str) -> None:
+    docs = render(helm)
+    for name in (f"{FULL}-registry", f"{FULL}-data"):
+        assert one(docs, "PersistentVolumeClaim", name)["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert one(docs, "PersistentVolumeClaim", f"{FULL}-jobs-store")["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("registry.persistence.accessModes[0]=ReadWriteOnce",),
+         "registry.persistence.accessModes=[ReadWriteOnce]: the registry volume is mounted by the Ray pods"),
+        (("data.persistence.accessModes[0]=ReadWriteOnce",),
+         "data.persistence.accessModes=[ReadWriteOnce]: the data volume is mounted by the jobs API and every Dask worker"),
+        (("data.persistence.enabled=false",),
+         "data.persistence.enabled=false and data.roots=[/data] has no s3:// root"),
+    ],
+    ids=["registry-rwo", "data-rwo", "no-shared-data"],
+)
+def test_volumes_one_node_only_fail_at_install(helm: str, sets: tuple[str, ...], message: str) -> None:
+    assert message in render_error(helm, *sets)
+
+
+def test_single_node_existing_claims_and_object_storage_pass_the_volume_checks(helm: str) -> None:
+    rwo = ("registry.persistence.accessModes[0]=ReadWriteOnce", "data.persistence.accessModes[0]=ReadWriteOnce")
+    docs = render(helm, *rwo, "singleNode=true")
+    assert one(docs, "PersistentVolumeClaim", f"{FULL}-registry")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    render(helm, *rwo, "registry.persistence.existingClaim=reg", "data.persistence.existingClaim=data")
+    render(helm, "registry.url=s3://b/registry", "data.persistence.enabled=false", "data.roots[0]=s3://b/data",
+           "objectStorage.enabled=true", "objectStorage.existingSecret=s3", "registry.persistence.accessModes[0]=ReadWriteOnce")
+
+
 def test_long_release_names_stay_valid_dns_labels(helm: str) -> None:
     release = "a-very-long-release-name-for-a-clustering-service-x"
     docs = render(helm, "dask.mode=operator", release=release)
