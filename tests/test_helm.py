@@ -741,6 +741,32 @@ def test_dockerfile_matches_the_chart() -> None:
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile
 
 
+def test_dockerfile_pins_versions_runs_as_non_root_and_checks_health() -> None:
+    import re
+
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), f"base image {base} is not pinned to a full tag"
+    assert "FROM ${PYTHON_IMAGE}" in dockerfile
+    assert re.search(r"^ARG TORCH_VERSION=\d+\.\d+\.\d+$", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n\s+CMD wget -q -O /dev/null \"\$\{CLUSTRA_HEALTH_URL\}\"", dockerfile, re.M)
+    # the non-root USER comes after every RUN
+    assert dockerfile.rindex("\nRUN ") < dockerfile.index("\nUSER 1000:1000")
+    # every package the image installs (the project and its extras) is in the build context
+    for package in ("clustra", "cluster_core", "jobs", "serving"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    constraints = {line.split("==")[0].lower(): line.split("==")[1]
+                   for line in (ROOT / "deploy" / "docker" / "constraints.txt").read_text().splitlines()
+                   if line and not line.startswith("#")}
+    assert "--constraint constraints.txt" in dockerfile
+    assert "torch" not in constraints and "clustra" not in constraints
+    for name in ("numpy", "pandas", "dask", "distributed", "scikit-learn", "fastapi", "pydantic", "s3fs", "fsspec", "ray"):
+        assert name in constraints, f"{name} is not pinned in deploy/docker/constraints.txt"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert constraints["ray"] == values["serving"]["rayVersion"]
+    assert constraints["s3fs"] == constraints["fsspec"]
+
+
 def _npm_tarball(path: Path, helm_bytes: bytes) -> None:
     layer = io.BytesIO()
     with zipfile.ZipFile(layer, "w") as archive:
