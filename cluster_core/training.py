@@ -33,6 +33,8 @@ from .blocks import ArrayBlocks, Blocks, DaskBlocks
 from .config import TrainConfig
 from .data import Dataset, sample_frame
 from .device import resolve_device
+from .drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
+from .drift import build_reference
 from .errors import ClustraError, DataError
 from .features import FEATURIZERS, FeaturePipeline
 from .insights import profile_clusters
@@ -202,6 +204,7 @@ class PreparedData:
     n_validation: int
     persisted: bool
     view_sample: Any = None  # raw rows for the embedding view (cluster_core.projection)
+    drift_sample: Any = None  # raw rows for each model's drift reference (cluster_core.drift)
 
 
 def _cluster_memory(client: Any) -> int | None:
@@ -261,7 +264,9 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
             f"(train={n_train}, validation={n_validation}); at least ~10 rows are needed"
         )
     progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
-    return PreparedData(schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True))
+    drift_sample = sample if len(sample) <= DRIFT_SAMPLE_ROWS else sample.sample(DRIFT_SAMPLE_ROWS, random_state=config.seed)
+    return PreparedData(schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True),
+                        drift_sample.reset_index(drop=True))
 
 
 def _run_small(specs, config, data: PreparedData, client, progress: Progress) -> list[ModelResult]:
@@ -359,12 +364,13 @@ class TrainResult:
                 "seed": self.config.seed,
                 "fit_seconds": result.fit_seconds,
             }
-            out.append(
-                ClusteringModel(
-                    self.data.pipeline, result.estimator, result.spec.model_id,
-                    metrics=result.entry(), clusters=result.clusters, metadata=metadata,
-                )
+            model = ClusteringModel(
+                self.data.pipeline, result.estimator, result.spec.model_id,
+                metrics=result.entry(), clusters=result.clusters, metadata=metadata,
             )
+            if self.data.drift_sample is not None and len(self.data.drift_sample):
+                model.drift_reference = build_reference(model, self.data.drift_sample)
+            out.append(model)
         return out
 
     def leaderboard(self) -> dict:
