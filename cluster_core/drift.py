@@ -87,7 +87,8 @@ def _feature_reference(name: str, kind: str, values: pd.Series, bins: int) -> di
     return {"name": name, "kind": kind, "categories": categories, "counts": category_counts(labels, missing, categories)}
 
 
-def build_reference(model: Any, sample: pd.DataFrame, *, bins: int = NUMERIC_BINS) -> dict[str, Any]:
+def build_reference(model: Any, sample: pd.DataFrame, *, labels: np.ndarray | None = None,
+                    bins: int = NUMERIC_BINS) -> dict[str, Any]:
     """The drift reference of ``model`` from ``sample`` (raw training rows).
 
     Parameters
@@ -95,6 +96,9 @@ def build_reference(model: Any, sample: pd.DataFrame, *, bins: int = NUMERIC_BIN
     model : ClusteringModel
     sample : pandas.DataFrame of shape (n_samples, n_columns)
         A uniform sample of the training rows, with the model's input columns.
+    labels : ndarray of shape (n_samples,), optional
+        The model's cluster ids of ``sample`` when already known (models of one sweep share
+        their features: featurize once, then ``estimator.predict``); computed otherwise.
     bins : int
         Quantile bins per numeric column.
 
@@ -105,7 +109,9 @@ def build_reference(model: Any, sample: pd.DataFrame, *, bins: int = NUMERIC_BIN
     """
     if len(sample) == 0:
         raise ValueError("sample has 0 rows; expected the training sample")
-    labels = model.predict(sample)
+    labels = model.predict(sample) if labels is None else np.asarray(labels)
+    if labels.shape != (len(sample),):
+        raise ValueError(f"labels of shape {labels.shape}; expected ({len(sample)},), one per sample row")
     ids, counts = np.unique(labels, return_counts=True)
     features, skipped = [], []
     for column in model.pipeline.schema.used:

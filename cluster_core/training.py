@@ -352,6 +352,9 @@ class TrainResult:
     def models(self) -> list[ClusteringModel]:
         """A :class:`ClusteringModel` per successful result, in rank order."""
         out = []
+        sample = self.data.drift_sample
+        # every model of the sweep shares the pipeline: the drift sample is featurized once
+        features = self.data.pipeline.transform(sample) if sample is not None and len(sample) else None
         for result in self.results:
             if result.estimator is None:
                 continue
@@ -368,8 +371,9 @@ class TrainResult:
                 self.data.pipeline, result.estimator, result.spec.model_id,
                 metrics=result.entry(), clusters=result.clusters, metadata=metadata,
             )
-            if self.data.drift_sample is not None and len(self.data.drift_sample):
-                model.drift_reference = build_reference(model, self.data.drift_sample)
+            if features is not None:
+                labels = result.estimator.assign(features).labels.astype(np.int64)
+                model.drift_reference = build_reference(model, sample, labels=labels)
             out.append(model)
         return out
 

@@ -168,3 +168,14 @@ def test_share_threshold_must_be_a_fraction(trained) -> None:
     model = ClusteringModel.load(_model_dir(run))
     with pytest.raises(InvalidInputError, match=r"share_threshold=2.0 should be in \(0, 1\]"):
         drift.compare(model, model.drift_reference, make_segments(10, 0), share_threshold=2.0)
+
+
+def test_reference_from_given_labels_equals_the_models_own(trained) -> None:
+    run, _ = trained
+    model = ClusteringModel.load(_model_dir(run))
+    sample = make_segments(400, 6)
+    own = drift.build_reference(model, sample)
+    given = drift.build_reference(model, sample, labels=model.predict(sample))
+    assert np.array_equal(own["cluster_counts"], given["cluster_counts"])
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\); expected \(400,\)"):
+        drift.build_reference(model, sample, labels=np.zeros(3))
