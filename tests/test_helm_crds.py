@@ -200,3 +200,19 @@ def test_validation_script_reports_violations(tmp_path: Path, capsys: pytest.Cap
     with pytest.raises(ValueError, match="expected a CustomResourceDefinition, got kind=Pod"):
         (tmp_path / "pod.yaml").write_text("kind: Pod\n")
         crd_validation.load_crd(tmp_path / "pod.yaml")
+
+
+def test_the_readme_walkthrough_install_renders_and_matches_the_crds(helm: str) -> None:
+    """The `helm install` of the chart README's walkthrough, flag for flag."""
+    import shlex
+
+    readme = (CHART / "README.md").read_text()
+    start = readme.index("helm install clustra deploy/helm/clustra -n clustra \\\n    --set image.repository")
+    command = readme[start:readme.index("\nhelm test", start)].replace("\\\n", " ")
+    words = shlex.split(command)
+    sets = tuple(words[i + 1] for i, word in enumerate(words) if word == "--set")
+    assert "networkPolicy.kuberayOperatorNamespace=kuberay-operator" in sets and len(sets) >= 10
+    docs = render(helm, *sets)
+    assert {"RayService", "DaskCluster"} <= {d["kind"] for d in docs}
+    assert crd_errors(docs) == []
+    assert not find(docs, "PersistentVolumeClaim", f"{FULL}-registry")
