@@ -614,6 +614,8 @@ def test_ray_dashboard_and_job_ports_admit_only_the_kuberay_operator_namespace(h
     # never every namespace: the old default ([{namespaceSelector: {}}]) and an empty namespace fail
     error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorFrom[0].namespaceSelector=null")
     assert "admits every namespace to the Ray dashboard and job ports (8265, 52365)" in error
+    error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorFrom[0].ipBlock.cidr=0.0.0.0/0")
+    assert 'contains {"ipBlock":{"cidr":"0.0.0.0/0"}}, which admits every namespace' in error
     error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorNamespace=")
     assert "networkPolicy.kuberayOperatorNamespace is empty" in error
 
