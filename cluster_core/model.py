@@ -5,6 +5,8 @@ On disk a model is a directory of JSON and ``.npz`` files (never pickle)::
     model.json        format, id, algorithm, metrics, clusters, input schema, training facts
     pipeline.json/npz the fitted featurizers
     estimator.json/npz the fitted algorithm state
+    drift.json/npz    the training sample's cluster shares and feature histograms
+                      (cluster_core.drift; absent in models trained before it was kept)
 
 Saving writes a temporary sibling directory and renames it into place, so a reader
 never sees a half-written model.
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from . import drift
 from ._state import read_state, staged_directory, write_json, write_state
 from .algorithms import Assignment, ClusterEstimator, estimator_from_state, get_algorithm
 from .errors import ArtifactError, InvalidInputError
@@ -44,6 +47,8 @@ class ClusteringModel:
         Profiles from :func:`cluster_core.insights.profile_clusters`.
     metadata : dict, optional
         Training facts (data path, rows, seed, timings).
+    drift_reference : dict, optional
+        From :func:`cluster_core.drift.build_reference`: what ``clustra drift`` compares with.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class ClusteringModel:
         metrics: dict | None = None,
         clusters: list[dict] | None = None,
         metadata: dict | None = None,
+        drift_reference: dict | None = None,
     ):
         self.pipeline = pipeline
         self.estimator = estimator
@@ -62,6 +68,7 @@ class ClusteringModel:
         self.metrics = dict(metrics or {})
         self.clusters = list(clusters or [])
         self.metadata = dict(metadata or {})
+        self.drift_reference = drift_reference
 
     @property
     def algorithm(self) -> str:
@@ -185,6 +192,8 @@ class ClusteringModel:
         with staged_directory(path) as staging:
             write_state(staging, "pipeline", self.pipeline.get_state())
             write_state(staging, "estimator", self.estimator.get_state())
+            if self.drift_reference is not None:
+                drift.write_reference(staging, self.drift_reference)
             write_json(staging / MODEL_FILE, self.describe())
         return path
 
@@ -196,6 +205,7 @@ class ClusteringModel:
         try:
             pipeline = FeaturePipeline.from_state(read_state(path, "pipeline"))
             estimator = estimator_from_state(read_state(path, "estimator"))
+            reference = drift.read_reference(path) if drift.has_reference(path) else None
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"model {str(path)!r} is corrupt: {exc}") from exc
         metadata = dict(info.get("metadata", {}))
@@ -208,6 +218,7 @@ class ClusteringModel:
             metrics=info.get("metrics"),
             clusters=info.get("clusters"),
             metadata=metadata,
+            drift_reference=reference,
         )
 
 

@@ -33,6 +33,8 @@ from .blocks import ArrayBlocks, Blocks, DaskBlocks
 from .config import TrainConfig
 from .data import Dataset, sample_frame
 from .device import resolve_device
+from .drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
+from .drift import build_reference
 from .errors import ClustraError, DataError
 from .features import FEATURIZERS, FeaturePipeline
 from .insights import profile_clusters, run_insights
@@ -203,6 +205,7 @@ class PreparedData:
     persisted: bool
     view_sample: Any = None  # raw rows for the embedding view (cluster_core.projection)
     insights_sample: Any = None  # raw rows for insights.json (cluster_core.insights)
+    drift_sample: Any = None  # raw rows for each model's drift reference (cluster_core.drift)
 
 
 def _cluster_memory(client: Any) -> int | None:
@@ -266,9 +269,10 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
             f"(train={n_train}, validation={n_validation}); at least ~10 rows are needed"
         )
     progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
+    drift_sample = sample if len(sample) <= DRIFT_SAMPLE_ROWS else sample.sample(DRIFT_SAMPLE_ROWS, random_state=config.seed)
     return PreparedData(
         schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True),
-        insights_sample.reset_index(drop=True),
+        insights_sample=insights_sample.reset_index(drop=True), drift_sample=drift_sample.reset_index(drop=True),
     )
 
 
@@ -362,6 +366,9 @@ class TrainResult:
         if self._models is not None:
             return self._models
         out = []
+        sample = self.data.drift_sample
+        # every model of the sweep shares the pipeline: the drift sample is featurized once
+        features = self.data.pipeline.transform(sample) if sample is not None and len(sample) else None
         for result in self.results:
             if result.estimator is None:
                 continue
@@ -374,12 +381,14 @@ class TrainResult:
                 "seed": self.config.seed,
                 "fit_seconds": result.fit_seconds,
             }
-            out.append(
-                ClusteringModel(
-                    self.data.pipeline, result.estimator, result.spec.model_id,
-                    metrics=result.entry(), clusters=result.clusters, metadata=metadata,
-                )
+            model = ClusteringModel(
+                self.data.pipeline, result.estimator, result.spec.model_id,
+                metrics=result.entry(), clusters=result.clusters, metadata=metadata,
             )
+            if features is not None:
+                labels = result.estimator.assign(features).labels.astype(np.int64)
+                model.drift_reference = build_reference(model, sample, labels=labels)
+            out.append(model)
         self._models = out
         return out
 

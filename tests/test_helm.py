@@ -316,8 +316,8 @@ def test_gpu_worker_groups_only_when_enabled(helm: str) -> None:
     specs = ray_pod_specs(docs)
     assert set(specs) == {"head", "cpu", "gpu"}
     gpu = container(specs["gpu"], "ray-worker")
-    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert gpu["resources"]["requests"]["nvidia.com/gpu"] == 2
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert gpu["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert gpu["image"] == "clustra:0.1.0-gpu"
     assert specs["gpu"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in specs["gpu"]["tolerations"]
@@ -337,7 +337,7 @@ def test_dask_gpu_workers_only_when_enabled(helm: str) -> None:
     spec = one(docs, "Deployment", f"{FULL}-dask-gpu-worker")["spec"]["template"]["spec"]
     worker = container(spec, "worker")
     assert worker["command"] + worker["args"][:3] == ["dask", "cuda", "worker", f"tcp://{FULL}-dask-scheduler.{NAMESPACE}.svc:8786"]
-    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert worker["image"] == "clustra:cu12"
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
 
@@ -598,6 +598,84 @@ def test_network_policy_admits_release_pods_and_api_ports(helm: str) -> None:
     assert ports == {8000, 8265, 52365, 8080, 8787}
 
 
+def _ray_port_peers(docs: list[dict]) -> list[dict]:
+    (rule,) = [r for r in one(docs, "NetworkPolicy", FULL)["spec"]["ingress"]
+               if {p["port"] for p in r.get("ports", [])} == {8265, 52365}]
+    return rule["from"]
+
+
+def test_ray_dashboard_and_job_ports_admit_only_the_kuberay_operator_namespace(helm: str) -> None:
+    peers = _ray_port_peers(render(helm, "networkPolicy.enabled=true"))
+    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-operator"}},
+                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}]
+    peers = _ray_port_peers(render(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorNamespace=ray-system",
+                                   "networkPolicy.kuberayOperatorPodLabels=null"))
+    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}}}]
+    explicit = {"namespaceSelector": {"matchLabels": {"team": "ray"}}}
+    peers = _ray_port_peers(render(helm, "networkPolicy.enabled=true",
+                                   "networkPolicy.kuberayOperatorFrom[0].namespaceSelector.matchLabels.team=ray"))
+    assert peers == [explicit]
+    # never every namespace: the old default ([{namespaceSelector: {}}]) and an empty namespace fail
+    error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorFrom[0].namespaceSelector=null")
+    assert "admits every namespace to the Ray dashboard and job ports (8265, 52365)" in error
+    error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorFrom[0].ipBlock.cidr=0.0.0.0/0")
+    assert 'contains {"ipBlock":{"cidr":"0.0.0.0/0"}}, which admits every namespace' in error
+    error = render_error(helm, "networkPolicy.enabled=true", "networkPolicy.kuberayOperatorNamespace=")
+    assert "networkPolicy.kuberayOperatorNamespace is empty" in error
+
+
+def test_ray_token_auth_uses_the_bearer_token_secret(helm: str) -> None:
+    docs = render(helm, "auth.enabled=true")
+    for spec in ray_pod_specs(docs).values():
+        assert "RAY_AUTH_MODE" not in env_of(spec["containers"][0])
+    docs = render(helm, "auth.enabled=true", "auth.existingSecret=api-token", "serving.rayTokenAuth=true",
+                  "serving.gpuWorkers.enabled=true")
+    reference = {"secretKeyRef": {"name": "api-token", "key": "token"}}
+    specs = ray_pod_specs(docs)
+    assert set(specs) == {"head", "cpu", "gpu"}
+    for group, spec in specs.items():
+        env = env_of(spec["containers"][0])
+        assert env["RAY_AUTH_MODE"] == {"name": "RAY_AUTH_MODE", "value": "token"}, group
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"] == env["CLUSTRA_AUTH_TOKEN"]["valueFrom"] == reference, group
+    for name in (f"{FULL}-jobs-api", f"{FULL}-dask-worker"):
+        spec = one(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert "RAY_AUTH_MODE" not in env_of(spec["containers"][0])
+    assert "RAY_AUTH_TOKEN" not in ray_service(docs)["spec"]["serveConfigV2"]
+    assert "serving.rayTokenAuth=true needs auth.enabled=true" in render_error(helm, "serving.rayTokenAuth=true")
+
+
+def test_shared_volumes_default_to_read_write_many(helm: str) -> None:
+    docs = render(helm)
+    for name in (f"{FULL}-registry", f"{FULL}-data"):
+        assert one(docs, "PersistentVolumeClaim", name)["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert one(docs, "PersistentVolumeClaim", f"{FULL}-jobs-store")["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("registry.persistence.accessModes[0]=ReadWriteOnce",),
+         "registry.persistence.accessModes=[ReadWriteOnce]: the registry volume is mounted by the Ray pods"),
+        (("data.persistence.accessModes[0]=ReadWriteOnce",),
+         "data.persistence.accessModes=[ReadWriteOnce]: the data volume is mounted by the jobs API and every Dask worker"),
+        (("data.persistence.enabled=false",),
+         "data.persistence.enabled=false and data.roots=[/data] has no s3:// root"),
+    ],
+    ids=["registry-rwo", "data-rwo", "no-shared-data"],
+)
+def test_volumes_one_node_only_fail_at_install(helm: str, sets: tuple[str, ...], message: str) -> None:
+    assert message in render_error(helm, *sets)
+
+
+def test_single_node_existing_claims_and_object_storage_pass_the_volume_checks(helm: str) -> None:
+    rwo = ("registry.persistence.accessModes[0]=ReadWriteOnce", "data.persistence.accessModes[0]=ReadWriteOnce")
+    docs = render(helm, *rwo, "singleNode=true")
+    assert one(docs, "PersistentVolumeClaim", f"{FULL}-registry")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    render(helm, *rwo, "registry.persistence.existingClaim=reg", "data.persistence.existingClaim=data")
+    render(helm, "registry.url=s3://b/registry", "data.persistence.enabled=false", "data.roots[0]=s3://b/data",
+           "objectStorage.enabled=true", "objectStorage.existingSecret=s3", "registry.persistence.accessModes[0]=ReadWriteOnce")
+
+
 def test_long_release_names_stay_valid_dns_labels(helm: str) -> None:
     release = "a-very-long-release-name-for-a-clustering-service-x"
     docs = render(helm, "dask.mode=operator", release=release)
@@ -667,6 +745,32 @@ def test_dockerfile_matches_the_chart() -> None:
     assert f"--uid {uid}" in dockerfile and f"USER {uid}:{uid}" in dockerfile
     assert "wget" in dockerfile  # KubeRay's injected probes call wget
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile
+
+
+def test_dockerfile_pins_versions_runs_as_non_root_and_checks_health() -> None:
+    import re
+
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), f"base image {base} is not pinned to a full tag"
+    assert "FROM ${PYTHON_IMAGE}" in dockerfile
+    assert re.search(r"^ARG TORCH_VERSION=\d+\.\d+\.\d+$", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n\s+CMD wget -q -O /dev/null \"\$\{CLUSTRA_HEALTH_URL\}\"", dockerfile, re.M)
+    # the non-root USER comes after every RUN
+    assert dockerfile.rindex("\nRUN ") < dockerfile.index("\nUSER 1000:1000")
+    # every package the image installs (the project and its extras) is in the build context
+    for package in ("clustra", "cluster_core", "jobs", "serving"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    constraints = {line.split("==")[0].lower(): line.split("==")[1]
+                   for line in (ROOT / "deploy" / "docker" / "constraints.txt").read_text().splitlines()
+                   if line and not line.startswith("#")}
+    assert "--constraint constraints.txt" in dockerfile
+    assert "torch" not in constraints and "clustra" not in constraints
+    for name in ("numpy", "pandas", "dask", "distributed", "scikit-learn", "fastapi", "pydantic", "s3fs", "fsspec", "ray"):
+        assert name in constraints, f"{name} is not pinned in deploy/docker/constraints.txt"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert constraints["ray"] == values["serving"]["rayVersion"]
+    assert constraints["s3fs"] == constraints["fsspec"]
 
 
 def _npm_tarball(path: Path, helm_bytes: bytes) -> None:

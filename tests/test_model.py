@@ -40,7 +40,7 @@ def test_another_process_gives_identical_assignments(tmp_path, mixed_frame, algo
     subprocess.run([sys.executable, "-c", script], check=True)
     assert np.array_equal(np.load(tmp_path / "labels.npy"), model.assign(mixed_frame).labels)
     names = {p.name for p in path.iterdir()}
-    assert names <= {"model.json", "pipeline.json", "pipeline.npz", "estimator.json", "estimator.npz"}
+    assert names <= {"model.json", "pipeline.json", "pipeline.npz", "estimator.json", "estimator.npz", "drift.json", "drift.npz"}
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in path.iterdir())
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from cluster_core import __version__
 from cluster_core.errors import ClustraError
 
-from . import jobs, library, serving
+from . import drift, jobs, library, serving
 from ._args import describe_error
 
 EXIT_USER_ERROR = 2
@@ -30,7 +30,7 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 CommandRegistrar = Callable[[argparse._SubParsersAction], None]
-COMMAND_GROUPS: tuple[CommandRegistrar, ...] = (library.register, jobs.register, serving.register)
+COMMAND_GROUPS: tuple[CommandRegistrar, ...] = (library.register, jobs.register, serving.register, drift.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,7 +183,8 @@ first data root.
 {{/*
 Environment of the Clustra containers: registry, object storage and (with "auth" true) the
 bearer token. Secrets are always referenced, never inlined.
-Call with (dict "ctx" $ "auth" true).
+Call with (dict "ctx" $ "auth" true); "ray" true adds Ray's token auth (serving.rayTokenAuth:
+RAY_AUTH_MODE=token, RAY_AUTH_TOKEN from the same Secret) to the Ray containers.
 */}}
 {{- define "clustra.env" -}}
 {{- $v := .ctx.Values -}}
@@ -195,6 +196,15 @@ Call with (dict "ctx" $ "auth" true).
     secretKeyRef:
       name: {{ include "clustra.authSecretName" .ctx }}
       key: {{ $v.auth.secretKey }}
+{{- if and .ray $v.serving.rayTokenAuth }}
+- name: RAY_AUTH_MODE
+  value: token
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "clustra.authSecretName" .ctx }}
+      key: {{ $v.auth.secretKey }}
+{{- end }}
 {{- end }}
 {{- if $v.objectStorage.enabled }}
 {{- with $v.objectStorage.endpoint }}
@@ -306,7 +316,25 @@ securityContext:
 {{- end -}}
 
 {{/*
-Resources with an nvidia.com/gpu limit (and request) added. Call with (dict "resources" R "gpus" N).
+Container resources with every quantity rendered as a string ("2", "500m", "4Gi"): the Dask
+operator's CRDs type quantities as strings (Kubernetes' PodSpec takes an integer or a string), so
+`cpu: 2` in values must not reach a DaskCluster as an integer. Call with the resources dict.
+*/}}
+{{- define "clustra.resources" -}}
+{{- $out := dict -}}
+{{- range $section, $quantities := (default dict .) -}}
+{{- $strings := dict -}}
+{{- range $name, $q := $quantities -}}
+{{- $_ := set $strings $name (toString $q) -}}
+{{- end -}}
+{{- $_ := set $out $section $strings -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+Resources with an nvidia.com/gpu limit (and request) added, quantities as strings (see
+clustra.resources). Call with (dict "resources" R "gpus" N).
 */}}
 {{- define "clustra.gpuResources" -}}
 {{- $res := deepCopy (default dict .resources) -}}
@@ -316,7 +344,7 @@ Resources with an nvidia.com/gpu limit (and request) added. Call with (dict "res
 {{- $requests := default dict $res.requests -}}
 {{- $_ := set $requests "nvidia.com/gpu" (int .gpus) -}}
 {{- $_ := set $res "requests" $requests -}}
-{{- toYaml $res -}}
+{{- include "clustra.resources" $res -}}
 {{- end -}}
 
 {{/*
@@ -326,6 +354,27 @@ Checks of values that the schema cannot express. Included by every template that
 {{- $v := .Values -}}
 {{- if and $v.objectStorage.enabled (not $v.objectStorage.existingSecret) (not $v.objectStorage.workloadIdentity) -}}
 {{- fail "objectStorage.existingSecret is empty: name an existing Secret with the access key pair (or set objectStorage.workloadIdentity=true); credentials are never taken from values" -}}
+{{- end -}}
+{{- if and $v.serving.enabled $v.serving.rayTokenAuth (not $v.auth.enabled) -}}
+{{- fail "serving.rayTokenAuth=true needs auth.enabled=true: Ray's token is the bearer token's Secret" -}}
+{{- end -}}
+{{- $multiNode := "pods on several nodes mount it at once: use ReadWriteMany (a storage class that offers it: NFS, CephFS, EFS, Filestore, Azure Files), or existingClaim, or set singleNode=true for a one-node cluster (kind, k3d)" -}}
+{{- with $v.registry.persistence -}}
+{{- if and (include "clustra.registryVolumeEnabled" $) (not .existingClaim) (not (has "ReadWriteMany" .accessModes)) (not $v.singleNode) -}}
+{{- fail (printf "registry.persistence.accessModes=%v: the registry volume is mounted by the Ray pods, the jobs API and the Dask workers; %s; or keep the registry in object storage (registry.url=s3://..., objectStorage.enabled=true)" .accessModes $multiNode) -}}
+{{- end -}}
+{{- end -}}
+{{- with $v.data.persistence -}}
+{{- if and .enabled (or $v.jobsApi.enabled $v.dask.enabled) (not .existingClaim) (not (has "ReadWriteMany" .accessModes)) (not $v.singleNode) -}}
+{{- fail (printf "data.persistence.accessModes=%v: the data volume is mounted by the jobs API and every Dask worker; %s; or use s3:// data roots with data.persistence.enabled=false" .accessModes $multiNode) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.dask.enabled (not $v.data.persistence.enabled) -}}
+{{- $shared := false -}}
+{{- range $v.data.roots -}}{{- if hasPrefix "s3://" . -}}{{- $shared = true -}}{{- end -}}{{- end -}}
+{{- if not $shared -}}
+{{- fail (printf "data.persistence.enabled=false and data.roots=%v has no s3:// root: the Dask workers could not read what the jobs API names; enable the data volume or add an s3:// root (objectStorage.enabled=true)" $v.data.roots) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (not $v.registry.url) (not $v.registry.persistence.enabled) -}}
 {{- fail "registry.url is empty and registry.persistence.enabled=false: set registry.url (e.g. s3://bucket/registry) or enable the registry volume" -}}

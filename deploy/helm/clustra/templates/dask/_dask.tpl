@@ -39,7 +39,7 @@ containers:
       initialDelaySeconds: 15
       periodSeconds: 20
     resources:
-      {{- toYaml $d.scheduler.resources | nindent 6 }}
+      {{- include "clustra.resources" $d.scheduler.resources | nindent 6 }}
     securityContext:
       {{- toYaml .Values.securityContext | nindent 6 }}
 {{- end -}}
@@ -99,7 +99,7 @@ containers:
       {{- if .gpu }}
       {{- include "clustra.gpuResources" (dict "resources" $w.resources "gpus" $w.gpusPerPod) | nindent 6 }}
       {{- else }}
-      {{- toYaml $w.resources | nindent 6 }}
+      {{- include "clustra.resources" $w.resources | nindent 6 }}
       {{- end }}
     securityContext:
       {{- toYaml $ctx.Values.securityContext | nindent 6 }}
