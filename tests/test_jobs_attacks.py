@@ -141,6 +141,13 @@ def test_columns_the_spec_names_are_checked_against_the_footer_at_submit(env, fi
     assert _total(env) == before
 
 
+@pytest.mark.parametrize("field, value", [("kinds", {"plan": "bogus"}), ("kind_weights", {"colour": 2.0})])
+def test_kinds_a_spec_names_must_exist(env, field, value):
+    response = env.http.post("/v1/jobs", json={**MINIMAL, field: value})
+    assert response.status_code == 422 and response.json()["field"] == field, response.text
+    assert "unknown column kind(s)" in response.json()["message"] and "'numeric'" in response.json()["message"]
+
+
 def test_a_partition_column_is_a_column(env):
     response = env.http.post("/v1/jobs", json={**MINIMAL, "exclude": ["region", "customer_id"]})
     assert response.status_code == 201, response.text
