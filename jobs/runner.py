@@ -10,7 +10,8 @@
   run), and makes its :class:`JobProgress` raise at the next step boundary. A task already
   executing cannot be interrupted inside its thread: on the embedded cluster, a worker
   still running a released task a moment later is restarted by its nanny
-  (:meth:`DaskConnection.restart_busy_workers`), so the next job starts at once.
+  (:meth:`DaskConnection.orphaned_workers`, :meth:`DaskConnection.restart_workers`), so the
+  next job starts at once.
 * Progress events become the job's ``progress``, ``step`` and log lines in the store.
 """
 
