@@ -57,10 +57,10 @@ LONG_PATH = "p" * 5000
 INVALID: dict[str, list[Any]] = {
     "algorithms": [[], ["spectral"], "kmeans", [""], ["x" * 300]], "k": [[], [1], [0], [-3], "3", [10**20]],
     "include": [["nope"], [""], ["spend\x00"], "spend", [LONG_PATH]], "columns": [["nope"]],
-    "exclude": [["nope"], [5], [""]], "kinds": [{"nope": "numeric"}, {"spend": ""}, ["spend"]],
+    "exclude": [["nope"], [5], [""]], "kinds": [{"nope": "numeric"}, {"spend": ""}, ["spend"], {"plan": "bogus"}],
     "weights": [{"spend": -1}, {"spend": 0}, {"spend": 1e308}, {"spend": "NaN"}, {"spend": "Infinity"},
                 {"nope": 1.0}, {"spend": "lots"}, [1]],
-    "kind_weights": [{"text": -1}, {"text": 1e300}, {"text": "NaN"}],
+    "kind_weights": [{"text": -1}, {"text": 1e300}, {"text": "NaN"}, {"colour": 2.0}],
     "device": ["x", "", "CUDA", "cuda:0", "gpu", 0], "persist": ["sometimes", ""], "text_method": ["bert"],
     "balance": ["some"], "reduce": ["tsne"], "view_method": ["umap"],
     "text_model": ["a\x00b", LONG_PATH, "/etc/passwd", "../secret", "models/x.bin"],

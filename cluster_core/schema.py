@@ -190,6 +190,22 @@ def _infer_kind(name: str, values: pd.Series) -> tuple[str, str]:
     return CATEGORICAL, ""
 
 
+def check_kind_names(kinds: dict[str, str], kind_weights: dict[str, float] | None = None) -> None:
+    """Every kind a setting names is a known column kind (built-in or registered by a featurizer).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the setting (``kinds`` or ``kind_weights``), the unknown kinds and the known ones.
+    """
+    bad = {c: k for c, k in kinds.items() if k not in KINDS}
+    if bad:
+        raise InvalidInputError(f"unknown column kind(s) {bad}; expected one of {KINDS}", field="kinds")
+    unknown = [k for k in (kind_weights or {}) if k not in KINDS]
+    if unknown:
+        raise InvalidInputError(f"unknown column kind(s) {unknown}; expected one of {KINDS}", field="kind_weights")
+
+
 def infer_schema(
     sample: pd.DataFrame,
     *,
@@ -222,9 +238,7 @@ def infer_schema(
         unknown = [c for c in given if c not in names]
         if unknown:
             raise InvalidInputError(f"column(s) {unknown} not in the dataset; its columns: {names}", field=label)
-    bad = {c: k for c, k in kinds.items() if k not in KINDS}
-    if bad:
-        raise InvalidInputError(f"unknown column kind(s) {bad}; expected one of {KINDS}", field="kinds")
+    check_kind_names(kinds)
     columns = []
     for name in names:
         values = sample[name]

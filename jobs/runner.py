@@ -10,7 +10,8 @@
   run), and makes its :class:`JobProgress` raise at the next step boundary. A task already
   executing cannot be interrupted inside its thread: on the embedded cluster, a worker
   still running a released task a moment later is restarted by its nanny
-  (:meth:`DaskConnection.restart_busy_workers`), so the next job starts at once.
+  (:meth:`DaskConnection.orphaned_workers`, :meth:`DaskConnection.restart_workers`), so the
+  next job starts at once.
 * Progress events become the job's ``progress``, ``step`` and log lines in the store.
 """
 
@@ -207,10 +208,14 @@ def _close_quietly(client: Any) -> None:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """The error message stored for a failed job: the message of a Clustra error, else type + message."""
+    """The error message stored for a failed job: the message of a Clustra error, else type + message
+    (said to be a lost Dask worker when Dask cancelled the work for lost dependencies)."""
     if isinstance(exc, (ClustraError, ArtifactError, FileExistsError, ValueError)) and str(exc):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}"
+    if "lost dependencies" in str(exc):
+        return f"a Dask worker was lost while the job ran and its results could not be recomputed ({text}); rerun the job"
+    return text
 
 
 class Runner:

@@ -96,6 +96,22 @@ def _dataset_column_names(data: str) -> list[str] | None:
         return None
 
 
+def check_kinds(spec: TrainSpec) -> None:
+    """The kinds ``kinds`` and ``kind_weights`` name are column kinds (with every featurizer registered).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the setting and the unknown kinds (422).
+    """
+    if not (spec.kinds or spec.kind_weights):
+        return
+    import cluster_core.features  # noqa: F401 - registers the kinds of the built-in featurizers
+    from cluster_core.schema import check_kind_names
+
+    check_kind_names(spec.kinds, spec.kind_weights)
+
+
 def check_columns(spec: TrainSpec, data: str) -> None:
     """Columns named by include / exclude / kinds / weights / geo_pairs exist in the dataset's
     footer schema (the same check and message as the job's first step).
@@ -124,6 +140,7 @@ def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: J
     paths = read_paths(spec, policy)
     if isinstance(spec, TrainSpec):
         output = policy.writable(spec.output, default_output(policy, job_id), inputs=(paths["data"],))
+        check_kinds(spec)
         check_columns(spec, paths["data"])
         return output
     model = model_source(spec, policy, store)

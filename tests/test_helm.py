@@ -863,6 +863,7 @@ def test_dask_workers_unset_the_malloc_trim_threshold_dask_would_export(helm: st
         defaults = {"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1}}}}
         config = dask.config.update(defaults, dask.config.collect_env({"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": value}))
         assert ast.literal_eval(value) == {"MALLOC_TRIM_THRESHOLD_": None}
+        assert env["CLUSTRA_IMAGE_ROOTS"] == "/data:/data/outputs"  # image reads confined like the jobs API's
         assert config["distributed"]["nanny"]["pre-spawn-environ"] == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": 1}
 
 

@@ -141,6 +141,13 @@ def test_columns_the_spec_names_are_checked_against_the_footer_at_submit(env, fi
     assert _total(env) == before
 
 
+@pytest.mark.parametrize("field, value", [("kinds", {"plan": "bogus"}), ("kind_weights", {"colour": 2.0})])
+def test_kinds_a_spec_names_must_exist(env, field, value):
+    response = env.http.post("/v1/jobs", json={**MINIMAL, field: value})
+    assert response.status_code == 422 and response.json()["field"] == field, response.text
+    assert "unknown column kind(s)" in response.json()["message"] and "'numeric'" in response.json()["message"]
+
+
 def test_a_partition_column_is_a_column(env):
     response = env.http.post("/v1/jobs", json={**MINIMAL, "exclude": ["region", "customer_id"]})
     assert response.status_code == 201, response.text
@@ -191,12 +198,15 @@ def test_weights_are_refused_without_a_model_root(tmp_path, dask_client):
     (tmp_path / "encoder.onnx").write_bytes(b"x")  # under the data root, still not a model root
     settings = ServiceSettings(store=str(tmp_path / "s" / "jobs.db"), data_roots=[str(tmp_path)],
                                scheduler=dask_client.scheduler.address)
+    before = os.environ.get("CLUSTRA_IMAGE_ROOTS")
     with TestClient(create_app(settings)) as raw:
+        assert os.environ["CLUSTRA_IMAGE_ROOTS"].split(os.pathsep)[0] == str(tmp_path)
         for field in ("image_model", "text_model"):
             response = raw.post("/v1/jobs", json={**MINIMAL, field: "encoder.onnx"})
             assert response.status_code == 422 and response.json()["field"] == field
             assert "--model-root" in response.json()["message"]
         assert raw.get("/v1/jobs").json()["total"] == 0
+    assert os.environ.get("CLUSTRA_IMAGE_ROOTS") == before  # restored when the service stops
 
 
 def test_the_run_uses_the_checked_weights_path(env):
@@ -206,6 +216,35 @@ def test_the_run_uses_the_checked_weights_path(env):
     paths = read_paths(spec, env.raw.app.state.service.policy)
     config = job_train_config(spec, paths)
     assert config.image_model == str(env.models / "encoder.onnx") and config.image_root == str(env.home / "pictures")
+
+
+def test_image_files_named_in_the_data_are_read_only_under_the_roots(tmp_path, monkeypatch):
+    """Regression: image paths in a column (absolute, ``..``, symlinks, file:// URLs) read any server file."""
+    from cluster_core.features.image import IMAGE_ROOTS_ENV, decode_batch, read_image_bytes
+
+    inside, outside = tmp_path / "data", tmp_path / "secret"
+    (inside / "img").mkdir(parents=True)
+    outside.mkdir()
+    for folder in (inside / "img", outside):
+        (folder / "a.png").write_bytes(b"\x89PNG fake")
+    (inside / "img" / "link.png").symlink_to(outside / "a.png")
+    monkeypatch.setenv(IMAGE_ROOTS_ENV, str(inside))
+    assert read_image_bytes("img/a.png", root=str(inside)) == b"\x89PNG fake"
+    for value, root in [(str(outside / "a.png"), None), ("../secret/a.png", str(inside)), ("img/link.png", str(inside)),
+                        (f"file://{outside / 'a.png'}", None), ("s3://bucket/a.png", None)]:
+        with pytest.raises(PermissionError, match="outside the allowed image roots"):
+            read_image_bytes(value, root=root)
+    _, _, unreadable, errors = decode_batch([str(outside / "a.png")], 8)
+    assert unreadable.tolist() == [True] and "outside the allowed image roots" in errors[0]  # a row problem, not a crash
+    monkeypatch.delenv(IMAGE_ROOTS_ENV)
+    assert read_image_bytes(str(outside / "a.png")) == b"\x89PNG fake"  # the CLI and the Python API: unrestricted
+
+
+def test_the_service_confines_image_reads_while_it_runs(env):
+    from cluster_core.features.image import IMAGE_ROOTS_ENV
+
+    roots = os.environ[IMAGE_ROOTS_ENV].split(os.pathsep)
+    assert str(env.home) in roots and str(env.outside) not in roots
 
 
 @pytest.mark.parametrize("target", ["store", "store-wal", "store-dir", "registry", "in-registry", "store-lock"])

@@ -102,3 +102,14 @@ def test_queue_limit_is_429(tmp_path, dask_client):
         assert "2 jobs are queued already (limit 2)" in refused.json()["message"]
         health = http.get("/healthz").json()
         assert health["queued_jobs"] == 2 and health["dask"] in ("starting", "error")
+
+
+def test_work_cancelled_for_lost_dependencies_is_reported_as_a_lost_worker():
+    from distributed.client import FutureCancelledError
+
+    from jobs.runner import describe_failure
+
+    exc = FutureCancelledError("_combine_all-00a1", reason="lost dependencies")
+    message = describe_failure(exc)
+    assert message.startswith("a Dask worker was lost while the job ran") and "lost dependencies" in message
+    assert describe_failure(KeyError("x")) == "KeyError: 'x'"

@@ -2,7 +2,10 @@
 
 Values may be file paths (relative to the ``root`` option or the working directory),
 ``file://`` / fsspec URLs (``s3://...``), ``data:image/...;base64,`` URIs, raw bytes, or
-``{"bytes": ..., "path": ...}`` records (Parquet image structs). Images are decoded with
+``{"bytes": ..., "path": ...}`` records (Parquet image structs). With ``CLUSTRA_IMAGE_ROOTS``
+set (directories or URL prefixes, separated by ``os.pathsep``; the jobs service sets it), a
+path or URL is read only when it resolves under one of them (symlinks followed); any other
+is an unreadable value of its row. Images are decoded with
 Pillow (in threads), resized to ``size`` x ``size`` RGB and processed as one batch tensor
 on the resolved device:
 
@@ -46,8 +49,34 @@ def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+IMAGE_ROOTS_ENV = "CLUSTRA_IMAGE_ROOTS"
+
+
+def allowed_image_roots() -> list[str] | None:
+    """The roots image files may be read from (``CLUSTRA_IMAGE_ROOTS``), None when unrestricted."""
+    value = os.environ.get(IMAGE_ROOTS_ENV)
+    if not value:
+        return None
+    return [r if "://" in r else os.path.realpath(r) for r in value.split(os.pathsep) if r]
+
+
+def _check_allowed(location: str, roots: list[str]) -> None:
+    """PermissionError unless ``location`` (a real path or a URL) lies under one of ``roots``."""
+    for root in roots:
+        base = root.rstrip("/")
+        if location == base or location.startswith(base + ("/" if "://" in root else os.sep)):
+            return
+    raise PermissionError(f"image {location!r} is outside the allowed image roots ({IMAGE_ROOTS_ENV})")
+
+
 def read_image_bytes(value, root: str | None = None) -> bytes:
-    """The encoded bytes of one image value (path, URL, data URI, bytes or struct)."""
+    """The encoded bytes of one image value (path, URL, data URI, bytes or struct).
+
+    Raises
+    ------
+    PermissionError
+        ``CLUSTRA_IMAGE_ROOTS`` is set and the path or URL lies outside its roots.
+    """
     if isinstance(value, dict):
         if value.get("bytes") is not None:
             return bytes(value["bytes"])
@@ -59,7 +88,13 @@ def read_image_bytes(value, root: str | None = None) -> bytes:
     text = value.strip()
     if text.lower().startswith("data:image/"):
         return base64.b64decode(text.split(",", 1)[1])
+    allowed = allowed_image_roots()
     if "://" in text:
+        if allowed is not None:
+            if text.lower().startswith("file://"):
+                _check_allowed(os.path.realpath(text[len("file://"):]), allowed)
+            else:
+                _check_allowed(text, allowed)
         import fsspec
 
         with fsspec.open(text, "rb") as handle:
@@ -67,6 +102,8 @@ def read_image_bytes(value, root: str | None = None) -> bytes:
     path = Path(text).expanduser()
     if root and not path.is_absolute():
         path = Path(root) / path
+    if allowed is not None:
+        _check_allowed(os.path.realpath(path), allowed)
     return path.read_bytes()
 
 

@@ -49,6 +49,7 @@ def _service(request: Request) -> JobService:
 
 ServiceDep = Annotated[JobService, Depends(_service)]
 
+
 def _query_parameters(app: FastAPI) -> dict[tuple[str, str], set[str]]:
     """``{(method, path template): query parameter names}``, from the app's OpenAPI document (made once)."""
     table = getattr(app.state, "query_parameters", None)

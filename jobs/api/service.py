@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,31 @@ class JobService:
         self.runner = Runner(self.store, self.policy, settings)
 
     def start(self) -> None:
-        """Recover and start running jobs."""
+        """Confine image reads to the readable roots, recover and start running jobs.
+
+        ``CLUSTRA_IMAGE_ROOTS`` is set in this process before the embedded cluster starts, so
+        its workers inherit it: a path in an image column is read only under a root (workers of
+        a ``--scheduler`` cluster need the variable set where they run).
+        """
+        from cluster_core.features.image import IMAGE_ROOTS_ENV
+
+        self._image_roots_before = os.environ.get(IMAGE_ROOTS_ENV)
+        os.environ[IMAGE_ROOTS_ENV] = os.pathsep.join(self.policy.read_roots)
         self.runner.start()
 
     def stop(self) -> None:
-        """Stop the runner (running jobs end ``interrupted``) and close the store."""
+        """Stop the runner (running jobs end ``interrupted``), close the store, restore the environment."""
+        from cluster_core.features.image import IMAGE_ROOTS_ENV
+
         try:
             self.runner.stop()
         finally:
             self.store.close()
+            before = getattr(self, "_image_roots_before", None)
+            if before is None:
+                os.environ.pop(IMAGE_ROOTS_ENV, None)
+            else:
+                os.environ[IMAGE_ROOTS_ENV] = before
 
     # -- views -----------------------------------------------------------------------------
 

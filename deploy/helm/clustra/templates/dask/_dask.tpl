@@ -81,6 +81,9 @@ containers:
       {{- end }}
     env:
       {{- include "clustra.env" (dict "ctx" $ctx "auth" false) | nindent 6 }}
+      # image files named in data columns are read only under the jobs API's readable roots
+      - name: CLUSTRA_IMAGE_ROOTS
+        value: {{ join ":" (concat $ctx.Values.data.roots (list (include "clustra.outputRoot" $ctx))) | quote }}
       # keep glibc's adaptive malloc in the worker processes: Dask's default
       # MALLOC_TRIM_THRESHOLD_=65536 makes Clustra's kernels 3-10x slower (docs/benchmarks.md)
       - name: DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON
