@@ -17,4 +17,5 @@ mkdir -p bench/out
   echo "## end to end vs Spark MLlib"; $PY bench/e2e_spark.py 2>/dev/null | grep -v WARN
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
   echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
+  echo "## insights cost"; $PY bench/insights_cost.py 2>/dev/null
 } | tee "$out"
