@@ -136,10 +136,10 @@ def heatmap_figure(section: dict[str, Any], names: dict[int, str]) -> dict[str, 
     limit = max((abs(v) for row in values for v in row if v is not None), default=1.0) or 1.0
     labels = [cluster_label(c, names) for c in section["clusters"]]
     data = [{"type": "heatmap", "z": values, "x": section["features"], "y": labels, "zmid": 0, "zmin": -limit, "zmax": limit,
-             "colorscale": "RdBu", "reversescale": True, "colorbar": {"title": {"text": "std. diff."}},
+             "colorscale": "RdBu_r", "colorbar": {"title": {"text": "std. diff."}},
              "hovertemplate": "%{y}<br>%{x}: %{z:.2f} sd<extra></extra>"}]
     height = max(240, 60 + 28 * len(labels))
-    return {"data": data, "layout": _layout(height=height, margin={"l": 220, "r": 20, "t": 16, "b": 120},
+    return {"data": data, "layout": _layout(height=height, margin={"l": 220, "r": 20, "t": 16, "b": 90},
                                             xaxis=_axis(tickangle=-35), yaxis=_axis(autorange="reversed"))}
 
 
@@ -180,11 +180,19 @@ def geo_figure(column: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
     geo = {"projection": {"type": "natural earth"}, "showland": True, "landcolor": "#eef2e6", "showcountries": True,
            "countrycolor": "#b0bec5", "showocean": True, "oceancolor": "#e3f2fd", "coastlinecolor": "#90a4ae"}
     if lats:
-        pad_lat = max(2.0, (max(lats) - min(lats)) * 0.15)
-        pad_lon = max(2.0, (max(lons) - min(lons)) * 0.15)
-        geo["lataxis"] = {"range": [max(-90, min(lats) - pad_lat), min(90, max(lats) + pad_lat)]}
-        geo["lonaxis"] = {"range": [max(-180, min(lons) - pad_lon), min(180, max(lons) + pad_lon)]}
+        geo["lataxis"], geo["lonaxis"] = _map_ranges(lats, lons)
     return {"data": data, "layout": _layout(height=420, geo=geo, margin={"l": 0, "r": 0, "t": 10, "b": 0})}
+
+
+def _map_ranges(lats: list[float], lons: list[float], aspect: float = 2.2) -> tuple[dict, dict]:
+    """Latitude and longitude ranges around the points, widened towards the map's aspect (lon : lat)."""
+    lat_span = max(4.0, (max(lats) - min(lats)) * 1.3)
+    lon_span = max(4.0, (max(lons) - min(lons)) * 1.3)
+    lat_span, lon_span = max(lat_span, lon_span / aspect), max(lon_span, lat_span * aspect)
+    lat_mid, lon_mid = (max(lats) + min(lats)) / 2, (max(lons) + min(lons)) / 2
+    lat = [max(-90.0, lat_mid - lat_span / 2), min(90.0, lat_mid + lat_span / 2)]
+    lon = [max(-180.0, lon_mid - lon_span / 2), min(180.0, lon_mid + lon_span / 2)]
+    return {"range": lat, "showgrid": True, "gridcolor": "#eceff1"}, {"range": lon, "showgrid": True, "gridcolor": "#eceff1"}
 
 
 def numeric_profile_figure(column: dict[str, Any], names: dict[int, str]) -> dict[str, Any] | None:

@@ -55,7 +55,8 @@ class Figures:
 
 def _profile_entry(model: ModelReport, column: dict[str, Any], figures: Figures, names: dict[int, str]) -> dict[str, Any]:
     kind = column["kind"]
-    entry: dict[str, Any] = {"column": column["column"], "kind": kind, "figure": None, "rows": [], "images": []}
+    entry: dict[str, Any] = {"column": column["column"], "kind": kind, "figure": None, "rows": [], "images": [],
+                             "cell_class": "num" if kind == "numeric" else "text"}
     prefix = f"{model.model_id}-profile-{column['column']}"
     if kind == "numeric":
         entry["figure"] = figures.add(prefix, fig.numeric_profile_figure(column, names))
