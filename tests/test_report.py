@@ -39,10 +39,13 @@ def test_every_section_of_a_fully_described_model_is_rendered(full_run):
         assert "not computed" not in _section(html, "kmeans-k3", name), name
     assert "100% of the cluster has plan=pro (31% overall)" in _section(html, "kmeans-k3", "observations")
     assert "spend ≈ spend_eur (0.98)" in _section(html, "kmeans-k3", "associations")
+    assert "spend is on average 64% greater" in _section(html, "kmeans-k3", "clusters")
     assert "fast, reliable, premium" in _section(html, "kmeans-k3", "profiles")
-    assert "typical month: November" in _section(html, "kmeans-k3", "profiles")
+    assert "typical month: Nov" in _section(html, "kmeans-k3", "profiles")
     gallery = _section(html, "kmeans-k3", "gallery")
     assert gallery.count("data:image/png;base64,") == 6 and "border-color: #1f77b4" in gallery
+    profiles = _section(html, "kmeans-k3", "profiles")  # representative / borderline images, from image_root
+    assert profiles.count('class="framed representative"') == 3 and profiles.count('class="framed borderline"') == 3
     for name in NAMES.values():  # the insights' names replace the generated ones
         assert name in _section(html, "kmeans-k3", "clusters")
     assert "★ recommended" in html and "the elbow of the silhouette curve" in html
@@ -69,9 +72,13 @@ def test_figures_carry_the_data(full_run):
     hover = traces["0 · high spend, plan=pro"]["text"][0]
     assert all(f"P({c} · {n})" in hover for c, n in NAMES.items())  # probability per cluster
     impact = json.loads(context["impact"]["json"])["data"][0]
-    assert impact["y"] == ["spend", "location", "plan", "review", "signup"] and impact["x"][0] == 1.0
+    assert impact["y"] == ["spend", "latitude:longitude", "plan", "review", "signup"] and impact["x"][0] == 1.0
     heat = json.loads(context["heatmap"]["json"])["data"][0]
     assert heat["zmid"] == 0 and heat["y"][2] == "2 · Berlin reviewers" and heat["z"][2][4] == 1.8
+    assoc = json.loads(context["associations"]["json"])["data"][0]  # in the related-columns order
+    assert assoc["x"][:2] == ["spend", "spend_eur"] and assoc["z"][0][1] == 0.98 and assoc["z"][3][3] == 1.0
+    numeric = json.loads(context["profiles"][0]["figure"]["json"])  # clusters on the overall's shared bin edges
+    assert [t["name"] for t in numeric["data"]][0] == "overall" and numeric["data"][1]["x"][0] == 25.0
     geo = json.loads(context["geo"][0]["figure"]["json"])
     assert [t["type"] for t in geo["data"]] == ["scattergeo"] * 6 and len(geo["data"][2]["lat"]) == 25
     # a model without per-cluster probabilities shows the assigned cluster's
@@ -83,6 +90,7 @@ def test_selection_curves_from_the_selection_file_or_the_leaderboard(full_run, t
     report = load_run_report(full_run)
     curves, source = sections.selection_curves(report.selection, report.leaderboard)
     assert source == "selection" and curves["kmeans"]["k"] == [2, 3] and curves["kmeans"]["silhouette"] == [0.48, 0.61]
+    assert curves["kmeans"]["stability_excess"] == [0.4, 0.4] and "bic" not in curves["kmeans"]  # all null: no panel
     figure = json.loads(run_context(report)["selection"]["json"])
     star = [t for t in figure["data"] if t["name"].startswith("recommended")]
     assert star and star[0]["x"] == [3] and star[0]["y"] == [0.61]
@@ -93,10 +101,11 @@ def test_selection_curves_from_the_selection_file_or_the_leaderboard(full_run, t
 def test_section_spellings_accepted():
     doc = insights_document()
     by_dict = {"observations": {"0": ["first", {"text": "second"}]}, "feature_impact": {"columns": doc["feature_impact"][::-1]},
+               # an earlier draft's spelling: profiles as a list of columns with clusters keyed by id
                "profiles": {"overall": {"spend": {"kind": "numeric", "mean": 1}},
                             "clusters": [{"cluster_id": 0, "columns": {"spend": {"kind": "numeric", "mean": 2}}}]}}
     assert sections.observations(by_dict) == {0: ["first", "second"]}
-    assert [r["column"] for r in sections.feature_impact(by_dict)][:2] == ["spend", "location"]
+    assert [r["column"] for r in sections.feature_impact(by_dict)][:2] == ["spend", "latitude:longitude"]
     assert sections.profile_columns(by_dict) == [{"column": "spend", "kind": "numeric", "overall": {"kind": "numeric", "mean": 1},
                                                   "clusters": {0: {"kind": "numeric", "mean": 2}}}]
     assert sections.heatmap({"heatmap": {"clusters": [0], "features": ["a", "b"], "values": [[1.0]]}}) is None  # ragged

@@ -76,9 +76,15 @@ def _profile_entry(model: ModelReport, column: dict[str, Any], figures: Figures,
             if kind == "image" and cid is not None:
                 for role in ("representative", "borderline"):
                     for image in stats.get(role) or []:
-                        if isinstance(image, dict) and model.images.get(str(image.get("file"))):
-                            entry["images"].append({"src": model.images[str(image["file"])], "role": role, "cluster": cid,
-                                                    "color": fig.cluster_color(cid), "title": f"{label} · {role}"})
+                        src = model.image_src(image) if isinstance(image, dict) else None
+                        if src:
+                            facts = [label, role, str(image.get("path") or "")]
+                            if image.get("probability") is not None:
+                                facts.append(f"probability {image['probability']:.2f}")
+                            if image.get("distance") is not None:
+                                facts.append(f"distance {image['distance']:.3g}")
+                            entry["images"].append({"src": src, "role": role, "cluster": cid, "color": fig.cluster_color(cid),
+                                                    "title": " · ".join(f for f in facts if f)})
     return entry
 
 
@@ -86,8 +92,11 @@ def _describe_stats(kind: str, stats: dict[str, Any]) -> str:
     """One line for a profile without a chart (datetime, text, geo, image)."""
     if kind == "datetime":
         parts = []
+        day = lambda v: str(v)[:10] if v else "?"  # noqa: E731 - ISO 8601: the date is enough here
         if stats.get("min") or stats.get("max"):
-            parts.append(f"{stats.get('min', '?')} to {stats.get('max', '?')}")
+            parts.append(f"{day(stats.get('min'))} to {day(stats.get('max'))}")
+        if stats.get("median"):
+            parts.append(f"median {day(stats['median'])}")
         for key in ("month", "weekday", "hour"):
             value = stats.get(f"typical_{key}", stats.get(key))
             if value is not None:
@@ -129,7 +138,7 @@ def _galleries(model: ModelReport, names: dict[int, str]) -> list[dict[str, Any]
             cid = int(cluster["cluster_id"])
             images = []
             for image in cluster.get("images") or []:
-                src = model.images.get(str(image.get("file")))
+                src = model.image_src(image)
                 if not src:
                     continue
                 facts = [fig.cluster_label(cid, names), str(image.get("source", ""))]
@@ -190,14 +199,9 @@ def run_context(report: RunReport, figures: Figures | None = None) -> dict[str, 
     """The run-level sections: leaderboard and selection curves."""
     figures = figures or Figures()
     curves, source = sections.selection_curves(report.selection, report.leaderboard)
-    marked = None
     recommended = report.recommended
-    entry = next((m for m in report.leaderboard.get("models") or [] if m.get("model_id") == recommended), None)
-    if entry is not None and entry.get("requested_clusters") is not None:
-        marked = {"model_id": recommended, "k": entry["requested_clusters"], **{m: entry.get(m) for m in METRIC_COLUMNS}}
-    reason = None
-    if isinstance(report.selection, dict):
-        reason = report.selection.get("reason") or report.selection.get("explanation")
+    marked = sections.recommended_point(report.selection, report.leaderboard, recommended)
+    reason = report.leaderboard.get("recommended_reason")
     return {
         "run_dir": str(report.run_dir), "metric": report.leaderboard.get("metric", "silhouette"),
         "best": report.leaderboard.get("best"), "recommended": recommended, "recommendation_reason": reason,

@@ -22,7 +22,8 @@ MODEL_FILE = "model.json"
 VIEW_FILE = "embedding_view.json"
 INSIGHTS_FILE = "insights.json"
 NAMES_FILE = "cluster_names.json"
-MAX_IMAGE_BYTES = 512 * 1024  # larger gallery files are listed, not embedded
+MAX_IMAGE_BYTES = 512 * 1024  # larger image files are not embedded
+THUMBNAIL_SIDE = 96
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -48,7 +49,7 @@ class ModelReport:
     model: dict[str, Any] | None = None
     view: dict[str, Any] | None = None
     insights: dict[str, Any] | None = None
-    images: dict[str, str] = field(default_factory=dict)  # gallery file -> data: URI
+    images: dict[str, str] = field(default_factory=dict)  # gallery file or "path:" + image path -> data: URI
     best: bool = False
     recommended: bool = False
 
@@ -63,12 +64,17 @@ class ModelReport:
         for cluster in (self.model or {}).get("clusters") or []:
             if cluster.get("name"):
                 names[int(cluster["cluster_id"])] = str(cluster["name"])
-        insight_names = (self.insights or {}).get("names") or (self.insights or {}).get("cluster_names")
-        for cid, name in _pairs(insight_names):
+        for cid, name in _pairs((self.insights or {}).get("clusters")):  # docs/insights.md: the current names
             names[cid] = name
         for cid, name in _pairs((self.model or {}).get("cluster_names")):
             names[cid] = name
         return names
+
+    def image_src(self, image: dict[str, Any]) -> str | None:
+        """The ``data:`` URI of a gallery entry (``file``) or an insights image (``path``), if embedded."""
+        if image.get("file"):
+            return self.images.get(str(image["file"]))
+        return self.images.get(f"path:{image.get('path')}")
 
     def cluster_ids(self) -> list[int]:
         """Every cluster id the model or its view mentions, sorted (noise -1 first when present)."""
@@ -110,14 +116,8 @@ class RunReport:
 
     @property
     def recommended(self) -> str | None:
-        """The recommended model id (selection), when the run has one."""
+        """The recommended model id (the leaderboard's ``recommended``, docs/selection.md), when the run has one."""
         value = self.leaderboard.get("recommended")
-        if isinstance(value, dict):
-            value = value.get("model_id")
-        if not value and self.selection:
-            value = self.selection.get("recommended")
-            if isinstance(value, dict):
-                value = value.get("model_id")
         return str(value) if value else None
 
     def model(self, model_id: str) -> ModelReport:
@@ -129,25 +129,63 @@ class RunReport:
         raise InvalidInputError(f"run {str(self.run_dir)!r} has no model {model_id!r}; its models: {known}", field="model")
 
 
-def _embed_images(model_dir: Path, view: dict[str, Any] | None, insights: dict[str, Any] | None) -> dict[str, str]:
-    """Gallery thumbnails (files under the model directory) as ``data:`` URIs, so the page needs no file access."""
-    files: set[str] = set()
+def _data_uri(path: Path, thumbnail: bool) -> str | None:
+    """A file as a ``data:`` URI (a 96 px PNG thumbnail when Pillow is installed and asked for)."""
+    if not path.is_file():
+        return None
+    if thumbnail:
+        try:
+            import io
+
+            from PIL import Image
+
+            with Image.open(path) as image:
+                image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="PNG")
+            return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        except Exception:  # not an image Pillow reads (or no Pillow): embed small files as they are
+            pass
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        return None
+    mime = {".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}.get(path.suffix.lower(), "image/jpeg")
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _embed_images(
+    model_dir: Path, view: dict[str, Any] | None, insights: dict[str, Any] | None,
+    image_root: str | None, image_roots: list[str] | None,
+) -> dict[str, str]:
+    """Images as ``data:`` URIs, so the page needs no file access: the gallery thumbnails of the
+    embedding view (files under the model directory, key ``file``) and the representative and
+    borderline images of the insights' image profiles (key ``path:`` + the value as given,
+    relative to the run's ``image_root``; with ``image_roots``, only files under those)."""
+    images = {}
+    root = model_dir.resolve()
     for clusters in ((view or {}).get("galleries") or {}).values():
         for cluster in clusters or []:
-            files.update(str(image["file"]) for image in cluster.get("images") or [] if image.get("file"))
+            for image in cluster.get("images") or []:
+                name = str(image.get("file") or "")
+                path = (model_dir / name).resolve()
+                if name and name not in images and root in path.parents and (uri := _data_uri(path, False)):
+                    images[name] = uri
+    allowed = [Path(r).resolve() for r in image_roots] if image_roots is not None else None
     for entry in _image_profiles(insights):
         for key in ("representative", "borderline"):
             for image in entry.get(key) or []:
-                if isinstance(image, dict) and image.get("file"):
-                    files.add(str(image["file"]))
-    images = {}
-    root = model_dir.resolve()
-    for name in sorted(files):
-        path = (model_dir / name).resolve()
-        if root not in path.parents or not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
-            continue  # only the model's own thumbnails
-        mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
-        images[name] = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+                value = image.get("path") if isinstance(image, dict) else None
+                if not isinstance(value, str) or f"path:{value}" in images or "://" in value:
+                    continue
+                path = Path(value) if os.path.isabs(value) or not image_root else Path(image_root) / value
+                path = path.resolve()
+                if allowed is not None and not _under(path, allowed):
+                    continue
+                if uri := _data_uri(path, True):
+                    images[f"path:{value}"] = uri
     return images
 
 
@@ -162,8 +200,10 @@ def _image_profiles(insights: dict[str, Any] | None) -> list[dict[str, Any]]:
     return out
 
 
-def load_model_report(model_dir: Path, entry: dict[str, Any]) -> ModelReport:
-    """One model's files (those present)."""
+def load_model_report(
+    model_dir: Path, entry: dict[str, Any], *, image_root: str | None = None, image_roots: list[str] | None = None
+) -> ModelReport:
+    """One model's files (those present); see :func:`_embed_images` for the images."""
     model_id = str(entry["model_id"])
     model = read_json(model_dir / MODEL_FILE, "model file")
     view = read_json(model_dir / VIEW_FILE, "embedding view")
@@ -171,10 +211,12 @@ def load_model_report(model_dir: Path, entry: dict[str, Any]) -> ModelReport:
     names = read_json(model_dir / NAMES_FILE, "cluster names file")
     if names is not None and model is not None:
         model = {**model, "cluster_names": names.get("names", names) if isinstance(names, dict) else names}
-    return ModelReport(model_id, entry, model, view, insights, _embed_images(model_dir, view, insights))
+    return ModelReport(model_id, entry, model, view, insights, _embed_images(model_dir, view, insights, image_root, image_roots))
 
 
-def load_run_report(run_dir: str | os.PathLike, model_ids: list[str] | None = None) -> RunReport:
+def load_run_report(
+    run_dir: str | os.PathLike, model_ids: list[str] | None = None, *, image_roots: list[str] | None = None
+) -> RunReport:
     """Read a run directory for the report.
 
     Parameters
@@ -183,6 +225,9 @@ def load_run_report(run_dir: str | os.PathLike, model_ids: list[str] | None = No
         A directory written by ``clustra train`` (its ``leaderboard.json`` is required).
     model_ids : list of str, optional
         Only these models (default: every model on the leaderboard, best first).
+    image_roots : list of str, optional
+        Embed the insights' images only from files under these folders (a service's data
+        roots); default: any readable file.
 
     Raises
     ------
@@ -208,8 +253,10 @@ def load_run_report(run_dir: str | os.PathLike, model_ids: list[str] | None = No
         entries = [m for m in entries if m["model_id"] in model_ids]
     selection = read_json(run_dir / SELECTION_FILE, "selection file")
     report = RunReport(run_dir, leaderboard, selection, read_json(run_dir / RUN_FILE, "run file"), [])
+    image_root = ((report.run or {}).get("config") or {}).get("image_root")
     for entry in entries:
-        model = load_model_report(run_dir / "models" / str(entry["model_id"]), entry)
+        model = load_model_report(run_dir / "models" / str(entry["model_id"]), entry, image_root=image_root,
+                                  image_roots=image_roots)
         model.best = entry["model_id"] == leaderboard.get("best")
         model.recommended = entry["model_id"] == report.recommended
         report.models.append(model)

@@ -49,6 +49,8 @@ def profile_columns(insights: dict[str, Any] | None) -> list[dict[str, Any]]:
     ``{"columns": [...]}``, or as ``{"overall": {COLUMN: stats}, "clusters": [{"cluster_id", "columns": {COLUMN: stats}}]}``.
     """
     profiles = (insights or {}).get("profiles")
+    if isinstance(profiles, dict) and isinstance(profiles.get("columns"), dict):  # docs/insights.md
+        profiles = [{"column": name, **entry} for name, entry in profiles["columns"].items() if isinstance(entry, dict)]
     if isinstance(profiles, dict) and isinstance(profiles.get("columns"), list):
         profiles = profiles["columns"]
     columns: list[dict[str, Any]] = []
@@ -99,7 +101,7 @@ def histogram(stats: dict[str, Any], edges: list[float] | None = None) -> tuple[
     hist = stats.get("histogram")
     if not isinstance(hist, dict):
         return None
-    edges = hist.get("edges") or hist.get("bins") or edges
+    edges = hist.get("bin_edges") or hist.get("edges") or edges
     counts = hist.get("counts") or hist.get("shares")
     if not isinstance(edges, list) or not isinstance(counts, list) or len(edges) != len(counts) + 1:
         return None
@@ -204,6 +206,12 @@ def associations(insights: dict[str, Any] | None) -> dict[str, Any] | None:
     matrix = value.get("matrix") or value.get("values")
     if not columns or not isinstance(matrix, list) or len(matrix) != len(columns):
         return None
+    columns = [str(c) for c in columns]
+    order = [str(c) for c in value.get("order") or []]
+    if sorted(order) == sorted(columns) and order != columns:  # related columns adjacent
+        index = [columns.index(c) for c in order]
+        matrix = [[matrix[i][j] for j in index] for i in index]
+        columns = order
     redundant = []
     for pair in value.get("redundant") or value.get("redundant_pairs") or []:
         if isinstance(pair, dict):
@@ -211,13 +219,23 @@ def associations(insights: dict[str, Any] | None) -> dict[str, Any] | None:
             redundant.append((str(names[0]), str(names[1]), _number(pair.get("value", pair.get("association")))))
         elif isinstance(pair, (list, tuple)) and len(pair) >= 2:
             redundant.append((str(pair[0]), str(pair[1]), _number(pair[2]) if len(pair) > 2 else None))
-    return {"columns": [str(c) for c in columns], "matrix": [[_number(v) for v in row] for row in matrix],
-            "redundant": redundant, "statistic": value.get("statistic") or value.get("measure")}
+    return {"columns": columns, "matrix": [[_number(v) for v in row] for row in matrix], "redundant": redundant,
+            "statistic": value.get("method") or value.get("statistic"), "threshold": _number(value.get("threshold"))}
 
 
 # -- selection ----------------------------------------------------------------------------
 
 CURVE_METRICS = ("silhouette", "davies_bouldin", "calinski_harabasz")
+
+
+def recommended_point(selection: dict[str, Any] | None, leaderboard: dict[str, Any], model_id: str | None) -> dict[str, Any] | None:
+    """The recommended model's point on the curves (its ``k`` and metrics), when it has a cluster count."""
+    if not model_id:
+        return None
+    candidates = [p for v in (selection or {}).values() if isinstance(v, list) for p in v if isinstance(p, dict)]
+    candidates += [{**e, "k": e.get("requested_clusters")} for e in leaderboard.get("models") or []]
+    point = next((p for p in candidates if p.get("model_id") == model_id and _number(p.get("k")) is not None), None)
+    return {**point, "model_id": model_id} if point else None
 
 
 def selection_curves(selection: dict[str, Any] | None, leaderboard: dict[str, Any]) -> tuple[dict[str, dict[str, list]], str]:
@@ -228,6 +246,8 @@ def selection_curves(selection: dict[str, Any] | None, leaderboard: dict[str, An
     (one point per model with a requested cluster count).
     """
     curves = (selection or {}).get("curves")
+    if curves is None and isinstance(selection, dict):  # docs/selection.md: variant -> list of points
+        curves = {k: v for k, v in selection.items() if isinstance(v, list)}
     points: dict[str, list[dict[str, Any]]] = {}
     source = "selection"
     if isinstance(curves, dict):
@@ -252,7 +272,7 @@ def selection_curves(selection: dict[str, Any] | None, leaderboard: dict[str, An
                        key=lambda p: float(p.get("k", p.get("n_clusters"))))
         if items:
             columns = {"k": [p.get("k", p.get("n_clusters")) for p in items]}
-            metrics = [m for m in dict.fromkeys(k for p in items for k in p) if m not in ("k", "n_clusters", "algorithm")]
+            metrics = [m for m in dict.fromkeys(k for p in items for k in p) if m not in ("k", "n_clusters", "algorithm", "model_id")]
             for metric in metrics:
                 values = [_number(p.get(metric)) for p in items]
                 if any(v is not None for v in values) and all(not isinstance(p.get(metric), (str, dict, list)) for p in items):
