@@ -182,6 +182,9 @@ def create_app(settings: ServiceSettings | None = None, service: JobService | No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(router)
     app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"])
+    from ..ui import install_ui
+
+    install_ui(app)  # the web UI at /ui/ (same token; jobs/ui)
     return app
 
 
