@@ -40,7 +40,7 @@ def server(tmp_path_factory, dask_client):
     root = tmp_path_factory.mktemp("ui")
     data = root / "data"
     write_hive(make_mixed_frame(300, seed=3), data / "customers", "region")
-    make_mixed_frame(80, seed=4).drop(columns=["region"]).to_parquet(data / "new_customers.parquet", index=False)
+    make_mixed_frame(80, seed=4).to_parquet(data / "new_customers.parquet", index=False)
     settings = ServiceSettings(store=str(root / "state" / "jobs.db"), data_roots=[str(data)],
                                output_root=str(root / "outputs"), scheduler=dask_client.scheduler.address,
                                max_concurrent_jobs=1, auth_token=TOKEN)
@@ -82,10 +82,14 @@ def trained(server):
 
 def test_pages_need_the_token(server):
     anonymous = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
-    page = anonymous.get("/ui/")
-    assert page.status_code == 401 and 'action="/ui/login"' in page.text and "requires its token" in page.text
+    page = anonymous.get("/ui/jobs/abc?x=1")
+    assert page.status_code == 303 and page.headers["location"] == "/ui/login?next=%2Fui%2Fjobs%2Fabc%3Fx%3D1&reason=required"
+    login = anonymous.get(page.headers["location"])
+    assert 'action="/ui/login"' in login.text and "This service requires its token." in login.text
+    assert 'name="next" value="/ui/jobs/abc?x=1"' in login.text
     assert anonymous.get("/ui/jobs.json").json() == {"error": "unauthorized", "message": "this service requires its token"}
-    assert anonymous.get("/ui/?token=wrong").status_code == 401
+    wrong = anonymous.get("/ui/?token=wrong")
+    assert wrong.status_code == 303 and wrong.headers["location"].endswith("reason=invalid") and "wrong" not in wrong.headers["location"]
     # ?token= once: the cookie is set (HttpOnly, SameSite=Strict) and the token leaves the address
     once = anonymous.get("/ui/?token=" + TOKEN)
     assert once.status_code == 303 and once.headers["location"] == "/ui/"
@@ -95,7 +99,7 @@ def test_pages_need_the_token(server):
     # the login form; a bad token is refused, a good one sets the cookie; next stays on this site
     fresh = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
     bad = fresh.post("/ui/login", data={"token": "nope", "next": "/ui/"})
-    assert bad.status_code == 401 and "That token is not valid." in bad.text
+    assert bad.status_code == 401 and "That token is not valid; enter it again." in bad.text
     good = fresh.post("/ui/login", data={"token": TOKEN, "next": "https://evil.example/"})
     assert good.status_code == 303 and good.headers["location"] == "/ui/" and fresh.get("/ui/").status_code == 200
     # a form post from another origin is refused even with the cookie
@@ -207,7 +211,8 @@ def test_a_person_trains_looks_renames_and_applies(server, watched_page, tmp_pat
     page.click("#apply-form button[type=submit]")
     page.wait_for_url("**/ui/jobs/*")
     assert "applying " + best in page.inner_text(".flash-ok")
-    page.wait_for_selector('[data-section="apply-result"]', timeout=240_000)
+    page.wait_for_selector("#job-state.state-succeeded, #job-state.state-failed", timeout=240_000)
+    assert page.locator("#job-state").inner_text() == "succeeded", page.inner_text('[data-section="job"]')
     result = page.locator('[data-section="apply-result"]').inner_text()
     assert "Scored 80 rows with model " + best in result
     counts = [int(c.inner_text()) for c in page.locator('[data-section="apply-result"] td.num').all()]

@@ -70,9 +70,12 @@ def _see(url: str, notice: str | None = None) -> RedirectResponse:
 
 # -- login and static files ----------------------------------------------------------------
 
+LOGIN_REASONS = {"required": "This service requires its token.", "invalid": "That token is not valid; enter it again."}
+
+
 @public.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/ui/") -> Response:  # noqa: A002 - the query parameter's name
-    return render(request, "login.html.j2", {"next": safe_next(next), "message": None})
+def login_form(request: Request, next: str = "/ui/", reason: str | None = None) -> Response:  # noqa: A002 - query names
+    return render(request, "login.html.j2", {"next": safe_next(next), "message": LOGIN_REASONS.get(reason or "")})
 
 
 @public.post("/login")
@@ -84,7 +87,7 @@ async def login(request: Request) -> Response:
         return render_error(request, 403 if isinstance(exc, ForeignOrigin) else 400, str(exc))
     token, target = _one(form, "token"), safe_next(_one(form, "next"))
     if not authorized(request, token) or (request.app.state.settings.auth_token and not token):
-        return render(request, "login.html.j2", {"next": target, "message": "That token is not valid."}, status=401)
+        return render(request, "login.html.j2", {"next": target, "message": LOGIN_REASONS["invalid"]}, status=401)
     response = RedirectResponse(target, status_code=303)
     if request.app.state.settings.auth_token:
         set_token_cookie(response, token, secure=request.url.scheme == "https")
@@ -357,17 +360,15 @@ def install_ui(app) -> None:
         if request.method != "GET" or request.url.path.endswith(".json"):
             return JSONResponse({"error": "unauthorized", "message": exc.message}, status_code=401)
         token = request.query_params.get("token")
-        if token is not None:
-            if authorized(request, token):  # ?token= once: keep it in the cookie, drop it from the address
-                query = urllib.parse.urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-                response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
-                set_token_cookie(response, token, secure=request.url.scheme == "https")
-                return response
-            message = "the token in the address is not valid"
-        else:
-            message = exc.message
-        target = request.url.path + (f"?{request.url.query}" if request.url.query and token is None else "")
-        return render(request, "login.html.j2", {"next": safe_next(target), "message": message}, status=401)
+        query = urllib.parse.urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+        here = request.url.path + (f"?{query}" if query else "")
+        if token is not None and authorized(request, token):  # ?token= once: into the cookie, out of the address
+            response = RedirectResponse(here, status_code=303)
+            set_token_cookie(response, token, secure=request.url.scheme == "https")
+            return response
+        reason = "invalid" if token is not None or exc.message.startswith("the token") else "required"
+        return RedirectResponse("/ui/login?" + urllib.parse.urlencode({"next": safe_next(here), "reason": reason}),
+                                status_code=303)
 
     @app.exception_handler(ForeignOrigin)
     async def _foreign(request: Request, exc: ForeignOrigin) -> Response:
