@@ -138,8 +138,10 @@ def heatmap_figure(section: dict[str, Any], names: dict[int, str]) -> dict[str, 
     data = [{"type": "heatmap", "z": values, "x": section["features"], "y": labels, "zmid": 0, "zmin": -limit, "zmax": limit,
              "colorscale": "RdBu_r", "colorbar": {"title": {"text": "std. diff."}},
              "hovertemplate": "%{y}<br>%{x}: %{z:.2f} sd<extra></extra>"}]
-    height = max(240, 60 + 28 * len(labels))
-    return {"data": data, "layout": _layout(height=height, margin={"l": 220, "r": 20, "t": 16, "b": 90},
+    longest = max((len(f) for f in section["features"]), default=8)
+    bottom = min(200, 30 + 6 * longest)  # room for the slanted feature names
+    height = max(240, bottom + 30 + 28 * len(labels))
+    return {"data": data, "layout": _layout(height=height, margin={"l": 220, "r": 20, "t": 16, "b": bottom},
                                             xaxis=_axis(tickangle=-35), yaxis=_axis(autorange="reversed"))}
 
 
@@ -156,10 +158,12 @@ def associations_figure(section: dict[str, Any]) -> dict[str, Any]:
     """The symmetric association matrix in the section's order (related columns together)."""
     columns = section["columns"]
     data = [{"type": "heatmap", "z": section["matrix"], "x": columns, "y": columns, "zmin": 0, "zmax": 1,
-             "colorscale": "Viridis", "colorbar": {"title": {"text": section.get("statistic") or "association"}},
+             "colorscale": "Viridis", "colorbar": {"thickness": 14},
              "hovertemplate": "%{x} · %{y}: %{z:.2f}<extra></extra>"}]
-    side = min(640, max(280, 80 + 26 * len(columns)))
-    return {"data": data, "layout": _layout(height=side, margin={"l": 160, "r": 20, "t": 16, "b": 140},
+    longest = max((len(c) for c in columns), default=8)
+    margin = min(200, 30 + 6 * longest)
+    side = min(720, max(300, margin + 40 + 26 * len(columns)))
+    return {"data": data, "layout": _layout(height=side, margin={"l": margin, "r": 20, "t": 16, "b": margin},
                                             xaxis=_axis(tickangle=-40), yaxis=_axis(autorange="reversed"))}
 
 
@@ -213,8 +217,7 @@ def numeric_profile_figure(column: dict[str, Any], names: dict[int, str]) -> dic
         centres = [(a + b) / 2 for a, b in zip(bin_edges[:-1], bin_edges[1:])]
         data.append({"type": "scatter", "mode": "lines", "line": {"shape": "hvh", "color": color, "dash": dash, "width": 2},
                      "name": name, "x": centres, "y": shares, "hovertemplate": f"{name}<br>%{{x:.3g}}: %{{y:.0%}}<extra></extra>"})
-    return {"data": data, "layout": _layout(column["column"], height=240, showlegend=False,
-                                            xaxis=_axis(), yaxis=_axis(tickformat=".0%"))}
+    return {"data": data, "layout": _layout(height=220, showlegend=False, xaxis=_axis(), yaxis=_axis(tickformat=".0%"))}
 
 
 def box_figure(column: dict[str, Any], names: dict[int, str]) -> dict[str, Any] | None:
@@ -232,8 +235,8 @@ def box_figure(column: dict[str, Any], names: dict[int, str]) -> dict[str, Any] 
                      "marker": {"color": color}, "orientation": "h"})
     if not data:
         return None
-    return {"data": data, "layout": _layout(column["column"], height=max(200, 60 + 30 * len(data)), showlegend=False,
-                                            margin={"l": 200, "r": 20, "t": 40, "b": 30})}
+    return {"data": data, "layout": _layout(height=max(200, 40 + 30 * len(data)), showlegend=False,
+                                            margin={"l": 200, "r": 20, "t": 16, "b": 30})}
 
 
 def categorical_profile_figure(column: dict[str, Any], names: dict[int, str]) -> dict[str, Any] | None:
@@ -250,8 +253,8 @@ def categorical_profile_figure(column: dict[str, Any], names: dict[int, str]) ->
         if shares:
             data.append({"type": "bar", "name": label, "x": categories, "y": [shares.get(v, 0.0) for v in categories],
                          "marker": {"color": color}, "hovertemplate": f"{label}<br>%{{x}}: %{{y:.0%}}<extra></extra>"})
-    return {"data": data, "layout": _layout(column["column"], height=240, barmode="group", showlegend=False,
-                                            xaxis=_axis(), yaxis=_axis(tickformat=".0%"))}
+    return {"data": data, "layout": _layout(height=220, barmode="group", showlegend=False, xaxis=_axis(),
+                                            yaxis=_axis(tickformat=".0%"))}
 
 
 def figure_json(figure: dict[str, Any]) -> str:

@@ -190,6 +190,8 @@ def model_context(model: ModelReport, figures: Figures | None = None) -> dict[st
         "impact_rows": impact,
         "associations": figures.add(f"{model.model_id}-associations", fig.associations_figure(assoc)) if assoc else None,
         "redundant": assoc["redundant"] if assoc else [],
+        "association_method": assoc.get("statistic") if assoc else None,
+        "association_threshold": assoc.get("threshold") if assoc else None,
         "galleries": _galleries(model, names) or None,
         "geo": geo or None,
     }
