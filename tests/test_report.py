@@ -201,3 +201,32 @@ def test_report_in_chromium(full_run, tmp_path, watched_page):
             break
     assert hovered and "P(" in page.locator("#fig-kmeans-k3-embedding .hoverlayer").text_content()
     watched.check()
+
+
+# -- a real run ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def penguins_run(tmp_path_factory):
+    """The demo's table (Palmer penguins) trained in process: a KMeans and a Gaussian mixture."""
+    from cluster_core.datasets import DEMO_EXCLUDE, write_penguins
+    from cluster_core.usecases import open_dataset, train_config, train_run
+
+    root = tmp_path_factory.mktemp("penguins")
+    config = train_config(exclude=DEMO_EXCLUDE, algorithms=["kmeans", "gmm"], k=[3], seed=0, device="cpu")
+    outcome = train_run(open_dataset(write_penguins(root)), config, out=root / "run", cluster="inprocess")
+    return outcome.run_dir
+
+
+def test_penguins_report_shows_membership_probabilities_per_cluster(penguins_run, tmp_path):
+    view = json.loads((Path(penguins_run) / "models" / "gmm-k3" / "embedding_view.json").read_text())
+    rows = view["probabilities"]
+    assert view["probability_clusters"] == [0, 1, 2] and len(rows) == view["n_points"] == len(view["x"])
+    assert all(abs(sum(r) - 1) < 0.01 for r in rows)
+    assert all(r[c] == max(r) for r, c in zip(rows, view["cluster"]))  # the assigned cluster is the most probable
+    assert "probabilities" not in json.loads((Path(penguins_run) / "models" / "kmeans-k3" / "embedding_view.json").read_text())
+    report = load_run_report(penguins_run)
+    hover = json.loads(model_context(report.model("gmm-k3"))["embedding"]["json"])["data"][0]["text"][0]
+    assert hover.count("P(") == 3
+    html = render_report(report, plotly_js=TINY_PLOTLY)
+    assert "not computed" not in _section(html, "gmm-k3", "embedding")
+    assert "its membership probability per cluster" in _section(html, "gmm-k3", "embedding")
