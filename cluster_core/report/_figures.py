@@ -34,6 +34,22 @@ def cluster_label(cluster_id: int, names: dict[int, str]) -> str:
     return f"{cluster_id} · {name}" if name else f"cluster {cluster_id}"
 
 
+def short(text: str, width: int = 28) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (axis labels; hovers keep the full text)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _unique_short(values: list[str], width: int) -> list[str]:
+    out, seen = [], set()
+    for value in values:
+        label = short(value, width)
+        while label in seen:
+            label += "\u200b"  # a zero-width space keeps two cut labels apart
+        seen.add(label)
+        out.append(label)
+    return out
+
+
 def _layout(title: str | None = None, height: int = 360, **extra: Any) -> dict[str, Any]:
     layout = {"height": height, "margin": {"l": 50, "r": 20, "t": 40 if title else 16, "b": 40}, "font": FONT,
               "paper_bgcolor": "white", "plot_bgcolor": "white", "hovermode": "closest",
@@ -134,11 +150,14 @@ def heatmap_figure(section: dict[str, Any], names: dict[int, str]) -> dict[str, 
     """Clusters x features, the standardized difference from the overall mean (red above, blue below)."""
     values = section["values"]
     limit = max((abs(v) for row in values for v in row if v is not None), default=1.0) or 1.0
-    labels = [cluster_label(c, names) for c in section["clusters"]]
-    data = [{"type": "heatmap", "z": values, "x": section["features"], "y": labels, "zmid": 0, "zmin": -limit, "zmax": limit,
-             "colorscale": "RdBu_r", "colorbar": {"title": {"text": "std. diff."}},
-             "hovertemplate": "%{y}<br>%{x}: %{z:.2f} sd<extra></extra>"}]
-    longest = max((len(f) for f in section["features"]), default=8)
+    full = [cluster_label(c, names) for c in section["clusters"]]
+    labels = _unique_short(full, 30)
+    features = _unique_short(section["features"], 30)
+    text = [[f"{full[i]}<br>{feature}" for feature in section["features"]] for i in range(len(full))]
+    data = [{"type": "heatmap", "z": values, "x": features, "y": labels, "zmid": 0, "zmin": -limit, "zmax": limit,
+             "colorscale": "RdBu_r", "colorbar": {"title": {"text": "std. diff."}}, "text": text,
+             "hovertemplate": "%{text}: %{z:.2f} sd<extra></extra>"}]
+    longest = max((len(f) for f in features), default=8)
     bottom = min(200, 30 + 6 * longest)  # room for the slanted feature names
     height = max(240, bottom + 30 + 28 * len(labels))
     return {"data": data, "layout": _layout(height=height, margin={"l": 220, "r": 20, "t": 16, "b": bottom},
@@ -247,12 +266,14 @@ def categorical_profile_figure(column: dict[str, Any], names: dict[int, str]) ->
     if not categories:
         return None
     data = []
+    ticks = _unique_short(categories, 14)
     for label, color, stats in [("overall", "#9e9e9e", column["overall"])] + [
             (cluster_label(c, names), cluster_color(c), s) for c, s in sorted(column["clusters"].items())]:
         shares = dict(top_categories(stats))
         if shares:
-            data.append({"type": "bar", "name": label, "x": categories, "y": [shares.get(v, 0.0) for v in categories],
-                         "marker": {"color": color}, "hovertemplate": f"{label}<br>%{{x}}: %{{y:.0%}}<extra></extra>"})
+            data.append({"type": "bar", "name": label, "x": ticks, "y": [shares.get(v, 0.0) for v in categories],
+                         "customdata": categories, "marker": {"color": color},
+                         "hovertemplate": f"{label}<br>%{{customdata}}: %{{y:.0%}}<extra></extra>"})
     return {"data": data, "layout": _layout(height=220, barmode="group", showlegend=False, xaxis=_axis(),
                                             yaxis=_axis(tickformat=".0%"))}
 

@@ -60,9 +60,9 @@ def _profile_entry(model: ModelReport, column: dict[str, Any], figures: Figures,
     prefix = f"{model.model_id}-profile-{column['column']}"
     if kind == "numeric":
         entry["figure"] = figures.add(prefix, fig.numeric_profile_figure(column, names))
-        for label, stats in [("overall", column["overall"])] + [(fig.cluster_label(c, names), s) for c, s in sorted(column["clusters"].items())]:
+        for cid, stats in [(None, column["overall"])] + sorted(column["clusters"].items()):
             q1, median, q3 = sections.quartiles(stats)
-            entry["rows"].append({"label": label, "cells": [_fmt(stats.get("mean")), _fmt(q1), _fmt(median), _fmt(q3)]})
+            entry["rows"].append({**_row_label(cid, names), "cells": [_fmt(stats.get("mean")), _fmt(q1), _fmt(median), _fmt(q3)]})
         entry["header"] = ["mean", "q1", "median", "q3"]
     elif kind in ("categorical", "boolean"):
         entry["figure"] = figures.add(prefix, fig.categorical_profile_figure(column, names))
@@ -72,7 +72,7 @@ def _profile_entry(model: ModelReport, column: dict[str, Any], figures: Figures,
             label = "overall" if cid is None else fig.cluster_label(cid, names)
             text = _describe_stats(kind, stats)
             if text:
-                entry["rows"].append({"label": label, "cells": [text], "color": None if cid is None else fig.cluster_color(cid)})
+                entry["rows"].append({**_row_label(cid, names), "cells": [text]})
             if kind == "image" and cid is not None:
                 for role in ("representative", "borderline"):
                     for image in stats.get(role) or []:
@@ -86,6 +86,14 @@ def _profile_entry(model: ModelReport, column: dict[str, Any], figures: Figures,
                             entry["images"].append({"src": src, "role": role, "cluster": cid, "color": fig.cluster_color(cid),
                                                     "title": " · ".join(f for f in facts if f)})
     return entry
+
+
+def _row_label(cluster_id: int | None, names: dict[int, str]) -> dict[str, Any]:
+    """A profile table's row label: "overall", or the cluster's id and colour (its name on hover)."""
+    if cluster_id is None:
+        return {"label": "overall", "color": None, "title": "all rows"}
+    return {"label": "noise" if cluster_id == -1 else str(cluster_id), "color": fig.cluster_color(cluster_id),
+            "title": fig.cluster_label(cluster_id, names)}
 
 
 def _describe_stats(kind: str, stats: dict[str, Any]) -> str:
