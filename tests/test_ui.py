@@ -228,14 +228,14 @@ def test_a_person_trains_looks_renames_and_applies(server, watched_page, tmp_pat
 
 
 def test_model_page_with_every_insight_section(server, trained, watched_page, tmp_path):
-    """The model page at 1280 px with a full insights.json (docs/insights.md) beside the model."""
+    """The model page at 1280 px with a full insights.json (docs/insights.md: a customer table with
+    numeric, categorical, datetime, text, image and geo columns) in place of the run's own."""
     page, watched = watched_page
     run_dir = Path(trained["result"]["run_dir"])
     model_dir = run_dir / "models" / "kmeans-k3"
     insights = model_dir / "insights.json"
-    written = not insights.exists()
-    if written:
-        insights.write_text(json.dumps(insights_document()))
+    original = insights.read_bytes() if insights.exists() else None  # the run's own, when training wrote one
+    insights.write_text(json.dumps(insights_document()))
     try:
         page.goto(f"{server.url}/ui/?token={TOKEN}")
         page.goto(f"{server.url}/ui/jobs/{trained['id']}/models/kmeans-k3")
@@ -247,5 +247,7 @@ def test_model_page_with_every_insight_section(server, trained, watched_page, tm
         screenshot(page, tmp_path / "ui-model-insights.png")
         watched.check()
     finally:
-        if written:
+        if original is None:
             insights.unlink()
+        else:
+            insights.write_bytes(original)

@@ -274,8 +274,9 @@ def categorical_profile_figure(column: dict[str, Any], names: dict[int, str]) ->
             data.append({"type": "bar", "name": label, "x": ticks, "y": [shares.get(v, 0.0) for v in categories],
                          "customdata": categories, "marker": {"color": color},
                          "hovertemplate": f"{label}<br>%{{customdata}}: %{{y:.0%}}<extra></extra>"})
-    return {"data": data, "layout": _layout(height=220, barmode="group", showlegend=False, xaxis=_axis(),
-                                            yaxis=_axis(tickformat=".0%"))}
+    bottom = 30 + 5 * max(len(t) for t in ticks)  # room for slanted labels
+    return {"data": data, "layout": _layout(height=190 + bottom, barmode="group", showlegend=False, xaxis=_axis(),
+                                            yaxis=_axis(tickformat=".0%"), margin={"l": 50, "r": 20, "t": 16, "b": bottom})}
 
 
 def figure_json(figure: dict[str, Any]) -> str:
