@@ -109,6 +109,11 @@ def test_section_spellings_accepted():
     assert sections.profile_columns(by_dict) == [{"column": "spend", "kind": "numeric", "overall": {"kind": "numeric", "mean": 1},
                                                   "clusters": {0: {"kind": "numeric", "mean": 2}}}]
     assert sections.heatmap({"heatmap": {"clusters": [0], "features": ["a", "b"], "values": [[1.0]]}}) is None  # ragged
+    geo = {"profiles": {"columns": {"lat:lon": {"kind": "geo", "overall": {}, "clusters": {
+        "0": {"centroid": {"lat": None, "lon": 2.0}, "points": [{"lat": 1.0, "lon": None}, {"lat": 1.5, "lon": 2.5}]},
+        "1": {"centroid": {"lat": 3.0, "lon": 4.0}, "points": {"lat": [3.0, None], "lon": [4.0, 5.0]}}}}}}}
+    assert sections.geo_points(geo) == [{"column": "lat:lon", "clusters": {0: {"lat": [1.5], "lon": [2.5]}, 1: {"lat": [3.0], "lon": [4.0]}},
+                                         "centroids": {1: (3.0, 4.0)}}]  # null coordinates left out
     assert sections.associations({"associations": {"columns": ["a"], "matrix": []}}) is None
 
 

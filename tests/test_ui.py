@@ -251,3 +251,25 @@ def test_model_page_with_every_insight_section(server, trained, watched_page, tm
             insights.unlink()
         else:
             insights.write_bytes(original)
+
+
+def test_job_page_marks_the_recommended_model(server, trained):
+    """The leaderboard's ``recommended`` (docs/selection.md) is marked; without it, "not computed"."""
+    board_file = Path(trained["result"]["run_dir"]) / "leaderboard.json"
+    original = board_file.read_text()
+    board = json.loads(original)
+    try:
+        board.pop("recommended", None)
+        board.pop("recommended_reason", None)
+        board_file.write_text(json.dumps(board))
+        page = server.http.get(f"/ui/jobs/{trained['id']}").text
+        assert "★ recommended</span>" not in page and "Recommended model: not computed for this run" in page
+        board.update(recommended="kmeans-k2", recommended_reason="the most stable count")
+        board_file.write_text(json.dumps(board))
+        page = server.http.get(f"/ui/jobs/{trained['id']}").text
+        row = page.split('data-model="kmeans-k2"', 1)[1].split("</tr>", 1)[0]
+        assert 'class="recommended' in page.split('data-model="kmeans-k2"', 1)[0].rsplit("<tr", 1)[1]
+        assert "★ recommended" in row and f'href="/ui/jobs/{trained["id"]}/models/kmeans-k2"' in row
+        assert "Recommended model: <strong>kmeans-k2</strong> — the most stable count" in page
+    finally:
+        board_file.write_text(original)

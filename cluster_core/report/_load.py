@@ -224,7 +224,8 @@ def load_run_report(
     run_dir : path-like
         A directory written by ``clustra train`` (its ``leaderboard.json`` is required).
     model_ids : list of str, optional
-        Only these models (default: every model on the leaderboard, best first).
+        Only these models (default: every model on the leaderboard, best first; ``[]``: none, the
+        run-level sections only).
     image_roots : list of str, optional
         Embed the insights' images only from files under these folders (a service's data
         roots); default: any readable file.
@@ -245,7 +246,7 @@ def load_run_report(
             f"{str(run_dir)!r} is not a run directory (expected a {LEADERBOARD_FILE} with a list of models)"
         )
     entries = [m for m in leaderboard["models"] if isinstance(m, dict) and m.get("model_id")]
-    if model_ids:
+    if model_ids is not None:
         known = [str(m["model_id"]) for m in entries]
         missing = [m for m in model_ids if m not in known]
         if missing:

@@ -121,10 +121,12 @@ def geo_points(insights: dict[str, Any] | None) -> list[dict[str, Any]]:
             if lat:
                 clusters[cid] = {"lat": lat, "lon": lon}
             centre = stats.get("centroid")
-            if isinstance(centre, dict) and _number(centre.get("lat")) is not None:
-                centroids[cid] = (float(centre["lat"]), float(centre["lon"]))
-            elif isinstance(centre, list) and len(centre) == 2:
-                centroids[cid] = (float(centre[0]), float(centre[1]))
+            if isinstance(centre, dict):
+                centre = (centre.get("lat"), centre.get("lon"))
+            if isinstance(centre, (list, tuple)) and len(centre) == 2:
+                y, x = _number(centre[0]), _number(centre[1])
+                if y is not None and x is not None:
+                    centroids[cid] = (y, x)
         if clusters or centroids:
             out.append({"column": column["column"], "clusters": clusters, "centroids": centroids})
     return out
@@ -132,15 +134,16 @@ def geo_points(insights: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _latlon(points: Any) -> tuple[list[float], list[float]]:
     if isinstance(points, dict):
-        lat, lon = points.get("lat") or [], points.get("lon") or []
-        return [float(v) for v in lat], [float(v) for v in lon]
+        points = list(zip(points.get("lat") or [], points.get("lon") or []))
     lat, lon = [], []
     for point in points or []:
         if isinstance(point, dict):
             point = (point.get("lat"), point.get("lon"))
-        if isinstance(point, (list, tuple)) and len(point) == 2 and None not in point:
-            lat.append(float(point[0]))
-            lon.append(float(point[1]))
+        if isinstance(point, (list, tuple)) and len(point) == 2:
+            y, x = _number(point[0]), _number(point[1])
+            if y is not None and x is not None:  # null (non-finite) coordinates are left out
+                lat.append(y)
+                lon.append(x)
     return lat, lon
 
 

@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "embedding view, profiles, observations, heatmap, feature impact, associations, image "
                     "gallery and map. Sections a run does not hold are shown as 'not computed'.",
     )
-    report.add_argument("run", help="run directory written by clustra train (or a jobs service output)")
+    report.add_argument("run", metavar="RUN_DIR", help="run directory written by clustra train (or a jobs service output)")
     report.add_argument("--model", action="append", metavar="ID",
                         help="only this model (repeat for several; default: every model, best first)")
-    report.add_argument("--out", required=True, help="the HTML file to write, e.g. report.html")
+    report.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write, e.g. report.html")
     report.add_argument("--overwrite", action="store_true", help="replace an existing file")
     report.set_defaults(func=cmd_report)
