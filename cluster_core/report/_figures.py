@@ -158,7 +158,7 @@ def heatmap_figure(section: dict[str, Any], names: dict[int, str]) -> dict[str, 
              "colorscale": "RdBu_r", "colorbar": {"title": {"text": "std. diff."}}, "text": text,
              "hovertemplate": "%{text}: %{z:.2f} sd<extra></extra>"}]
     longest = max((len(f) for f in features), default=8)
-    bottom = min(200, 30 + 6 * longest)  # room for the slanted feature names
+    bottom = min(200, 40 + 4 * longest)  # room for the slanted feature names
     height = max(240, bottom + 30 + 28 * len(labels))
     return {"data": data, "layout": _layout(height=height, margin={"l": 220, "r": 20, "t": 16, "b": bottom},
                                             xaxis=_axis(tickangle=-35), yaxis=_axis(autorange="reversed"))}
