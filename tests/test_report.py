@@ -94,6 +94,9 @@ def test_selection_curves_from_the_selection_file_or_the_leaderboard(full_run, t
     figure = json.loads(run_context(report)["selection"]["json"])
     star = [t for t in figure["data"] if t["name"].startswith("recommended")]
     assert star and star[0]["x"] == [3] and star[0]["y"] == [0.61]
+    panels = [figure["layout"][f"yaxis{s}"]["title"]["text"] for s in ("", "2", "3", "4", "5")]
+    assert panels == ["silhouette ↑", "Davies-Bouldin ↓", "Calinski-Harabasz ↑", "stability ↑", "stability excess ↑"]
+    assert "yaxis6" not in figure["layout"]  # bic and icl are null for KMeans: no panel
     curves, source = sections.selection_curves(None, report.leaderboard)
     assert source == "leaderboard" and curves["kmeans"]["k"] == [2, 3] and "gmm" not in curves  # failed model left out
 

@@ -70,24 +70,33 @@ def _axis(title: str | None = None, **extra: Any) -> dict[str, Any]:
 
 # -- run level -----------------------------------------------------------------------------
 
-METRIC_LABELS = {"silhouette": "silhouette ↑", "davies_bouldin": "Davies-Bouldin ↓", "calinski_harabasz": "Calinski-Harabasz ↑"}
+METRIC_LABELS = {"silhouette": "silhouette ↑", "davies_bouldin": "Davies-Bouldin ↓", "calinski_harabasz": "Calinski-Harabasz ↑",
+                 "stability": "stability ↑", "stability_excess": "stability excess ↑", "bic": "BIC ↓", "icl": "ICL ↓"}
+
+
+SELECTION_METRICS = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability", "stability_excess", "bic", "icl")
+PANELS_PER_ROW = 3
 
 
 def selection_figure(curves: dict[str, dict[str, list]], marked: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """One panel per metric, one line per algorithm, the metric against the cluster count."""
-    metrics = [m for m in dict.fromkeys(k for c in curves.values() for k in c if k != "k")]
-    preferred = [m for m in ("silhouette", "davies_bouldin", "calinski_harabasz") if m in metrics]
-    metrics = (preferred + [m for m in metrics if m not in preferred and m not in ("rank", "fit_seconds", "requested_clusters", "n_clusters_found", "noise_fraction")])[:4]
+    """One panel per metric (three per row), one line per algorithm variant, the metric against k."""
+    present = set(k for c in curves.values() for k in c if k != "k")
+    metrics = [m for m in SELECTION_METRICS if m in present][:6]
     if not metrics:
         return None
-    gap = 0.06
-    width = (1 - gap * (len(metrics) - 1)) / len(metrics)
-    data, layout = [], _layout(height=320, legend={"orientation": "h", "y": -0.22})
+    rows = -(-len(metrics) // PANELS_PER_ROW)
+    columns = min(len(metrics), PANELS_PER_ROW)
+    gap, vgap = 0.07, 0.16 if rows > 1 else 0.0
+    width = (1 - gap * (columns - 1)) / columns
+    height = (1 - vgap * (rows - 1)) / rows
+    data, layout = [], _layout(height=40 + 280 * rows, legend={"orientation": "h", "y": -0.12 if rows > 1 else -0.22})
     for i, metric in enumerate(metrics):
         suffix = "" if i == 0 else str(i + 1)
-        start = i * (width + gap)
-        layout[f"xaxis{suffix}"] = _axis("clusters (k)", domain=[start, start + width], anchor=f"y{suffix}", dtick=1 if _small_k(curves) else None)
-        layout[f"yaxis{suffix}"] = _axis(METRIC_LABELS.get(metric, metric), anchor=f"x{suffix}")
+        row, column = divmod(i, PANELS_PER_ROW)
+        start, top = column * (width + gap), 1 - row * (height + vgap)
+        layout[f"xaxis{suffix}"] = _axis("clusters (k)", domain=[start, start + width], anchor=f"y{suffix}",
+                                         dtick=1 if _small_k(curves) else None)
+        layout[f"yaxis{suffix}"] = _axis(METRIC_LABELS.get(metric, metric), anchor=f"x{suffix}", domain=[top - height, top])
         for j, (algorithm, curve) in enumerate(sorted(curves.items())):
             if metric not in curve:
                 continue
