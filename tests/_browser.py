@@ -61,21 +61,40 @@ def _is_local(url: str) -> bool:
     return parsed.hostname in LOOPBACK
 
 
+_SHARED: dict[str, object] = {}
+
+
+def _shared_browser():
+    """One Playwright driver and one Chromium per test process, whichever module asks first.
+
+    (A session fixture imported into two test modules is two fixtures to pytest; two sync
+    Playwright drivers cannot run in one thread, so both return this one browser.)
+    """
+    if "browser" not in _SHARED:
+        import atexit
+
+        from playwright.sync_api import sync_playwright
+
+        driver = sync_playwright().start()
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        _SHARED.update(driver=driver, browser=browser)
+
+        def stop() -> None:
+            browser.close()
+            driver.stop()
+
+        atexit.register(stop)
+    return _SHARED["browser"]
+
+
 @pytest.fixture(scope="session")
 def chromium():
-    """One headless Chromium for the session (skips with how to run when missing)."""
+    """Headless Chromium (skips with how to run it when chromium or playwright is missing)."""
     reason = browser_available()
     if reason:
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+    return _shared_browser()
 
 
 @pytest.fixture
