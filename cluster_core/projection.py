@@ -6,6 +6,7 @@ Every model directory of a run gets ``embedding_view.json``::
      "explained_variance_ratio": [..], "n_points": N,
      "x": [...], "y": [...], "cluster": [...],          # one entry per sampled row
      "probability": [...] | "distance": [...],           # as the model reports it
+     "probabilities": [[...]], "probability_clusters": [...],  # mixtures: per cluster, for the hover
      "clusters": [{"cluster_id", "size", "x", "y"}],     # per-cluster centre on the map
      "galleries": {IMAGE_COLUMN: [{"cluster_id", "images": [{"file", "source",
                                    "probability" | "distance"}]}]}}
@@ -74,8 +75,15 @@ def _rounded(values: np.ndarray, digits: int = 5) -> list:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
 
 
-def build_view(coords: np.ndarray, info: dict, assignment) -> dict:
-    """The JSON view of one model from the shared 2-D coordinates and its assignment of the sample."""
+MAX_PROBABILITY_CLUSTERS = 50  # above this, the per-cluster probabilities are left out of the view
+
+
+def build_view(coords: np.ndarray, info: dict, assignment, probabilities: np.ndarray | None = None) -> dict:
+    """The JSON view of one model from the shared 2-D coordinates and its assignment of the sample.
+
+    ``probabilities`` (n_points, n_clusters), when the model has them (mixtures' ``predict_proba``),
+    are kept per point so a viewer can show every cluster's membership probability.
+    """
     labels = np.asarray(assignment.labels, np.int64)
     view = {"format": "clustra-embedding-view", **info, "n_points": int(len(labels))}
     view["x"], view["y"] = _rounded(coords[:, 0]), _rounded(coords[:, 1])
@@ -84,6 +92,9 @@ def build_view(coords: np.ndarray, info: dict, assignment) -> dict:
         view["probability"] = _rounded(np.asarray(assignment.probability, np.float64), 4)
     if assignment.distance is not None:
         view["distance"] = _rounded(np.asarray(assignment.distance, np.float64), 4)
+    if probabilities is not None and 0 < probabilities.shape[1] <= MAX_PROBABILITY_CLUSTERS:
+        view["probabilities"] = [_rounded(row, 3) for row in np.asarray(probabilities, np.float64)]
+        view["probability_clusters"] = list(range(probabilities.shape[1]))
     view["clusters"] = [
         {
             "cluster_id": int(c),
@@ -170,7 +181,8 @@ def write_embedding_views(
     for model in models:
         model_dir = Path(models_dir) / model.model_id
         assignment = model.estimator.assign(features)
-        view = build_view(coords, info, assignment)
+        proba = getattr(model.estimator, "predict_proba", None)
+        view = build_view(coords, info, assignment, proba(features) if proba is not None else None)
         view["galleries"] = {
             f.column: write_gallery(model_dir, frame, f.column, assignment, f.options, gallery_size) for f in image_columns
         }

@@ -4,7 +4,8 @@ One module per command group, each with ``register(subparsers)``:
 
 * :mod:`clustra.cli.library` — ``train``, ``apply``, ``schema``, ``leaderboard``, ``demo``;
 * :mod:`clustra.cli.jobs` — ``api`` (the jobs service) and ``jobs ...`` (its client);
-* :mod:`clustra.cli.serving` — ``publish``, ``models ...``, ``serve``.
+* :mod:`clustra.cli.serving` — ``publish``, ``models ...``, ``serve``;
+* :mod:`clustra.cli.report` — ``report`` (a run's HTML report).
 
 Errors a user can cause (every :class:`~cluster_core.errors.ClustraError`) print one line,
 ``clustra: error: ...`` with the flag concerned, and exit with status 2; nothing
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from cluster_core import __version__
 from cluster_core.errors import ClustraError
 
-from . import drift, jobs, library, serving
+from . import drift, jobs, library, report, serving
 from ._args import describe_error
 
 EXIT_USER_ERROR = 2
@@ -30,7 +31,7 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 CommandRegistrar = Callable[[argparse._SubParsersAction], None]
-COMMAND_GROUPS: tuple[CommandRegistrar, ...] = (library.register, jobs.register, serving.register, drift.register)
+COMMAND_GROUPS: tuple[CommandRegistrar, ...] = (library.register, jobs.register, serving.register, drift.register, report.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -239,6 +239,9 @@ def create_app(settings: ServiceSettings | None = None, service: JobService | No
     app.include_router(router)
     app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"],
                       responses={503: {"model": ErrorBody, "description": _DESCRIPTIONS[503]}})
+    from ..ui import install_ui
+
+    install_ui(app)  # the web UI at /ui/ (same token; jobs/ui)
     return app
 
 

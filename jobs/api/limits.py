@@ -75,17 +75,27 @@ async def send_error(send: Any, exc: ClustraError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+UI_PREFIX = "/ui"
+
+
 class BearerGate:
     """ASGI middleware: with a token configured, every path but :data:`PUBLIC_PATHS` (``/healthz``)
     needs ``Authorization: Bearer TOKEN``, checked before any byte of the body is read or parsed
-    (the OpenAPI document and ``/docs`` included)."""
+    (the OpenAPI document and ``/docs`` included).
+
+    The web UI (``/`` and :data:`UI_PREFIX`) is left to its own check (``jobs.ui.auth``): a
+    browser cannot send a bearer header on navigation, so its pages take the same token from
+    an HttpOnly cookie, and answer a missing one with the login page, not a JSON 401.
+    """
 
     def __init__(self, app: Any, token: str | None) -> None:
         self.app = app
         self.token = token
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.token is not None and scope.get("path") not in PUBLIC_PATHS:
+        path = scope.get("path") or ""
+        is_ui = path == "/" or path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+        if scope["type"] == "http" and self.token is not None and path not in PUBLIC_PATHS and not is_ui:
             header = dict(scope.get("headers") or []).get(b"authorization")
             try:
                 check_bearer(header.decode("latin-1") if header is not None else None, self.token)
