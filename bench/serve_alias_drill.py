@@ -3,6 +3,7 @@
 ::
 
     .venv/bin/python bench/serve_alias_drill.py             # 6 moves at 20 requests/s, ~2 min on 2 cores
+    .venv/bin/python bench/serve_alias_drill.py --fresh     # each move to a version published just before
 
 Starts `clustra serve --host 127.0.0.1` with the shipped defaults (``refresh_interval_s`` 2 s),
 sends ``--rate`` requests/s to ``customers?alias=live``, and moves ``live`` between versions 1
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     parser.add_argument("--moves", type=int, default=6)
     parser.add_argument("--every", type=float, default=6.0, help="seconds between moves")
+    parser.add_argument("--fresh", action="store_true",
+                        help="move the alias to a newly published version each time (never served before)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="clustra-alias-drill-") as tmp:
@@ -46,7 +49,11 @@ def main() -> None:
             Load(service.url, "/v1/models/customers/assign?version=2", body, rate=2, workers=1).start().stop()  # v2 loaded
             time.sleep(args.every)
             for index in range(args.moves):
-                version = 2 if index % 2 == 0 else 1
+                if args.fresh:
+                    model = prepared["run"] / "models" / ("gmm-k4" if index % 2 == 0 else "kmeans-k4")
+                    version = registry.publish(model, "customers")["version"]
+                else:
+                    version = 2 if index % 2 == 0 else 1
                 registry.set_alias("customers", "live", version)
                 moves.append((time.monotonic(), version))
                 time.sleep(args.every)
