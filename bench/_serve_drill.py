@@ -19,8 +19,8 @@ from _common import ROOT
 from serve_load import customers
 
 
-def prepare(workdir: Path) -> dict:
-    """KMeans (k=4) and GMM (k=4) trained on 4,000 rows, published as ``customers`` v1 and v2; request records."""
+def prepare(workdir: Path, n_records: int = 200) -> dict:
+    """KMeans (k=4) and GMM (k=4) trained on 4,000 rows, published as ``customers`` v1 and v2; ``n_records`` request records."""
     from cluster_core.config import TrainConfig
     from cluster_core.data import read_dataset
     from cluster_core.registry import ModelRegistry
@@ -35,7 +35,7 @@ def prepare(workdir: Path) -> dict:
     registry = ModelRegistry(workdir / "registry")
     registry.publish(run / "models" / "kmeans-k4", "customers", alias="live")
     registry.publish(run / "models" / "gmm-k4", "customers")
-    records = json.loads(customers(200, seed=1).to_json(orient="records", date_format="iso"))
+    records = json.loads(customers(n_records, seed=1).to_json(orient="records", date_format="iso"))
     return {"registry": registry, "run": run, "records": records}
 
 

@@ -6,8 +6,8 @@
     .venv/bin/python bench/serve_replica_drill.py --model-replicas 2  # another replica takes over
 
 Starts `clustra serve --host 127.0.0.1` on a fresh registry, sends ``--rate`` requests/s of
-200-record JSON requests, kills (SIGKILL) the ``AssignmentModel`` replica after ``--warmup``
-seconds and keeps the load on for ``--after`` seconds. Reports: answers by status (target:
+``--records``-record JSON requests, kills (SIGKILL) the ``AssignmentModel`` replica after ``--warmup``
+seconds, at a moment it is scoring, and keeps the load on for ``--after`` seconds. Reports: answers by status (target:
 no 500, no connection error), 503s (each must carry ``Retry-After``), requests retried or
 failed on replica loss (``clustra_replica_loss_requests_total``), recovery (kill → the first
 200 of a request sent after the kill) and the longest gap between two 200s.
@@ -40,9 +40,21 @@ def model_replicas(service: Service) -> list[psutil.Process]:
     return found
 
 
+def wait_until_busy(process: psutil.Process, timeout_s: float = 10.0) -> bool:
+    """Wait for a 50 ms window in which ``process`` used more than half a core: a request is being scored."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = sum(process.cpu_times()[:2])
+        time.sleep(0.05)
+        if sum(process.cpu_times()[:2]) - before > 0.025:
+            return True
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
+    parser.add_argument("--records", type=int, default=1000, help="records per request (default 1,000: a busy replica)")
     parser.add_argument("--model-replicas", type=int, default=1, dest="model_replicas")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds of load before the kill")
     parser.add_argument("--after", type=float, default=25.0, help="seconds of load after the kill")
@@ -50,7 +62,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="clustra-replica-drill-") as tmp:
         workdir = Path(tmp)
-        prepared = prepare(workdir)
+        prepared = prepare(workdir, n_records=args.records)
         service = Service(workdir, prepared["registry"].url, "--model-replicas", str(args.model_replicas))
         try:
             ready_s = service.wait_ready("customers")
@@ -59,6 +71,7 @@ def main() -> None:
             before = metric(service.url, "clustra_replica_loss_requests_total")
             victims = model_replicas(service)
             assert len(victims) == args.model_replicas, f"found {len(victims)} model replicas"
+            busy = wait_until_busy(victims[0])
             victims[0].kill()
             killed_at = time.monotonic()
             time.sleep(args.after)
@@ -76,6 +89,7 @@ def main() -> None:
         "machine": machine(),
         "settings": vars(args),
         "ready_s": round(ready_s, 1),
+        "killed_while_scoring": busy,
         "requests": len(answers),
         "by_status": {str(k): v for k, v in sorted(statuses.items())},
         "answered_500": statuses.get(500, 0),
