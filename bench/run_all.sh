@@ -17,4 +17,5 @@ mkdir -p bench/out
   echo "## end to end vs Spark MLlib"; $PY bench/e2e_spark.py 2>/dev/null | grep -v WARN
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
   echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
+  echo "## serving drills (killed replica, moved alias)"; $PY bench/serve_replica_drill.py 2>/dev/null; $PY bench/serve_alias_drill.py 2>/dev/null
 } | tee "$out"
