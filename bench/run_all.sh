@@ -18,4 +18,5 @@ mkdir -p bench/out
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
   echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
   echo "## insights cost"; $PY bench/insights_cost.py 2>/dev/null
+  echo "## serving drills (killed replica, moved alias)"; $PY bench/serve_replica_drill.py 2>/dev/null; $PY bench/serve_alias_drill.py 2>/dev/null
 } | tee "$out"

@@ -175,7 +175,7 @@ class AssignmentAPI:
         self.metrics = ServingMetrics()
         self.model = model
         self._handles: OrderedDict[str, DeploymentHandle] = OrderedDict()
-        self._refreshing: asyncio.Task | None = None
+        self._refresher: asyncio.Task | None = None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Apply ``user_config`` (limits, registry refresh interval) without a restart."""
@@ -187,10 +187,10 @@ class AssignmentAPI:
         check_bearer(request.headers.get("authorization"), self.token)
 
     async def _resolve(self, name: str, version: str | None, alias: str | None) -> ModelRef:
-        if self.view.due() and (self._refreshing is None or self._refreshing.done()):
-            self._refreshing = asyncio.create_task(asyncio.to_thread(self._refresh_view))
-            if not self.view.models():  # first request: wait for the view
-                await self._refreshing
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._keep_view_fresh())
+        if not self.view.models() and self.view.due():  # first request: wait for the view
+            await asyncio.to_thread(self._refresh_view)
         ref = self.view.lookup(name, version, alias)
         if ref is None:
             await asyncio.to_thread(self.view.refresh_model, name)
@@ -198,6 +198,18 @@ class AssignmentAPI:
         if ref is None:
             raise self.view.not_found(name, version, alias)
         return ref
+
+    async def _keep_view_fresh(self) -> None:
+        """Re-read the registry every ``refresh_interval_s``, whether requests come or not.
+
+        A refresh started by a request (as before) answered that request from the old view
+        and left the view stale after an idle spell; on a clock of its own, a moved alias is
+        seen within ``refresh_interval_s`` of the move (plus one registry read).
+        """
+        while True:
+            started = time.monotonic()
+            await asyncio.to_thread(self._refresh_view)
+            await asyncio.sleep(max(0.05, self.options.refresh_interval_s - (time.monotonic() - started)))
 
     def _refresh_view(self) -> None:
         """Re-read the registry; an unreachable registry keeps the last view (and is logged)."""

@@ -411,6 +411,22 @@ def test_moved_alias_is_served_within_the_refresh_interval_under_load(service, t
     assert seen_at - moved_at < REFRESH_INTERVAL_S + 1.5, f"picked up after {seen_at - moved_at:.1f} s"
 
 
+def test_a_moved_alias_is_served_on_the_first_request_after_an_idle_spell(service, table):
+    """The view was re-read only when a request found it old, and that request still got the old version."""
+    from _serving_helpers import REFRESH_INTERVAL_S
+
+    client, registry, run = service["client"], service["registry"], service["run"]
+    registry.publish(run / "models" / "kmeans-k3", "idle", alias="live")
+    registry.publish(run / "models" / "gmm-k3", "idle")
+    rows = json_records(table.head(1))
+    assert _eventually(lambda: assign(client, "idle", rows, alias="live").status_code == 200)
+    assert assign(client, "idle", rows, version=2).status_code == 200
+    time.sleep(3 * REFRESH_INTERVAL_S)  # idle
+    registry.set_alias("idle", "live", 2)
+    time.sleep(REFRESH_INTERVAL_S + 1.0)
+    assert assign(client, "idle", rows, alias="live").json()["version"] == 2
+
+
 def test_requests_on_a_killed_model_replica_are_retried_or_503_never_500(service, table):
     """Issue 15: killing the model replica failed the requests in flight with 500 ActorDiedError and stalled 13.5 s."""
     import psutil
