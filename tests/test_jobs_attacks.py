@@ -366,6 +366,7 @@ def test_an_unauthenticated_request_gets_401_before_its_body_is_read(locked, bod
 def test_the_gate_reads_no_body(locked):
     """The ASGI receive channel is never called for a request without the token."""
     import asyncio
+    import threading
 
     stack = locked.app.build_middleware_stack()
     calls, sent = [], []
@@ -380,7 +381,11 @@ def test_the_gate_reads_no_body(locked):
     scope = {"type": "http", "method": "POST", "path": "/v1/jobs", "raw_path": b"/v1/jobs", "query_string": b"",
              "headers": [(b"content-type", b"application/yaml")], "http_version": "1.1", "scheme": "http",
              "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": "", "app": locked.app}
-    asyncio.run(stack(scope, receive, send))
+    # in a thread of its own: a session's browser driver (tests/_browser.py) may keep an event
+    # loop running on this one
+    runner = threading.Thread(target=lambda: asyncio.run(stack(scope, receive, send)))
+    runner.start()
+    runner.join(timeout=30)
     assert sent[0]["status"] == 401 and calls == []
 
 
