@@ -61,40 +61,30 @@ def _is_local(url: str) -> bool:
     return parsed.hostname in LOOPBACK
 
 
-_SHARED: dict[str, object] = {}
-
-
-def _shared_browser():
-    """One Playwright driver and one Chromium per test process, whichever module asks first.
-
-    (A session fixture imported into two test modules is two fixtures to pytest; two sync
-    Playwright drivers cannot run in one thread, so both return this one browser.)
-    """
-    if "browser" not in _SHARED:
-        import atexit
-
-        from playwright.sync_api import sync_playwright
-
-        driver = sync_playwright().start()
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                         args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        _SHARED.update(driver=driver, browser=browser)
-
-        def stop() -> None:
-            browser.close()
-            driver.stop()
-
-        atexit.register(stop)
-    return _SHARED["browser"]
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Headless Chromium (skips with how to run it when chromium or playwright is missing)."""
+    """Headless Chromium for one test module (skips with how to run it when chromium or
+    playwright is missing).
+
+    Stopped at the end of the module: a sync Playwright driver keeps an event loop running
+    on the main thread while it lives, and the tests of other modules that call
+    ``asyncio.run`` there must not meet it.
+    """
     reason = browser_available()
     if reason:
         pytest.skip(reason)
-    return _shared_browser()
+    from playwright.sync_api import sync_playwright
+
+    driver = sync_playwright().start()
+    try:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        driver.stop()
 
 
 @pytest.fixture
