@@ -1,0 +1,128 @@
+"""Choosing a model of the sweep: stability under resampling, its null, BIC, and the recommendation.
+
+Stability
+    A model's stability is the mean agreement (adjusted Rand index) between two refits of
+    the same unfitted estimator on two random subsamples of a fixed sample of the train
+    rows, measured on the rows the subsamples share (Ben-Hur et al. 2002; Lange et al.
+    2004). Every model refits on the same sample, so the cost is bounded by
+    ``stability_sample`` rows whatever the data size.
+Null
+    The same computation on unstructured data of the same shape: a Gaussian sample with
+    the sample's mean and covariance (the reference distribution of the gap statistic,
+    Tibshirani et al. 2001, aligned with the data's principal axes). k-means splits a
+    long Gaussian stably at k = 2, so raw stability favours small k; the *excess*
+    ``stability - null_stability`` measures structure beyond what a cloud without
+    clusters gives.
+Recommendation
+    :func:`recommend` (the rule is documented there and in ``docs/selection.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+MIN_STABILITY = 0.8  # refits must agree at least this much (ARI) for a partition to be reproducible
+MIN_EXCESS = 0.05  # and agree this much more than they do on structureless data of the same shape
+MAX_NOISE = 0.5  # a model leaving more rows than this unassigned describes too little of the data
+SUBSAMPLE_FRACTION = 0.75  # each refit sees this share of the stability sample (pairs share ~56%)
+
+
+def _refit_labels(template: Any, sample: np.ndarray, rows: np.ndarray, shared: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.base import clone
+
+    estimator = clone(template)
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+    estimator.fit(sample[rows])
+    return np.asarray(estimator.predict(sample[shared]))
+
+
+def pair_agreement(template: Any, sample: np.ndarray, seed: int, pairs: int) -> float | None:
+    """Mean ARI between refits of ``template`` on pairs of subsamples of ``sample``, on their shared rows.
+
+    None when ``sample`` is too small or every refit failed.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    n = sample.shape[0]
+    size = int(round(SUBSAMPLE_FRACTION * n))
+    if size < 10:
+        return None
+    scores = []
+    rng = np.random.default_rng([seed, 7919])
+    for pair in range(pairs):
+        a = np.sort(rng.choice(n, size, replace=False))
+        b = np.sort(rng.choice(n, size, replace=False))
+        shared = np.intersect1d(a, b)
+        try:
+            la = _refit_labels(template, sample, a, shared, seed + 2 * pair + 1)
+            lb = _refit_labels(template, sample, b, shared, seed + 2 * pair + 2)
+        except (ValueError, np.linalg.LinAlgError, RuntimeError):
+            continue
+        scores.append(adjusted_rand_score(la, lb))
+    return float(np.mean(scores)) if scores else None
+
+
+def null_sample(sample: np.ndarray, seed: int) -> np.ndarray:
+    """A Gaussian sample with the mean and covariance of ``sample`` and its shape."""
+    rng = np.random.default_rng([seed, 104729])
+    data = np.asarray(sample, np.float64)
+    mean = data.mean(axis=0)
+    centred = data - mean
+    # principal axes via SVD: exact for singular covariances (one-hot blocks, constant columns)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    scale = singular / math.sqrt(max(data.shape[0] - 1, 1))
+    z = rng.standard_normal((data.shape[0], scale.shape[0]))
+    return np.ascontiguousarray(mean + (z * scale) @ vt, dtype=np.float32)
+
+
+def measure_stability(template: Any, sample: np.ndarray, seed: int, pairs: int) -> dict:
+    """``{"stability", "null_stability", "stability_excess"}`` of an unfitted estimator (None where undefined)."""
+    stability = pair_agreement(template, sample, seed, pairs)
+    null = pair_agreement(template, null_sample(sample, seed), seed, pairs)
+    excess = None if stability is None or null is None else stability - null
+    return {"stability": _round(stability), "null_stability": _round(null), "stability_excess": _round(excess)}
+
+
+def mixture_criteria(estimator: Any, rows: np.ndarray) -> dict:
+    """BIC and ICL (BIC plus twice the classification entropy; lower is better) for mixtures, else None."""
+    if not hasattr(estimator, "bic") or rows.shape[0] == 0:
+        return {"bic": None, "icl": None}
+    bic = float(estimator.bic(rows))
+    resp = np.clip(estimator.predict_proba(rows), 1e-300, 1.0)
+    entropy = float(-(resp * np.log(resp)).sum())
+    return {"bic": round(bic, 3), "icl": round(bic + 2 * entropy, 3)}
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def variant_of(entry: dict) -> str:
+    """The curve a leaderboard entry belongs to: the model id without its ``-kN`` suffix."""
+    model_id = entry["model_id"]
+    k = entry.get("requested_clusters")
+    suffix = f"-k{k}"
+    return model_id[: -len(suffix)] if k is not None and model_id.endswith(suffix) else model_id
+
+
+def eligible(entry: dict) -> bool:
+    """A model the recommendation may pick: fitted, at least two clusters, most rows assigned."""
+    return (
+        entry.get("status") == "ok"
+        and (entry.get("n_clusters_found") or 0) >= 2
+        and (entry.get("noise_fraction") or 0.0) <= MAX_NOISE
+        and entry.get("silhouette") is not None
+    )
+
+
+def recommend(entries: list[dict]) -> tuple[str | None, str]:
+    """The recommended model id and the reason, from leaderboard entries (see the module doc)."""
+    candidates = [e for e in entries if eligible(e)]
+    if not candidates:
+        return None, "no model has two or more clusters"
+    best = max(candidates, key=lambda e: e["silhouette"])
+    return best["model_id"], "highest silhouette"
