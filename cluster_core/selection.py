@@ -126,3 +126,28 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
         return None, "no model has two or more clusters"
     best = max(candidates, key=lambda e: e["silhouette"])
     return best["model_id"], "highest silhouette"
+
+
+CURVE_KEYS = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability", "null_stability", "stability_excess",
+              "bic", "icl")
+
+
+def selection_curves(leaderboard: dict) -> dict:
+    """``selection.json``: per algorithm variant, the criteria against k (schema in docs/selection.md)."""
+    curves: dict[str, list[dict]] = {}
+    for entry in leaderboard["models"]:
+        if entry.get("status") != "ok":
+            continue
+        point = {"k": entry.get("requested_clusters"), "n_clusters_found": entry.get("n_clusters_found"),
+                 "model_id": entry["model_id"], "algorithm": entry["algorithm"]}
+        point.update({key: entry.get(key) for key in CURVE_KEYS})
+        curves.setdefault(entry.get("variant") or variant_of(entry), []).append(point)
+    for points in curves.values():
+        points.sort(key=lambda p: (p["k"] is None, p["k"] or 0))
+    return {
+        "format": 1,
+        "recommended": leaderboard.get("recommended"),
+        "recommended_reason": leaderboard.get("recommended_reason"),
+        "best_silhouette": leaderboard.get("best"),
+        "algorithms": curves,
+    }
