@@ -133,7 +133,11 @@ CURVE_KEYS = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability", 
 
 
 def selection_curves(leaderboard: dict) -> dict:
-    """``selection.json``: per algorithm variant, the criteria against k (schema in docs/selection.md)."""
+    """``selection.json``: ``{variant: [point per k, ascending]}`` (schema in docs/selection.md).
+
+    A variant is an algorithm (``kmeans``, ``gmm``, ``hdbscan``) or an algorithm with one
+    value of a swept parameter (``genie-g0.3``).
+    """
     curves: dict[str, list[dict]] = {}
     for entry in leaderboard["models"]:
         if entry.get("status") != "ok":
@@ -144,10 +148,4 @@ def selection_curves(leaderboard: dict) -> dict:
         curves.setdefault(entry.get("variant") or variant_of(entry), []).append(point)
     for points in curves.values():
         points.sort(key=lambda p: (p["k"] is None, p["k"] or 0))
-    return {
-        "format": 1,
-        "recommended": leaderboard.get("recommended"),
-        "recommended_reason": leaderboard.get("recommended_reason"),
-        "best_silhouette": leaderboard.get("best"),
-        "algorithms": curves,
-    }
+    return curves
