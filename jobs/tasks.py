@@ -82,6 +82,7 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
     return {
         "run_dir": out,
         "best": board["best"],
+        "recommended": board.get("recommended"),
         "n_rows": outcome.result.n_rows,
         "n_models": len(board["models"]),
         "n_failed": len(board["models"]) - len(ok),
