@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from cluster_core.runs import LEADERBOARD_FILE, chosen_model, read_leaderboard
 
     if (Path(args.model) / LEADERBOARD_FILE).is_file():
-        print(f"using the recommended model of run {args.model}: {chosen_model(read_leaderboard(args.model))}")
+        print(f"using the recommended model of run {args.model}: {chosen_model(read_leaderboard(args.model))}",
+              file=sys.stderr)
     progress = PrintProgress()
     summary = apply_run(args.model, args.data, args.out, overwrite=args.overwrite, cluster=cluster_setting(args),
                         device=args.device, progress=progress)
