@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 MIN_STABILITY = 0.8  # refits must agree at least this much (ARI) for a partition to be reproducible
-MIN_EXCESS = 0.05  # and agree this much more than they do on structureless data of the same shape
+MIN_EXCESS = 0.2  # and agree this much more than they do on structureless data of the same shape
 MAX_NOISE = 0.5  # a model leaving more rows than this unassigned describes too little of the data
 SUBSAMPLE_FRACTION = 0.75  # each refit sees this share of the stability sample (pairs share ~56%)
 
@@ -97,6 +97,38 @@ def mixture_criteria(estimator: Any, rows: np.ndarray) -> dict:
     return {"bic": round(bic, 3), "icl": round(bic + 2 * entropy, 3)}
 
 
+VALIDITY_ROWS = 2_000  # the nearest-neighbour validity indices are O(rows^2)
+
+
+def validity_indices(rows: np.ndarray, labels: np.ndarray, neighbours: int = 25) -> dict:
+    """Gagolewski's nearest-neighbour cluster validity indices of a labelling (higher is better).
+
+    ``wcnn``: the share of each row's ``neighbours`` nearest neighbours in its own cluster
+    (the worst cluster's share); ``dunn_owa``: the near-neighbour Dunn index DuNN-OWA
+    (smallest of the 5 smallest between-cluster neighbour distances over the largest
+    within-cluster spread). Computed on at most ``VALIDITY_ROWS`` rows, noise left out;
+    None where undefined (a cluster with no more rows than ``neighbours``).
+    """
+    from genieclust import cluster_validity
+
+    keep = labels >= 0
+    rows, labels = np.asarray(rows[keep], np.float64), labels[keep]
+    if rows.shape[0] > VALIDITY_ROWS:
+        pick = np.random.default_rng(0).choice(rows.shape[0], VALIDITY_ROWS, replace=False)
+        rows, labels = rows[pick], labels[pick]
+    _, labels = np.unique(labels, return_inverse=True)
+    out = {"wcnn": None, "dunn_owa": None}
+    if labels.size == 0 or labels.max() < 1 or np.bincount(labels).min() <= neighbours:
+        return out
+    try:
+        out["wcnn"] = _round(cluster_validity.wcnn_index(rows, labels, M=neighbours))
+        out["dunn_owa"] = _round(cluster_validity.dunnowa_index(rows, labels, M=neighbours, owa_numerator="SMin:5",
+                                                                owa_denominator="Max"))
+    except (ValueError, RuntimeError):
+        pass
+    return out
+
+
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
@@ -119,17 +151,61 @@ def eligible(entry: dict) -> bool:
     )
 
 
+def reproducible(entry: dict) -> bool:
+    """Refits agree (``MIN_STABILITY``) and agree clearly more than on structureless data (``MIN_EXCESS``)."""
+    stability, excess = entry.get("stability"), entry.get("stability_excess")
+    return stability is not None and excess is not None and stability >= MIN_STABILITY and excess >= MIN_EXCESS
+
+
+def _clusters(entry: dict) -> str:
+    found, requested = entry.get("n_clusters_found"), entry.get("requested_clusters")
+    return f"{found} clusters" + (f" of k={requested} requested" if requested not in (None, found) else "")
+
+
 def recommend(entries: list[dict]) -> tuple[str | None, str]:
-    """The recommended model id and the reason, from leaderboard entries (see the module doc)."""
+    """The recommended model id and the reason, from leaderboard entries.
+
+    The rule (pre-registered, the same for every dataset; see docs/selection.md):
+
+    1. Eligible: fitted, at least two clusters, at most ``MAX_NOISE`` of the rows noise.
+    2. Reproducible: stability >= ``MIN_STABILITY`` (refits on two subsamples agree, ARI on
+       the rows they share) and stability exceeds the same algorithm's stability on a
+       structureless Gaussian of the data's shape by >= ``MIN_EXCESS``.
+    3. Among reproducible models the most stable one; ties go to the larger excess over
+       the null, then to the higher silhouette.
+    4. When no model is reproducible: the highest silhouette, and the reason says so.
+
+    Evaluation columns (``--evaluate-against``) are never read.
+    """
     candidates = [e for e in entries if eligible(e)]
     if not candidates:
-        return None, "no model has two or more clusters"
-    best = max(candidates, key=lambda e: e["silhouette"])
-    return best["model_id"], "highest silhouette"
+        return None, "no model has two or more clusters with most rows assigned"
+    stable = [e for e in candidates if reproducible(e)]
+    if not stable:
+        best = max(candidates, key=lambda e: e["silhouette"])
+        return best["model_id"], (
+            f"no model is reproducible (stability >= {MIN_STABILITY} and >= {MIN_EXCESS} above its null); "
+            f"highest silhouette {best['silhouette']:.3f}, {_clusters(best)}"
+        )
+    best = max(stable, key=lambda e: (e["stability"], e["stability_excess"], e["silhouette"]))
+    return best["model_id"], (
+        f"most stable of {len(stable)} reproducible models: refits agree ARI {best['stability']:.2f} "
+        f"vs {best['null_stability']:.2f} on structureless data of the same shape (excess {best['stability_excess']:.2f}); "
+        f"{_clusters(best)}, silhouette {best['silhouette']:.3f}"
+    )
+
+
+def selection_rule() -> str:
+    """One line on how the recommendation is chosen (printed by the demo)."""
+    return (
+        f"among models whose refits on two subsamples agree (stability >= {MIN_STABILITY}) and agree at least "
+        f"{MIN_EXCESS} more than on a structureless Gaussian of the same shape, the most stable "
+        "(ties: larger excess, then silhouette); silhouette only when none qualifies"
+    )
 
 
 CURVE_KEYS = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability", "null_stability", "stability_excess",
-              "bic", "icl")
+              "bic", "icl", "wcnn", "dunn_owa")
 
 
 def selection_curves(leaderboard: dict) -> dict:

@@ -165,7 +165,7 @@ class ModelResult:
             "status": "failed" if self.error else "ok",
             "error": self.error,
         }
-        for key in ("stability", "null_stability", "stability_excess", "bic", "icl"):
+        for key in ("stability", "null_stability", "stability_excess", "bic", "icl", "wcnn", "dunn_owa"):
             entry[key] = metrics.get(key)
         for key in EVALUATION_KEYS:
             if key in metrics:
@@ -212,7 +212,7 @@ def fit_and_evaluate(
     from sklearn.base import clone
 
     from .blocks import concat_partials
-    from .selection import measure_stability, mixture_criteria
+    from .selection import measure_stability, mixture_criteria, validity_indices
 
     device = resolve_device(config.device).torch
     started = time.perf_counter()
@@ -238,6 +238,7 @@ def fit_and_evaluate(
             PROFILE_SAMPLE_ROWS, config.seed)))
         if stability_rows is not None:
             metrics.update(measure_stability(template, stability_rows, config.seed, config.stability_pairs))
+            metrics.update(validity_indices(stability_rows, estimator.predict(stability_rows)))
         if truth is not None:
             labels = validation.map_reduce(_predict_block, estimator.predict, combine=concat_partials)
             metrics.update(agreement_with(truth, labels))

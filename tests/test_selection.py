@@ -39,7 +39,7 @@ def blobs_run(tmp_path_factory):
     frame = blobs_frame()
     out = tmp_path_factory.mktemp("sel") / "run"
     config = train_config(algorithms=["kmeans", "gmm", "genie"], genie_gini_thresholds=[0.3], evaluate_against="truth",
-                          seed=3)
+                          k=list(range(2, 8)), seed=3)
     return train_run(frame, config, out=out, cluster="inprocess")
 
 
@@ -54,7 +54,8 @@ def test_recommendation_finds_the_planted_k(blobs_run):
 def test_evaluate_against_scores_every_model_and_is_not_a_feature(blobs_run, tmp_path):
     board = blobs_run.leaderboard()
     assert board["evaluated_against"] == "truth"
-    assert "truth" not in [c.name for c in blobs_run.result.data.schema.columns]
+    assert "truth" not in [c.name for c in blobs_run.result.data.schema.used]
+    assert "truth" not in blobs_run.result.data.pipeline.feature_names_
     for entry in board["models"]:
         if entry["status"] == "ok":
             assert {"ari", "nmi", "homogeneity", "completeness"} <= set(entry)
@@ -63,7 +64,8 @@ def test_evaluate_against_scores_every_model_and_is_not_a_feature(blobs_run, tmp
     assert k2["completeness"] > 0.9 > k2["homogeneity"]  # two clusters merge four groups
     # the answer key never changes the choice: the same run with the column merely excluded
     plain = train_run(blobs_frame(), train_config(algorithms=["kmeans", "gmm", "genie"], genie_gini_thresholds=[0.3],
-                                                  exclude=["truth"], seed=3), cluster="inprocess").leaderboard()
+                                                  k=list(range(2, 8)), exclude=["truth"], seed=3),
+                      cluster="inprocess").leaderboard()
     assert plain["recommended"] == board["recommended"] and "ari" not in plain["models"][0]
 
 
