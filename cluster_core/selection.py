@@ -130,7 +130,7 @@ def validity_indices(rows: np.ndarray, labels: np.ndarray, neighbours: int = 25)
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(float(value), digits)
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), digits)
 
 
 def variant_of(entry: dict) -> str:

@@ -44,7 +44,7 @@ def test_genie_separates_non_convex_shapes_where_kmeans_cannot():
 def test_genie_on_a_sample_assigns_every_row_by_its_nearest_sample_row():
     x, y = make_blobs(3000, n_features=3, centers=3, cluster_std=0.5, center_box=(-10, 10), random_state=2)
     genie = Genie(3, max_fit_samples=500, random_state=0, device="cpu").fit(x)
-    assert genie.fit_data_.shape == (500, 3) and genie.labels_.shape == (3000,)
+    assert 400 < genie.fit_data_.shape[0] < 600 and genie.labels_.shape == (3000,)  # a ~500-row sample
     assert adjusted_rand_score(y, genie.labels_) > 0.99
     restored = estimator_from_state(genie.get_state())
     assert isinstance(restored, Genie)

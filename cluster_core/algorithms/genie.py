@@ -18,6 +18,24 @@ from ..kernels.neighbors import NeighborIndex
 from ._base import Assignment, ClusterEstimator, seed_from
 
 DEFAULT_MAX_FIT_SAMPLES = 20_000
+SINGLE_THREAD_ROWS = 5_000  # below this, OpenMP threads cost more than the tree (100x on a busy machine)
+
+
+def _openmp_threads(n_rows: int):
+    """One OpenMP thread for small trees (refits of the stability sample), the default otherwise."""
+    from contextlib import nullcontext
+
+    if n_rows > SINGLE_THREAD_ROWS:
+        return nullcontext()
+    global _CONTROLLER
+    if _CONTROLLER is None:  # finding the loaded libraries costs ~15 ms: once per process
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="openmp")
+
+
+_CONTROLLER = None
 
 
 class Genie(ClusterEstimator):
@@ -78,7 +96,8 @@ class Genie(ClusterEstimator):
         if sample.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={sample.shape[0]} should be >= n_clusters={self.n_clusters}.")
         model = genieclust.Genie(n_clusters=self.n_clusters, gini_threshold=float(self.gini_threshold))
-        labels = np.asarray(model.fit_predict(sample.astype(np.float64)), np.int64)
+        with _openmp_threads(sample.shape[0]):
+            labels = np.asarray(model.fit_predict(sample.astype(np.float64)), np.int64)
         # genieclust numbers clusters 0..k-1 (noise -1 only with M > 1, not used here)
         _, labels = np.unique(labels, return_inverse=True)
         self._load_fitted_state({"fit_data_": sample, "fit_labels_": labels.astype(np.int64),
