@@ -171,8 +171,8 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
     2. Reproducible: stability >= ``MIN_STABILITY`` (refits on two subsamples agree, ARI on
        the rows they share) and stability exceeds the same algorithm's stability on a
        structureless Gaussian of the data's shape by >= ``MIN_EXCESS``.
-    3. Among reproducible models the most stable one; ties go to the larger excess over
-       the null, then to the higher silhouette.
+    3. Among reproducible models the most stable one; ties (equally reproducible
+       partitions, often several at 1.0) go to the higher silhouette: the better separated.
     4. When no model is reproducible: the highest silhouette, and the reason says so.
 
     Evaluation columns (``--evaluate-against``) are never read.
@@ -187,7 +187,7 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
             f"no model is reproducible (stability >= {MIN_STABILITY} and >= {MIN_EXCESS} above its null); "
             f"highest silhouette {best['silhouette']:.3f}, {_clusters(best)}"
         )
-    best = max(stable, key=lambda e: (e["stability"], e["stability_excess"], e["silhouette"]))
+    best = max(stable, key=lambda e: (e["stability"], e["silhouette"]))
     return best["model_id"], (
         f"most stable of {len(stable)} reproducible models: refits agree ARI {best['stability']:.2f} "
         f"vs {best['null_stability']:.2f} on structureless data of the same shape (excess {best['stability_excess']:.2f}); "
@@ -200,7 +200,7 @@ def selection_rule() -> str:
     return (
         f"among models whose refits on two subsamples agree (stability >= {MIN_STABILITY}) and agree at least "
         f"{MIN_EXCESS} more than on a structureless Gaussian of the same shape, the most stable "
-        "(ties: larger excess, then silhouette); silhouette only when none qualifies"
+        "(ties: the higher silhouette); silhouette alone only when none qualifies"
     )
 
 
