@@ -469,13 +469,22 @@ class TrainResult:
                 "seed": self.config.seed,
                 "fit_seconds": result.fit_seconds,
             }
+            clusters = [dict(c, estimated_rows=int(round(c["share"] * self.n_rows))) for c in result.clusters]
             out.append(
                 ClusteringModel(
                     self.data.pipeline, result.estimator, result.spec.model_id,
-                    metrics=result.entry(), clusters=result.clusters, metadata=metadata,
+                    metrics=self._entry(result), clusters=clusters, metadata=metadata,
                 )
             )
         return out
+
+    def _entry(self, result: ModelResult) -> dict:
+        """The leaderboard entry plus the cluster sizes estimated for the whole dataset (validation share x rows)."""
+        entry = result.entry()
+        sizes, scored = entry.get("cluster_sizes"), result.metrics.get("n_rows")
+        if sizes and scored:
+            entry["estimated_cluster_sizes"] = {c: int(round(n / scored * self.n_rows)) for c, n in sizes.items()}
+        return entry
 
     def leaderboard(self) -> dict:
         """``{"best", "metric", "recommended", "recommended_reason", "models": [entries, best first]}``.
@@ -487,7 +496,7 @@ class TrainResult:
 
         entries = []
         for position, result in enumerate(self.results, 1):
-            entry = result.entry()
+            entry = self._entry(result)
             entry["rank"] = position
             entries.append(entry)
         best = next((e["model_id"] for e in entries if e["status"] == "ok"), None)
