@@ -171,47 +171,36 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
     2. Reproducible: stability >= ``MIN_STABILITY`` (refits on two subsamples agree, ARI on
        the rows they share) and stability exceeds the same algorithm's stability on a
        structureless Gaussian of the data's shape by >= ``MIN_EXCESS``.
-    3. Per algorithm variant (a curve of ``selection.json``), its finest reproducible
-       partition: the largest k that is reproducible (stability falls as k passes the
-       structure the data holds; below it, coarser partitions merge real groups).
-    4. Across variants, the most stable of those; ties (often several at 1.0) go to the
-       higher silhouette, the better separated partition.
-    5. When no model is reproducible: the highest silhouette, and the reason says so.
+    3. Among reproducible models the most stable one; ties (equally reproducible
+       partitions, often several at 1.0) go to the higher silhouette: the better separated.
+    4. When no model is reproducible: the highest silhouette, and the reason says so.
 
     Evaluation columns (``--evaluate-against``) are never read.
     """
     candidates = [e for e in entries if eligible(e)]
     if not candidates:
         return None, "no model has two or more clusters with most rows assigned"
-    finest: dict[str, dict] = {}
-    for entry in candidates:
-        if not reproducible(entry):
-            continue
-        variant = entry.get("variant") or variant_of(entry)
-        k = entry.get("requested_clusters") or 0
-        current = finest.get(variant)
-        if current is None or (k, entry["stability"]) > ((current.get("requested_clusters") or 0), current["stability"]):
-            finest[variant] = entry
-    if not finest:
+    stable = [e for e in candidates if reproducible(e)]
+    if not stable:
         best = max(candidates, key=lambda e: e["silhouette"])
         return best["model_id"], (
             f"no model is reproducible (stability >= {MIN_STABILITY} and >= {MIN_EXCESS} above its null); "
             f"highest silhouette {best['silhouette']:.3f}, {_clusters(best)}"
         )
-    best = max(finest.values(), key=lambda e: (e["stability"], e["silhouette"]))
+    best = max(stable, key=lambda e: (e["stability"], e["silhouette"]))
     return best["model_id"], (
-        f"the most stable of the {len(finest)} algorithms' finest reproducible models: refits agree ARI "
-        f"{best['stability']:.2f} vs {best['null_stability']:.2f} on structureless data of the same shape "
-        f"(excess {best['stability_excess']:.2f}); {_clusters(best)}, silhouette {best['silhouette']:.3f}"
+        f"most stable of {len(stable)} reproducible models: refits agree ARI {best['stability']:.2f} "
+        f"vs {best['null_stability']:.2f} on structureless data of the same shape (excess {best['stability_excess']:.2f}); "
+        f"{_clusters(best)}, silhouette {best['silhouette']:.3f}"
     )
 
 
 def selection_rule() -> str:
     """One line on how the recommendation is chosen (printed by the demo)."""
     return (
-        f"a model is reproducible when refits on two subsamples agree (stability >= {MIN_STABILITY}) at least "
-        f"{MIN_EXCESS} more than on a structureless Gaussian of the same shape; per algorithm the largest reproducible k, "
-        "then the most stable of those (ties: the higher silhouette); silhouette alone only when none is reproducible"
+        f"among models whose refits on two subsamples agree (stability >= {MIN_STABILITY}) and agree at least "
+        f"{MIN_EXCESS} more than on a structureless Gaussian of the same shape, the most stable "
+        "(ties: the higher silhouette); silhouette alone only when none qualifies"
     )
 
 

@@ -161,7 +161,7 @@ def test_demo_applies_the_recommended_model_and_says_how_it_chose(demo):
     out, result = demo
     board = json.loads((out / "run" / "leaderboard.json").read_text())
     assert f"recommended model: {board['recommended']}" in result.stdout
-    assert "how it chose: a model is reproducible when refits" in result.stdout
+    assert "how it chose: among models whose refits on two subsamples agree" in result.stdout
     assert f"the recommended model {board['recommended']} is applied to every row" in result.stdout
     scored = pd.read_parquet(out / "scored")
     chosen = next(e for e in board["models"] if e["model_id"] == board["recommended"])
