@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from .algorithms import check_algorithms
 from .errors import InvalidInputError
 
-DEFAULT_ALGORITHMS = ["kmeans", "gmm", "hdbscan"]
+DEFAULT_ALGORITHMS = ["kmeans", "gmm", "hdbscan", "genie"]
 
 MAX_SEED = 2**32 - 1
 MAX_N_INIT = 1000
@@ -117,6 +117,19 @@ class TrainConfig(BaseModel):
     hdbscan_min_cluster_size: int | None = Field(None, ge=2, le=MAX_ROWS)
     hdbscan_min_samples: int | None = Field(None, ge=1, le=MAX_ROWS)
     hdbscan_max_fit_samples: int = Field(50_000, ge=100, le=MAX_ROWS)
+    genie_gini_thresholds: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.1, 0.3, 0.5], min_length=1, max_length=20,
+        description="Gini thresholds swept by genie (one variant each, each in [0, 1])",
+    )
+    genie_gini_threshold: float = Field(0.3, ge=0.0, le=1.0, description="Gini threshold of one genie model")
+    genie_max_fit_samples: int = Field(20_000, ge=100, le=MAX_ROWS, description="genie builds its tree on at most this many rows")
+    stability: bool = Field(True, description="measure each model's stability under resampling (for the recommendation)")
+    stability_sample: int = Field(2_000, ge=50, le=1_000_000, description="train rows the stability refits are drawn from")
+    stability_pairs: int = Field(2, ge=1, le=100, description="pairs of refits per model (and per null model)")
+    evaluate_against: ColumnName | None = Field(
+        None, description="column scored against every model (ARI, NMI, ...), excluded from the features, "
+        "never used for the recommendation",
+    )
     local_fit_max_bytes: int = Field(512 << 20, ge=0, le=1 << 50,
                                      description="train matrices up to this size fit in one task per model")
     persist: str = Field(
@@ -174,6 +187,16 @@ class TrainConfig(BaseModel):
         bad = [k for k in value if k < 2][:10]
         if bad:
             raise ValueError(f"cluster counts must be >= 2, got {bad}")
+        return sorted(set(value))
+
+    @field_validator("genie_gini_thresholds")
+    @classmethod
+    def _gini_in_unit_interval(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("genie_gini_thresholds must list at least one threshold")
+        bad = [g for g in value if not 0.0 <= g <= 1.0]
+        if bad:
+            raise ValueError(f"Gini thresholds must be in [0, 1], got {bad}")
         return sorted(set(value))
 
     @field_validator("geo_pairs")

@@ -3,7 +3,9 @@
 ::
 
     RUN_DIR/
-      leaderboard.json   {"best": MODEL_ID, "metric": "silhouette", "models": [...best first]}
+      leaderboard.json   {"best": MODEL_ID, "metric": "silhouette", "recommended": MODEL_ID,
+                          "recommended_reason": "...", "models": [...best first]}
+      selection.json     per algorithm variant, the criteria against k (docs/selection.md)
       run.json           config, dataset, row counts, timings
       schema.json        the inferred (and overridden) column kinds
       models/MODEL_ID/   one model directory per successful model
@@ -24,9 +26,11 @@ from .errors import ArtifactError, InvalidInputError
 from .insights import write_insights
 from .model import MODEL_FILE, ClusteringModel
 from .projection import write_embedding_views
+from .selection import selection_curves
 from .training import TrainResult
 
 LEADERBOARD_FILE = "leaderboard.json"
+SELECTION_FILE = "selection.json"
 
 
 def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -59,7 +63,9 @@ def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: boo
                 "config": result.config.model_dump(),
             },
         )
-        write_json(staging / LEADERBOARD_FILE, result.leaderboard())
+        leaderboard = result.leaderboard()
+        write_json(staging / LEADERBOARD_FILE, leaderboard)
+        write_json(staging / SELECTION_FILE, selection_curves(leaderboard))
     return run_dir
 
 
@@ -72,15 +78,29 @@ def read_leaderboard(run_dir: str | os.PathLike) -> dict:
         raise ArtifactError(f"{str(run_dir)!r} is not a run directory (no {LEADERBOARD_FILE})") from exc
 
 
+def chosen_model(leaderboard: dict) -> str | None:
+    """The model a run stands for: its recommended model (runs written before there was one: the best)."""
+    return leaderboard.get("recommended") or leaderboard.get("best")
+
+
+def read_selection(run_dir: str | os.PathLike) -> dict:
+    """``selection.json`` of a run directory."""
+    file = Path(run_dir) / SELECTION_FILE
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"run {str(run_dir)!r} has no {SELECTION_FILE} (written by clustra train since curves exist)") from exc
+
+
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model directory from a model directory or a run directory (its best model)."""
+    """A model directory from a model directory or a run directory (its recommended model)."""
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(f"model path {str(path)!r} does not exist")
     if (path / MODEL_FILE).is_file():
         return path
     if (path / LEADERBOARD_FILE).is_file():
-        best = read_leaderboard(path).get("best")
+        best = chosen_model(read_leaderboard(path))
         if not best:
             raise ArtifactError(f"run {str(path)!r} has no successful model")
         return path / "models" / best
@@ -88,5 +108,5 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike) -> ClusteringModel:
-    """Load a model from a model directory or a run directory (its best model)."""
+    """Load a model from a model directory or a run directory (its recommended model)."""
     return ClusteringModel.load(resolve_model_dir(path))

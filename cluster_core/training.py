@@ -45,19 +45,23 @@ from .schema import Schema, infer_schema
 
 PROFILE_SAMPLE_ROWS = 20_000
 MAX_DEFAULT_K = 30
-MAX_DEFAULT_COUNTS = 8
+DENSE_DEFAULT_K = 12  # every count up to here is tried: the k people pick is usually small
+SPARSE_STEP = 1.3  # above it, each count about 30% above the previous one
 
 
 def default_cluster_counts(n_rows: int, max_k: int) -> list[int]:
     """Cluster counts to try when the user gives none.
 
-    From 2 up to ``min(30, max_k, sqrt(n_rows / 2))``, at most 8 values spaced
-    geometrically (all integers when the range is small).
+    Every k from 2 to 12, then about 30% apart (16, 21, 27, ...) up to the limit
+    ``min(30, max_k, sqrt(n_rows / 2))``, which is always included.
     """
     upper = int(min(MAX_DEFAULT_K, max_k, max(2, math.floor(math.sqrt(n_rows / 2)))))
-    if upper - 1 <= MAX_DEFAULT_COUNTS:
-        return list(range(2, upper + 1))
-    return sorted({int(round(v)) for v in np.geomspace(2, upper, MAX_DEFAULT_COUNTS)})
+    counts = list(range(2, min(DENSE_DEFAULT_K, upper) + 1))
+    k = counts[-1]
+    while k < upper:
+        k = min(upper, max(k + 1, int(round(k * SPARSE_STEP))))
+        counts.append(k)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,13 @@ class ModelSpec:
     model_id: str
     algorithm: str
     n_clusters: int | None
+    variant: str = ""  # the curve it belongs to: the algorithm name, or NAME-LABEL for swept parameters
+    overrides: tuple[tuple[str, Any], ...] = ()  # TrainConfig fields this variant sets
 
     def build(self, config: TrainConfig, device: str) -> ClusterEstimator:
         """An unfitted estimator for this spec, from its algorithm's registered factory."""
+        if self.overrides:
+            config = config.model_copy(update=dict(self.overrides))
         return get_algorithm(self.algorithm).build(config, self.n_clusters, device)
 
 
@@ -84,11 +92,18 @@ def plan_models(config: TrainConfig, n_train: int, n_rows: int) -> list[ModelSpe
         )
     specs = []
     for algorithm in config.algorithms:
-        if get_algorithm(algorithm).needs_k:
-            specs.extend(ModelSpec(f"{algorithm}-k{k}", algorithm, k) for k in counts)
-        else:
-            specs.append(ModelSpec(algorithm, algorithm, None))
+        entry = get_algorithm(algorithm)
+        for variant, overrides in entry.variants(config):
+            settings = tuple(sorted(overrides.items()))
+            if entry.needs_k:
+                specs.extend(ModelSpec(f"{variant}-k{k}", algorithm, k, variant, settings) for k in counts)
+            else:
+                specs.append(ModelSpec(variant, algorithm, None, variant, settings))
     return specs
+
+
+def _is_validation(n_rows: int, index: int, seed: int, fraction: float) -> np.ndarray:
+    return np.random.default_rng([seed, index]).random(n_rows) < fraction
 
 
 def featurize_split(part: Any, index: int, pipeline: FeaturePipeline, seed: int, fraction: float):
@@ -96,8 +111,19 @@ def featurize_split(part: Any, index: int, pipeline: FeaturePipeline, seed: int,
     if hasattr(part, "to_pandas"):  # cuDF partition
         part = part.to_pandas()
     features = pipeline.transform(part)
-    is_validation = np.random.default_rng([seed, index]).random(features.shape[0]) < fraction
+    is_validation = _is_validation(features.shape[0], index, seed, fraction)
     return features[~is_validation], features[is_validation]
+
+
+def validation_values(part: Any, index: int, column: str, seed: int, fraction: float) -> np.ndarray:
+    """The values of ``column`` on the validation rows of one partition (as :func:`featurize_split` splits it),
+    as strings; missing values are None."""
+    if hasattr(part, "to_pandas"):  # cuDF partition
+        part = part.to_pandas()
+    values = part[column]
+    is_validation = _is_validation(len(part), index, seed, fraction)
+    kept = values[is_validation]
+    return np.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in kept], dtype=object)
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
@@ -114,36 +140,86 @@ class ModelResult:
     clusters: list[dict] = field(default_factory=list)
     fit_seconds: float = 0.0
     error: str | None = None
+    selection_seconds: float = 0.0
 
     def entry(self) -> dict:
         """The model's leaderboard entry."""
         metrics = self.metrics
-        return {
+        requested = self.spec.n_clusters
+        found = metrics.get("n_clusters_found")
+        entry = {
             "model_id": self.spec.model_id,
             "algorithm": self.spec.algorithm,
-            "n_clusters": self.estimator.n_clusters_found if self.estimator is not None else self.spec.n_clusters,
-            "requested_clusters": self.spec.n_clusters,
+            "variant": self.spec.variant or self.spec.algorithm,
+            "n_clusters": self.estimator.n_clusters_found if self.estimator is not None else requested,
+            "requested_clusters": requested,
             "silhouette": metrics.get("silhouette"),
             "davies_bouldin": metrics.get("davies_bouldin"),
             "calinski_harabasz": metrics.get("calinski_harabasz"),
             "noise_fraction": metrics.get("noise_fraction"),
-            "n_clusters_found": metrics.get("n_clusters_found"),
+            "n_clusters_found": found,
+            # components of a k-model that ended up empty on the validation rows
+            "collapsed": requested is not None and found is not None and found < requested,
             "cluster_sizes": metrics.get("cluster_sizes"),
+            "cluster_sizes_basis": "validation rows",
             "fit_seconds": round(self.fit_seconds, 3),
+            "selection_seconds": round(self.selection_seconds, 3),
             "status": "failed" if self.error else "ok",
             "error": self.error,
         }
+        for key in ("stability", "null_stability", "stability_excess", "bic", "icl", "wcnn", "dunn_owa"):
+            entry[key] = metrics.get(key)
+        for key in EVALUATION_KEYS:
+            if key in metrics:
+                entry[key] = metrics[key]
+        return entry
+
+
+EVALUATION_KEYS = ("ari", "nmi", "homogeneity", "completeness")
+
+
+def _predict_block(block: Any, predict: Any) -> np.ndarray:
+    return np.asarray(predict(np.asarray(block)), np.int64)
+
+
+def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
+    """ARI, NMI, homogeneity and completeness of ``labels`` against ``truth`` (rows with a missing
+    truth left out; noise, -1, counts as one more cluster)."""
+    from sklearn import metrics as skm
+
+    known = np.array([t is not None for t in truth], bool)
+    if not known.any():
+        return {key: None for key in EVALUATION_KEYS}
+    truth, labels = truth[known].astype(str), labels[known]
+    homogeneity, completeness, _ = skm.homogeneity_completeness_v_measure(truth, labels)
+    return {
+        "ari": round(float(skm.adjusted_rand_score(truth, labels)), 4),
+        "nmi": round(float(skm.normalized_mutual_info_score(truth, labels)), 4),
+        "homogeneity": round(float(homogeneity), 4),
+        "completeness": round(float(completeness), 4),
+    }
 
 
 def fit_and_evaluate(
     spec: ModelSpec, estimator: ClusterEstimator, config: TrainConfig, train: Blocks, validation: Blocks,
-    feature_names: list[str],
+    feature_names: list[str], stability_rows: np.ndarray | None = None, truth: np.ndarray | None = None,
 ) -> ModelResult:
     """Fit ``estimator`` (unfitted, built from ``spec``) on ``train`` and score it on ``validation``;
-    failures are captured, not raised."""
+    failures are captured, not raised.
+
+    ``stability_rows``: the sweep's stability sample (every model refits on the same rows,
+    see :mod:`cluster_core.selection`); ``truth``: the ``evaluate_against`` values of the
+    validation rows, in block order.
+    """
+    from sklearn.base import clone
+
+    from .blocks import concat_partials
+    from .selection import measure_stability, mixture_criteria, validity_indices
+
     device = resolve_device(config.device).torch
     started = time.perf_counter()
     try:
+        template = clone(estimator)
         estimator = estimator.fit(train)
         fit_seconds = time.perf_counter() - started
         n_clusters = estimator.n_clusters_found
@@ -153,16 +229,30 @@ def fit_and_evaluate(
         )
         sample = validation.sample_rows(PROFILE_SAMPLE_ROWS, config.seed)
         clusters = profile_clusters(sample, estimator.predict(sample), feature_names, n_clusters)
+        n_validation = max(metrics["n_rows"], 1)
         for profile in clusters:
             profile["size"] = int(metrics["cluster_sizes"].get(str(profile["cluster_id"]), 0))
-            profile["share"] = profile["size"] / max(metrics["n_rows"], 1)
-        return ModelResult(spec, estimator, metrics, clusters, fit_seconds)
+            profile["size_basis"] = "validation rows"
+            profile["share"] = profile["size"] / n_validation
+        selection_started = time.perf_counter()
+        # BIC/ICL are criteria of the fit: measured on train rows (the stability sample when there is one)
+        metrics.update(mixture_criteria(estimator, stability_rows if stability_rows is not None else train.sample_rows(
+            PROFILE_SAMPLE_ROWS, config.seed)))
+        if stability_rows is not None:
+            metrics.update(measure_stability(template, stability_rows, config.seed, config.stability_pairs))
+            metrics.update(validity_indices(stability_rows, estimator.predict(stability_rows)))
+        if truth is not None:
+            labels = validation.map_reduce(_predict_block, estimator.predict, combine=concat_partials)
+            metrics.update(agreement_with(truth, labels))
+        selection_seconds = time.perf_counter() - selection_started
+        return ModelResult(spec, estimator, metrics, clusters, fit_seconds, selection_seconds=selection_seconds)
     except (ValueError, ClustraError, np.linalg.LinAlgError, RuntimeError) as exc:
         return ModelResult(spec, None, fit_seconds=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
 
 
 def fit_and_evaluate_arrays(
-    spec, estimator, config, train: np.ndarray, validation: np.ndarray, feature_names, threads: int = 1
+    spec, estimator, config, train: np.ndarray, validation: np.ndarray, feature_names, threads: int = 1,
+    stability_rows: np.ndarray | None = None, truth: np.ndarray | None = None,
 ) -> ModelResult:
     """:func:`fit_and_evaluate` on in-memory arrays (the body of one worker task).
 
@@ -176,7 +266,8 @@ def fit_and_evaluate_arrays(
     torch.set_num_threads(max(1, threads))
     try:
         with threadpool_limits(max(1, threads)):
-            return fit_and_evaluate(spec, estimator, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names)
+            return fit_and_evaluate(spec, estimator, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names,
+                                    stability_rows, truth)
     finally:
         torch.set_num_threads(previous)
 
@@ -206,6 +297,8 @@ class PreparedData:
     view_sample: Any = None  # raw rows for the embedding view (cluster_core.projection)
     insights_sample: Any = None  # raw rows for insights.json (cluster_core.insights)
     drift_sample: Any = None  # raw rows for each model's drift reference (cluster_core.drift)
+    truth: np.ndarray | None = None  # evaluate_against values of the validation rows, in block order
+    stability_rows: np.ndarray | None = None  # the train rows every model's stability refits draw from
 
 
 def _cluster_memory(client: Any) -> int | None:
@@ -236,8 +329,12 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
             wait(dataset.frame)
     progress.step(f"sampling up to {config.feature_sample_rows:,} of {dataset.n_rows:,} rows for schema and features")
     sample = sample_frame(dataset, config.feature_sample_rows, config.seed)
+    exclude = list(config.exclude)
+    if config.evaluate_against and config.evaluate_against not in exclude:
+        exclude.append(config.evaluate_against)  # the answer key is never a feature
+    include = [c for c in config.include if c != config.evaluate_against] if config.include else config.include
     schema = infer_schema(
-        sample, include=config.include, exclude=config.exclude, kinds=config.kinds, supported_kinds=set(FEATURIZERS),
+        sample, include=include, exclude=exclude, kinds=config.kinds, supported_kinds=set(FEATURIZERS),
         geo_pairs=config.geo_pair_tuples(),
     )
     progress.message(schema.format_table())
@@ -269,10 +366,21 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
             f"(train={n_train}, validation={n_validation}); at least ~10 rows are needed"
         )
     progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
+    truth = None
+    if config.evaluate_against:
+        values = dask.delayed(validation_values, pure=True)
+        column = config.evaluate_against
+        truth_parts = dask.compute(*[
+            values(p, i, column, config.seed, config.validation_fraction) for i, p in enumerate(dataset.frame.to_delayed())
+        ])
+        truth = np.concatenate(truth_parts) if truth_parts else np.array([], dtype=object)
+        progress.message(f"evaluating every model against {column!r} ({len(set(truth) - {None})} values; not a feature)")
+    stability_rows = train.sample_rows(config.stability_sample, config.seed) if config.stability else None
     drift_sample = sample if len(sample) <= DRIFT_SAMPLE_ROWS else sample.sample(DRIFT_SAMPLE_ROWS, random_state=config.seed)
     return PreparedData(
         schema, pipeline, train, validation, n_train, n_validation, persisted, view_sample.reset_index(drop=True),
         insights_sample=insights_sample.reset_index(drop=True), drift_sample=drift_sample.reset_index(drop=True),
+        truth=truth, stability_rows=stability_rows,
     )
 
 
@@ -288,7 +396,8 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     if client is None:
         train_array, validation_array = dask.compute(train, validation)
         for i, (spec, estimator) in enumerate(zip(specs, estimators), 1):
-            result = fit_and_evaluate_arrays(spec, estimator, config, train_array, validation_array, names)
+            result = fit_and_evaluate_arrays(spec, estimator, config, train_array, validation_array, names, 1,
+                                             data.stability_rows, data.truth)
             progress.advance(i, len(specs), describe_result(result))
             results.append(result)
         return results
@@ -298,7 +407,8 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     threads = _threads_per_task(client, len(specs))
     futures = [
         client.submit(
-            fit_and_evaluate_arrays, spec, estimator, config, train_future, validation_future, names, threads, pure=False
+            fit_and_evaluate_arrays, spec, estimator, config, train_future, validation_future, names, threads,
+            data.stability_rows, data.truth, pure=False
         )
         for spec, estimator in zip(specs, estimators)
     ]
@@ -329,7 +439,7 @@ def _run_distributed(specs, config, data: PreparedData, progress: Progress) -> l
     names = list(data.pipeline.feature_names_)
     results = []
     for i, (spec, estimator) in enumerate(zip(specs, _build_estimators(specs, config)), 1):
-        result = fit_and_evaluate(spec, estimator, config, data.train, data.validation, names)
+        result = fit_and_evaluate(spec, estimator, config, data.train, data.validation, names, data.stability_rows, data.truth)
         progress.advance(i, len(specs), describe_result(result))
         results.append(result)
     return results
@@ -381,9 +491,10 @@ class TrainResult:
                 "seed": self.config.seed,
                 "fit_seconds": result.fit_seconds,
             }
+            clusters = [dict(c, estimated_rows=int(round(c["share"] * self.n_rows))) for c in result.clusters]
             model = ClusteringModel(
                 self.data.pipeline, result.estimator, result.spec.model_id,
-                metrics=result.entry(), clusters=result.clusters, metadata=metadata,
+                metrics=self._entry(result), clusters=clusters, metadata=metadata,
             )
             if features is not None:
                 labels = result.estimator.assign(features).labels.astype(np.int64)
@@ -392,15 +503,34 @@ class TrainResult:
         self._models = out
         return out
 
+    def _entry(self, result: ModelResult) -> dict:
+        """The leaderboard entry plus the cluster sizes estimated for the whole dataset (validation share x rows)."""
+        entry = result.entry()
+        sizes, scored = entry.get("cluster_sizes"), result.metrics.get("n_rows")
+        if sizes and scored:
+            entry["estimated_cluster_sizes"] = {c: int(round(n / scored * self.n_rows)) for c, n in sizes.items()}
+        return entry
+
     def leaderboard(self) -> dict:
-        """``{"best": MODEL_ID, "models": [entries, best first]}``."""
+        """``{"best", "metric", "recommended", "recommended_reason", "models": [entries, best first]}``.
+
+        ``best`` is the top of the silhouette ranking; ``recommended`` the model chosen by
+        :func:`cluster_core.selection.recommend` (what apply, publish and the demo use).
+        """
+        from .selection import recommend
+
         entries = []
         for position, result in enumerate(self.results, 1):
-            entry = result.entry()
+            entry = self._entry(result)
             entry["rank"] = position
             entries.append(entry)
         best = next((e["model_id"] for e in entries if e["status"] == "ok"), None)
-        return {"best": best, "metric": "silhouette", "models": entries}
+        recommended, reason = recommend(entries)
+        board = {"best": best, "metric": "silhouette", "recommended": recommended or best,
+                 "recommended_reason": reason, "models": entries}
+        if self.config.evaluate_against:
+            board["evaluated_against"] = self.config.evaluate_against
+        return board
 
 
 def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, progress: Progress | None = None) -> TrainResult:
@@ -446,6 +576,6 @@ def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, p
 
 
 __all__ = [
-    "ModelResult", "ModelSpec", "PreparedData", "TrainResult", "default_cluster_counts", "featurize_split",
+    "EVALUATION_KEYS", "ModelResult", "ModelSpec", "PreparedData", "TrainResult", "default_cluster_counts", "featurize_split",
     "plan_models", "rank", "train_models",
 ]

@@ -71,6 +71,7 @@ def check_named_columns(config: TrainConfig, columns: list[str]) -> None:
         "kinds": list(config.kinds),
         "weights": list(config.weights),
         "geo_pairs": [c for pair in config.geo_pair_tuples() for c in pair],
+        "evaluate_against": [config.evaluate_against] if config.evaluate_against else [],
     }
     for field, given in named.items():
         unknown = [c for c in dict.fromkeys(given) if c not in columns]

@@ -38,6 +38,9 @@ class Run:
         board = result.leaderboard()
         self.leaderboard = pd.DataFrame(board["models"]).set_index("rank", drop=False)
         self.best = self.models[board["best"]]
+        # the model the rule of cluster_core.selection recommends (what apply and publish of the run use)
+        self.recommended = self.models[board.get("recommended") or board["best"]]
+        self.recommended_reason = board.get("recommended_reason", "")
 
     def __repr__(self) -> str:
         return f"<clustra.Run: {len(self.models)} models, best {self.best.model_id!r}>"

@@ -161,6 +161,7 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
     return {
         "run_dir": out,
         "best": board["best"],
+        "recommended": board.get("recommended"),
         "n_rows": outcome.result.n_rows,
         "n_models": len(board["models"]),
         "n_failed": len(board["models"]) - len(ok),
@@ -176,8 +177,14 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
     model_path = model_source(spec, policy, store)
     data = policy.readable(spec.data, "data")
     out = policy.writable(spec.output, default_output(policy, job.id), overwrite=spec.overwrite, inputs=(data, model_path))
+    from cluster_core.runs import LEADERBOARD_FILE
+
+    if os.path.isfile(os.path.join(model_path, LEADERBOARD_FILE)):  # a run: its recommended model
+        progress.message(f"applying the recommended model of run {model_path}")
     summary = apply_run(model_path, data, out, overwrite=spec.overwrite, cluster=client, progress=progress)
     summary["model"] = model_path
+    if os.path.isfile(os.path.join(model_path, LEADERBOARD_FILE)):
+        summary["chosen"] = "recommended"
     return summary
 
 

@@ -37,7 +37,8 @@ def describe_version(registry: ModelRegistry, ref: ModelRef) -> dict[str, Any]:
         "input_schema": info.get("input_schema", []),
         "output": assignment_detail(info.get("output_columns", {})),
         "clusters": [
-            {k: c.get(k) for k in ("cluster_id", "name", "size", "share", "top_features")} for c in info.get("clusters", [])
+            {k: c.get(k) for k in ("cluster_id", "name", "size", "size_basis", "share", "estimated_rows", "top_features")}
+            for c in info.get("clusters", [])
         ],
         "metrics": info.get("metrics", {}),
     }

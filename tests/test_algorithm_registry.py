@@ -10,6 +10,7 @@ import pytest
 
 from cluster_core.algorithms import (
     GaussianMixture,
+    Genie,
     HDBSCAN,
     KMeans,
     _registry,
@@ -47,6 +48,7 @@ def _factory(config, n_clusters, device):
         ("gmm", True, True, False, True, GaussianMixture, {"covariance_type": "full"}),
         ("gmm-diag", True, True, False, True, GaussianMixture, {"covariance_type": "diag"}),
         ("hdbscan", False, True, False, False, HDBSCAN, {"max_fit_samples": 50_000}),
+        ("genie", True, False, False, False, Genie, {"gini_threshold": 0.3, "max_fit_samples": 20_000}),
     ],
 )
 def test_builtins(name, needs_k, probabilities, distances, distributed, estimator, params):
@@ -75,7 +77,7 @@ def test_unknown_names_name_the_field_and_the_registered_algorithms():
 def test_plugin_named_in_the_environment_is_loaded_on_first_lookup(registry, monkeypatch):
     monkeypatch.setenv("CLUSTRA_PLUGINS", " clustra_kcenters , ")
     assert "clustra_kcenters" not in sys.modules
-    assert algorithm_names() == ["kmeans", "gmm", "gmm-diag", "hdbscan", "kcenters"]
+    assert algorithm_names() == ["kmeans", "gmm", "gmm-diag", "hdbscan", "genie", "kcenters"]
     spec = get_algorithm("kcenters")
     assert spec.needs_k and spec.distances and not spec.probabilities
     assert TrainConfig(algorithms=["kcenters"], k=[2, 3]).algorithms == ["kcenters"]

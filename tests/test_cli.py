@@ -48,7 +48,8 @@ def test_train_writes_a_ranked_leaderboard(trained):
     for m in models:
         if m["status"] == "ok":
             assert (run / "models" / m["model_id"] / "model.json").is_file()
-    assert "best model:" in result.stdout and "silhouette" in result.stdout
+    assert "best by silhouette:" in result.stdout and "silhouette" in result.stdout
+    assert f"recommended model: {board['recommended']}" in result.stdout
     assert "customer_id" in result.stderr and "identifier" in result.stderr  # the schema was shown
     schema = json.loads((run / "schema.json").read_text())
     kinds = {c["name"]: c["kind"] for c in schema["columns"]}
@@ -68,7 +69,8 @@ def test_apply_keeps_rows_columns_and_order(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     board = json.loads((run / "leaderboard.json").read_text())
-    assert summary["model_id"] == board["best"]
+    assert summary["model_id"] == board["recommended"]
+    assert f"using the recommended model of run {run}: {board['recommended']}" in result.stderr
     original = pd.read_parquet(data)
     scored = pd.read_parquet(out)
     assert len(scored) == len(original) == summary["n_rows"]

@@ -51,7 +51,8 @@ def test_the_readme_example_trains_in_memory_and_from_parquet(example):
     where, names = example
     run, same, penguins = names["run"], names["same"], names["penguins"]
     assert isinstance(run, clustra.Run) and isinstance(run.leaderboard, pd.DataFrame)
-    assert set(run.leaderboard["model_id"]) == {"kmeans-k2", "kmeans-k3", "kmeans-k4", "gmm-k2", "gmm-k3", "gmm-k4", "hdbscan"}
+    genie = {f"genie-g{g}-k{k}" for g in (0.1, 0.3, 0.5) for k in (2, 3, 4)}  # a default algorithm, Gini threshold swept
+    assert set(run.leaderboard["model_id"]) == {"kmeans-k2", "kmeans-k3", "kmeans-k4", "gmm-k2", "gmm-k3", "gmm-k4", "hdbscan"} | genie
     assert run.best.model_id == run.leaderboard.iloc[0]["model_id"] and run.models["kmeans-k3"].n_clusters == 3
     assert (where / "runs" / "penguins" / "leaderboard.json").is_file()
     labels, scored = names["labels"], names["scored"]
@@ -78,7 +79,8 @@ def test_the_api_gives_the_cli_leaderboard_for_the_same_seed(example):
 def test_load_model_predicts_like_the_run_and_saving_twice_is_refused(example, tmp_path):
     where, names = example
     model = clustra.load_model(where / "runs" / "penguins")
-    np.testing.assert_array_equal(model.predict(names["penguins"]), names["run"].best.predict(names["penguins"]))
+    assert model.model_id == names["run"].recommended.model_id  # a run directory stands for its recommended model
+    np.testing.assert_array_equal(model.predict(names["penguins"]), names["run"].recommended.predict(names["penguins"]))
     names["run"].save(tmp_path / "again")
     with pytest.raises(InvalidInputError) as error:
         names["run"].save(tmp_path / "again")

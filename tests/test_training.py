@@ -9,12 +9,11 @@ from cluster_core.training import default_cluster_counts, plan_models, train_mod
 
 def test_default_cluster_counts_rule():
     assert default_cluster_counts(20, 100) == [2, 3]
-    mid = default_cluster_counts(300, 100)
-    assert mid == sorted(set(mid)) and mid[0] == 2 and mid[-1] == 12
+    assert default_cluster_counts(300, 100) == list(range(2, 13))  # sqrt(150) = 12.2: every k up to 12
     counts = default_cluster_counts(10_000_000, 100)
-    assert counts[0] == 2 and counts[-1] == 30 and len(counts) == 8
+    assert counts[:11] == list(range(2, 13)) and counts[11:] == [16, 21, 27, 30]  # then ~30% apart, the limit last
     assert default_cluster_counts(10_000_000, 5) == [2, 3, 4, 5]
-    assert len(mid) <= 8
+    assert default_cluster_counts(10_000_000, 14) == [*range(2, 13), 14]
 
 
 def test_plan_rejects_k_above_training_rows():

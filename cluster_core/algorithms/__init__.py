@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import _builtins  # noqa: F401  (registers kmeans, gmm, gmm-diag, hdbscan)
+from . import _builtins  # noqa: F401  (registers kmeans, gmm, gmm-diag, hdbscan, genie)
 from ._registry import (
     AlgorithmSpec,
     algorithm_names,
@@ -28,6 +28,7 @@ _LAZY = {
     "Assignment": "._base",
     "ClusterEstimator": "._base",
     "GaussianMixture": ".gmm",
+    "Genie": ".genie",
     "HDBSCAN": ".hdbscan",
     "KMeans": ".kmeans",
 }
@@ -51,6 +52,7 @@ __all__ = [
     "Assignment",
     "ClusterEstimator",
     "GaussianMixture",
+    "Genie",
     "HDBSCAN",
     "KMeans",
     "algorithm_names",

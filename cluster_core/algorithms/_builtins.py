@@ -73,3 +73,22 @@ def build_hdbscan(config: Any, n_clusters: int | None, device: str) -> ClusterEs
         random_state=config.seed,
         device=device,
     )
+
+
+def _gini_variants(config: Any) -> list[tuple[str, dict]]:
+    """One Genie variant per swept Gini threshold (``genie_gini_thresholds``)."""
+    return [(f"g{g:g}", {"genie_gini_threshold": float(g)}) for g in config.genie_gini_thresholds]
+
+
+@register_algorithm(
+    "genie", estimator="cluster_core.algorithms.genie:Genie", needs_k=True, distributed=False, sweep=_gini_variants,
+    description="Genie (genieclust): Gini-bounded single linkage on a sample, other rows by nearest sample row",
+)
+def build_genie(config: Any, n_clusters: int | None, device: str) -> ClusterEstimator:
+    """:class:`~cluster_core.algorithms.Genie` with the sweep's cluster count and Gini threshold."""
+    from .genie import Genie
+
+    return Genie(
+        n_clusters, gini_threshold=config.genie_gini_threshold, max_fit_samples=config.genie_max_fit_samples,
+        random_state=config.seed, device=device,
+    )

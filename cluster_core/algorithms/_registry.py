@@ -84,6 +84,11 @@ class AlgorithmSpec:
         CPU only (informational).
     description : str
         One line for listings.
+    sweep : callable or None
+        ``sweep(config)`` -> ``[(label, overrides), ...]``: variants of the algorithm that
+        the sweep trains side by side, each built from ``config`` updated with
+        ``overrides`` (TrainConfig fields) and named ``NAME-LABEL`` (e.g. ``genie-g0.3``,
+        models ``genie-g0.3-k4``). None: one variant, named ``NAME``.
     """
 
     name: str
@@ -95,6 +100,13 @@ class AlgorithmSpec:
     distributed: bool = False
     gpu_engine: str | None = None
     description: str = ""
+    sweep: Callable[[Any], list[tuple[str, dict]]] | None = None
+
+    def variants(self, config: Any) -> list[tuple[str, dict]]:
+        """``[(variant name, config overrides), ...]`` the sweep trains for this algorithm."""
+        if self.sweep is None:
+            return [(self.name, {})]
+        return [(f"{self.name}-{label}", dict(overrides)) for label, overrides in self.sweep(config)]
 
     @property
     def estimator_class(self) -> type[ClusterEstimator]:
@@ -142,13 +154,14 @@ def register_algorithm(
     distances: bool = False,
     distributed: bool = False,
     gpu_engine: str | None = None,
+    sweep: Callable[[Any], list[tuple[str, dict]]] | None = None,
     replace: bool = False,
 ) -> Any:
     """Register algorithm ``name``; with ``factory`` omitted, a decorator for the factory.
 
     Parameters
     ----------
-    name, factory, estimator, needs_k, description, probabilities, distances, distributed, gpu_engine
+    name, factory, estimator, needs_k, description, probabilities, distances, distributed, gpu_engine, sweep
         The fields of :class:`AlgorithmSpec`.
     replace : bool, default=False
         Replace an existing entry of the same name (otherwise that is an error, unless
@@ -167,7 +180,7 @@ def register_algorithm(
     ...     return KCenters(n_clusters, random_state=config.seed)
     """
     fields = dict(estimator=estimator, needs_k=needs_k, description=description, probabilities=probabilities,
-                  distances=distances, distributed=distributed, gpu_engine=gpu_engine)
+                  distances=distances, distributed=distributed, gpu_engine=gpu_engine, sweep=sweep)
     if factory is None:
 
         def decorate(function: EstimatorFactory) -> EstimatorFactory:

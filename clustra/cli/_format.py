@@ -1,25 +1,107 @@
-"""How the CLI shows a run's leaderboard (also used for a jobs service's leaderboard)."""
+"""How the CLI shows a run's leaderboard (also used for a jobs service's leaderboard) and its curves."""
 
 from __future__ import annotations
 
+import math
+
 from cluster_core.text_table import format_table
 
-_HEADER = ("rank", "model_id", "algorithm", "clusters", "silhouette", "davies_bouldin", "calinski_harabasz", "noise", "fit_s")
+_HEADER = ("rank", "model_id", "algorithm", "k", "found", "silhouette", "davies_bouldin", "calinski_harabasz",
+           "stability", "noise", "fit_s")
+_EVALUATION = ("ari", "nmi", "homogeneity", "completeness")
+
+# --rank-by: the leaderboard key and whether higher is better
+RANK_KEYS = {
+    "silhouette": ("silhouette", True),
+    "recommended": ("silhouette", True),  # the recommended model first, then by silhouette
+    "stability": ("stability", True),
+    "davies_bouldin": ("davies_bouldin", False),
+    "calinski_harabasz": ("calinski_harabasz", True),
+    "bic": ("bic", False),
+}
 
 
 def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def leaderboard_table(leaderboard: dict) -> str:
-    """The leaderboard (``{"models": [...]}``) as a terminal table, best first."""
+def ordered_entries(leaderboard: dict, rank_by: str = "silhouette") -> list[dict]:
+    """The leaderboard's entries in ``rank_by`` order (failed and undefined values last).
+
+    ``silhouette`` keeps the stored ranking; ``recommended`` puts the recommended model first.
+    """
+    if rank_by not in RANK_KEYS:
+        raise ValueError(f"rank_by={rank_by!r}; expected one of {', '.join(RANK_KEYS)}")
+    entries = list(leaderboard["models"])
+    if rank_by == "silhouette":
+        return entries
+    if rank_by == "recommended":
+        chosen = leaderboard.get("recommended")
+        return sorted(entries, key=lambda e: e["model_id"] != chosen)
+    key, higher = RANK_KEYS[rank_by]
+
+    def sort_key(entry: dict):
+        value = entry.get(key)
+        missing = entry.get("status") != "ok" or value is None
+        return (entry.get("status") != "ok", missing, 0.0 if missing else (-value if higher else value))
+
+    return sorted(entries, key=sort_key)
+
+
+def leaderboard_table(leaderboard: dict, rank_by: str = "silhouette") -> str:
+    """The leaderboard (``{"models": [...]}``) as a terminal table, in ``rank_by`` order.
+
+    ``k`` is the requested cluster count, ``found`` the clusters found (``!``: fewer than
+    requested, components collapsed); ``*`` marks the recommended model.
+    """
+    chosen = leaderboard.get("recommended")
+    entries = ordered_entries(leaderboard, rank_by)
+    evaluation = [key for key in _EVALUATION[:2] if any(key in e for e in entries)]
     rows = []
-    for e in leaderboard["models"]:
+    for e in entries:
+        model_id = e["model_id"] + (" *" if e["model_id"] == chosen else "")
+        k = "-" if e.get("requested_clusters") is None else e["requested_clusters"]
         if e["status"] != "ok":
-            rows.append((e["rank"], e["model_id"], e["algorithm"], "-", "failed", "", "", "", _number(e["fit_seconds"], 1)))
+            rows.append((e["rank"], model_id, e["algorithm"], k, "-", "failed", "", "", "", "",
+                         _number(e["fit_seconds"], 1), *["" for _ in evaluation]))
             continue
+        found = e.get("n_clusters_found", e.get("n_clusters"))
+        found = f"{found}!" if e.get("collapsed") else str(found)
         rows.append((
-            e["rank"], e["model_id"], e["algorithm"], e["n_clusters"], _number(e["silhouette"]), _number(e["davies_bouldin"]),
-            _number(e["calinski_harabasz"], 1), _number(e["noise_fraction"], 2), _number(e["fit_seconds"], 1),
+            e["rank"], model_id, e["algorithm"], k, found, _number(e["silhouette"]), _number(e["davies_bouldin"]),
+            _number(e["calinski_harabasz"], 1), _number(e.get("stability"), 2), _number(e["noise_fraction"], 2),
+            _number(e["fit_seconds"], 1), *[_number(e.get(key)) for key in evaluation],
         ))
-    return format_table(_HEADER, rows, right=[0, 3, 4, 5, 6, 7, 8])
+    header = _HEADER + tuple(f"{key}:{leaderboard.get('evaluated_against', 'truth')}" if key == "ari" else key
+                             for key in evaluation)
+    table = format_table(header, rows, right=[0, *range(3, len(header))])
+    notes = []
+    if chosen:
+        notes.append(f"* recommended: {chosen} — {leaderboard.get('recommended_reason', '')}")
+    if any(e.get("collapsed") for e in entries):
+        notes.append("! components collapsed: fewer clusters found on the validation rows than requested (k)")
+    return table + ("\n" + "\n".join(notes) if notes else "")
+
+
+def recommendation_lines(leaderboard: dict) -> list[str]:
+    """What the CLI prints under a leaderboard: the silhouette's best and the recommended model with its reason."""
+    lines = [f"best by silhouette: {leaderboard['best']}"]
+    if leaderboard.get("recommended"):
+        lines.append(f"recommended model: {leaderboard['recommended']} ({leaderboard.get('recommended_reason', '')})")
+    return lines
+
+
+def curves_table(selection: dict) -> str:
+    """``selection.json`` as one compact table: a row per variant and k."""
+    rows = []
+    for variant, points in selection.items():
+        for p in points:
+            excess = p.get("stability_excess")
+            rows.append((
+                variant, "-" if p.get("k") is None else p["k"], p.get("n_clusters_found", "-"),
+                _number(p.get("silhouette")), _number(p.get("davies_bouldin")), _number(p.get("calinski_harabasz"), 1),
+                _number(p.get("stability"), 2), _number(excess, 2) if excess is None or math.isfinite(excess) else "-",
+                _number(p.get("bic"), 1),
+            ))
+    header = ("variant", "k", "found", "silhouette", "davies_bouldin", "calinski_h", "stability", "excess", "bic")
+    return format_table(header, rows, right=list(range(1, len(header))))

@@ -215,6 +215,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     else:
         print(leaderboard_table(board))
         print(f"\nbest model: {board['best']}  (run {board['run_dir']})")
+        if board.get("recommended"):
+            print(f"recommended model: {board['recommended']} ({board.get('recommended_reason', '')})")
     return 0
 
 

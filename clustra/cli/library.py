@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from ._args import (
     key_values,
     numbers,
 )
-from ._format import leaderboard_table
+from ._format import RANK_KEYS, curves_table, leaderboard_table, recommendation_lines
 
 
 def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "insights_sample_rows": args.insights_rows,
         "impact_sample_rows": args.impact_rows,
         "association_sample_rows": args.association_rows,
+        "evaluate_against": args.evaluate_against,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -72,9 +74,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                         cluster=cluster_setting(args), progress=progress)
     progress.finish()
     leaderboard = outcome.leaderboard()
-    print(leaderboard_table(leaderboard))
-    print(f"\nbest model: {leaderboard['best']}")
-    print(f"run written to {outcome.run_dir} (leaderboard.json, models/)")
+    print(leaderboard_table(leaderboard, args.rank_by))
+    print()
+    print("\n".join(recommendation_lines(leaderboard)))
+    print(f"run written to {outcome.run_dir} (leaderboard.json, selection.json, models/); "
+          f"clustra apply / publish {outcome.run_dir} use the recommended model")
     return 0
 
 
@@ -83,6 +87,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from cluster_core.progress import PrintProgress
     from cluster_core.usecases import apply_run
 
+    from cluster_core.runs import LEADERBOARD_FILE, chosen_model, read_leaderboard
+
+    if (Path(args.model) / LEADERBOARD_FILE).is_file():
+        print(f"using the recommended model of run {args.model}: {chosen_model(read_leaderboard(args.model))}",
+              file=sys.stderr)
     progress = PrintProgress()
     summary = apply_run(args.model, args.data, args.out, overwrite=args.overwrite, cluster=cluster_setting(args),
                         device=args.device, progress=progress, explain=args.explain)
@@ -119,10 +128,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """clustra leaderboard RUN_DIR: print a run's leaderboard."""
-    from cluster_core.runs import read_leaderboard
+    from cluster_core.runs import read_leaderboard, read_selection
 
+    if args.curves:
+        selection = read_selection(args.run)
+        print(json.dumps(selection, indent=2) if args.json else curves_table(selection))
+        return 0
     leaderboard = read_leaderboard(args.run)
-    print(json.dumps(leaderboard, indent=2) if args.json else leaderboard_table(leaderboard))
+    if args.json:
+        print(json.dumps(leaderboard, indent=2))
+        return 0
+    print(leaderboard_table(leaderboard, args.rank_by))
+    print()
+    print("\n".join(recommendation_lines(leaderboard)))
     return 0
 
 
@@ -132,6 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cluster_core.engine import describe_choice, open_engine, resolve_engine
     from cluster_core.progress import PrintProgress
     from cluster_core.runs import load_model
+    from cluster_core.selection import selection_rule
     from cluster_core.usecases import apply_run, open_dataset, train_config, train_run
 
     root = Path(args.out)
@@ -145,16 +164,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     progress.step(describe_choice(cluster_setting(args), engine, dataset.nbytes))
     with open_engine(engine, device=args.device) as client:  # one engine for both steps
         outcome = train_run(dataset, config, out=root / "run", overwrite=True, cluster=client, progress=progress)
-        best = load_model(outcome.run_dir)
+        best = load_model(outcome.run_dir)  # the run's recommended model
         summary = apply_run(best, dataset, root / "scored", overwrite=True, cluster=client, device=args.device,
                             progress=progress)
     progress.finish()
     leaderboard = outcome.leaderboard()
-    print("\nLeaderboard (validation split, ranked by silhouette):")
+    print("\nLeaderboard (validation split, ranked by silhouette; * = recommended):")
     print(leaderboard_table(leaderboard))
-    print(f"\nbest model: {leaderboard['best']}")
+    print()
+    print("\n".join(recommendation_lines(leaderboard)))
+    print(f"how it chose: {selection_rule()}")
+    print(f"\nthe recommended model {best.model_id} is applied to every row:")
+    counts = summary["cluster_counts"]
     for cluster_info in best.clusters:
-        print(f"  cluster {cluster_info['cluster_id']}: {cluster_info['size']} validation rows — {cluster_info['name']}")
+        rows = counts.get(str(cluster_info["cluster_id"]), counts.get(cluster_info["cluster_id"], "?"))
+        print(f"  cluster {cluster_info['cluster_id']}: {rows} rows ({cluster_info['size']} of the validation rows) "
+              f"— {cluster_info['name']}")
     print(f"\nrun (leaderboard.json, models/): {outcome.run_dir}")
     print(f"scored data (original columns + {', '.join(best.output_columns())}): {summary['out']}")
     print(f"rows per cluster: {summary['cluster_counts']}")
@@ -189,10 +214,20 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--impact-rows", dest="impact_rows", type=int, help="rows permuted for the feature impact (default 2000)")
     train.add_argument("--association-rows", dest="association_rows", type=int,
                        help="rows the feature associations are computed on (default 2000)")
+    train.add_argument("--evaluate-against", dest="evaluate_against", metavar="COL",
+                       help="score every model against this column (ARI, NMI, homogeneity, completeness); "
+                       "COL is excluded from the features and never used for the recommendation")
+    _add_rank_by(train)
     add_column_options(train)
     _add_multimodal_options(train)
     add_cluster_options(train)
     train.set_defaults(func=cmd_train)
+
+
+def _add_rank_by(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rank-by", dest="rank_by", choices=list(RANK_KEYS), default="silhouette",
+                        help="order of the printed leaderboard (default silhouette, the stored ranking; "
+                        "recommended: the recommended model first)")
 
 
 def _add_multimodal_options(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +259,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_train_parser(sub)
 
     apply = sub.add_parser("apply", help="add cluster columns to a dataset")
-    apply.add_argument("model", help="model directory, or run directory (its best model)")
+    apply.add_argument("model", help="model directory, or run directory (its recommended model)")
     apply.add_argument("data", help="Parquet file, directory, glob or URL")
     apply.add_argument("--out", required=True, help="output directory to create")
     apply.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
@@ -250,6 +285,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     board = sub.add_parser("leaderboard", help="print a run's leaderboard")
     board.add_argument("run", help="run directory written by clustra train")
     add_json_option(board, "leaderboard.json")
+    board.add_argument("--curves", action="store_true",
+                       help="print selection.json: per algorithm, silhouette, Davies-Bouldin, Calinski-Harabasz, "
+                       "stability and BIC against k")
+    _add_rank_by(board)
     board.set_defaults(func=cmd_leaderboard)
 
     demo = sub.add_parser("demo", help="the whole flow on a real dataset (Palmer penguins)")

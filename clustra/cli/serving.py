@@ -30,9 +30,15 @@ def _add_registry_option(parser: argparse.ArgumentParser) -> None:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """clustra publish MODEL --name NAME [--alias A] [--registry URL]."""
+    from pathlib import Path
+
+    from cluster_core.runs import LEADERBOARD_FILE
+
     registry = _registry(args)
     info = registry.publish(args.model, args.name, alias=args.alias)
     summary = {k: info[k] for k in ("name", "version", "alias", "model_id", "algorithm", "registry", "source")}
+    if (Path(args.model) / LEADERBOARD_FILE).is_file():
+        summary["chosen"] = f"the recommended model of run {args.model}"
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -109,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``publish``, ``models`` and ``serve`` to the ``clustra`` command."""
     publish = subparsers.add_parser("publish", help="copy a model into the registry as a new version")
-    publish.add_argument("model", help="model directory, or run directory (its best model)")
+    publish.add_argument("model", help="model directory, or run directory (its recommended model)")
     publish.add_argument("--name", required=True, help="registry name of the model")
     publish.add_argument("--alias", help="point this alias (e.g. production) at the new version")
     _add_registry_option(publish)

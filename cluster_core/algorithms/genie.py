@@ -1,0 +1,126 @@
+"""Genie (Gagolewski's Gini-index-bounded single linkage) on a sample; other rows by nearest neighbour.
+
+The minimum spanning tree and the cut come from the ``genieclust`` package, fitted on a
+uniform sample of at most ``max_fit_samples`` rows. Every row, fitted or new, takes the
+cluster of its nearest sample row (exact neighbours from faiss), as HDBSCAN here assigns
+rows outside its fit sample. The saved state is the sample and its labels (arrays, no
+pickle), so a model assigns new points without refitting on any device.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..kernels.neighbors import NeighborIndex
+from ._base import Assignment, ClusterEstimator, seed_from
+
+DEFAULT_MAX_FIT_SAMPLES = 20_000
+SINGLE_THREAD_ROWS = 5_000  # below this, OpenMP threads cost more than the tree (100x on a busy machine)
+
+
+def _openmp_threads(n_rows: int):
+    """One OpenMP thread for small trees (refits of the stability sample), the default otherwise."""
+    from contextlib import nullcontext
+
+    if n_rows > SINGLE_THREAD_ROWS:
+        return nullcontext()
+    global _CONTROLLER
+    if _CONTROLLER is None:  # finding the loaded libraries costs ~15 ms: once per process
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="openmp")
+
+
+_CONTROLLER = None
+
+
+class Genie(ClusterEstimator):
+    """Genie hierarchical clustering with a Gini-index bound on cluster-size inequality.
+
+    Parameters
+    ----------
+    n_clusters : int, default=2
+    gini_threshold : float, default=0.3
+        In [0, 1]; 1.0 is single linkage, lower values keep cluster sizes more even.
+    max_fit_samples : int, default=20,000
+        The tree is built on a uniform sample of at most this many rows; every row is
+        assigned the cluster of its nearest sample row.
+    random_state : int, optional
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Used for the neighbour search at assignment time.
+
+    Attributes
+    ----------
+    fit_data_ : ndarray of shape (n_fit, n_features)
+    fit_labels_ : ndarray of shape (n_fit,)
+    n_clusters_ : int
+        Clusters found (fewer than ``n_clusters`` only when the sample has too few distinct rows).
+    labels_ : ndarray
+        For an in-memory ``X``.
+    """
+
+    algorithm = "genie"
+    _fitted_attribute = "fit_data_"
+    _parameter_constraints = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "gini_threshold": [Interval(Real, 0.0, 1.0, closed="both")],
+        "max_fit_samples": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
+
+    def __init__(self, n_clusters=2, *, gini_threshold=0.3, max_fit_samples=DEFAULT_MAX_FIT_SAMPLES,
+                 random_state=None, device="auto"):
+        self.n_clusters = n_clusters
+        self.gini_threshold = gini_threshold
+        self.max_fit_samples = max_fit_samples
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y=None):
+        """Build the Genie partition of (a sample of) ``X``."""
+        import genieclust
+
+        self._validate_params()
+        blocks, array = self._fit_blocks(X)
+        n_rows = blocks.count_rows()
+        if n_rows > self.max_fit_samples:
+            sample = blocks.sample_rows(self.max_fit_samples, seed_from(self.random_state))
+        else:
+            sample = array if array is not None else blocks.sample_rows(n_rows, 0)
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        if sample.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={sample.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        model = genieclust.Genie(n_clusters=self.n_clusters, gini_threshold=float(self.gini_threshold))
+        with _openmp_threads(sample.shape[0]):
+            labels = np.asarray(model.fit_predict(sample.astype(np.float64)), np.int64)
+        # genieclust numbers clusters 0..k-1 (noise -1 only with M > 1, not used here)
+        _, labels = np.unique(labels, return_inverse=True)
+        self._load_fitted_state({"fit_data_": sample, "fit_labels_": labels.astype(np.int64),
+                                 "n_clusters_": int(labels.max()) + 1 if labels.size else 0})
+        if array is not None:
+            self.labels_ = labels if array.shape[0] == sample.shape[0] and array is sample else self.assign(array).labels
+        return self
+
+    def assign(self, X) -> Assignment:
+        """The cluster of each row's nearest fit-sample row."""
+        array = self._check_input(X)
+        labels = np.empty(array.shape[0], np.int64)
+        for start in range(0, array.shape[0], 65536):
+            _, neighbors = self.neighbor_index_.query(array[start : start + 65536], 1)
+            labels[start : start + 65536] = self.fit_labels_[neighbors[:, 0]]
+        return Assignment(labels, None, None)
+
+    def _fitted_state(self) -> dict:
+        return {"fit_data_": self.fit_data_, "fit_labels_": self.fit_labels_, "n_clusters_": int(self.n_clusters_)}
+
+    def _load_fitted_state(self, state: dict) -> None:
+        self.fit_data_ = np.ascontiguousarray(state["fit_data_"], dtype=np.float32)
+        self.fit_labels_ = np.asarray(state["fit_labels_"], np.int64)
+        self.n_clusters_ = int(state["n_clusters_"])
+        # derived from fit_data_, not saved: the search structure over the fit sample
+        self.neighbor_index_ = NeighborIndex(self.fit_data_, self._torch_device())

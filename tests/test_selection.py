@@ -1,0 +1,180 @@
+"""Model choice: stability and its null, the recommendation, selection.json, --rank-by, --evaluate-against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+from cluster_core.selection import measure_stability, null_sample, selection_curves
+from cluster_core.training import ModelResult, ModelSpec
+from cluster_core.usecases import train_config, train_run
+from clustra.cli._format import leaderboard_table, ordered_entries
+
+
+def blobs_frame(n: int = 1200, centers: int = 4, seed: int = 0) -> pd.DataFrame:
+    x, y = make_blobs(n, n_features=4, centers=centers, cluster_std=0.6, center_box=(-12, 12), random_state=seed)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    frame["truth"] = [f"g{v}" for v in y]
+    return frame
+
+
+def test_stability_is_high_on_clusters_and_the_null_has_none():
+    from cluster_core.algorithms import KMeans
+
+    x, _ = make_blobs(600, n_features=3, centers=4, cluster_std=0.5, center_box=(-10, 10), random_state=1)
+    x = x.astype(np.float32)
+    result = measure_stability(KMeans(4, n_init=3, device="cpu"), x, seed=0, pairs=2)
+    assert result["stability"] > 0.95
+    assert result["null_stability"] < result["stability"] - 0.2
+    assert result["stability_excess"] == pytest.approx(result["stability"] - result["null_stability"], abs=1e-3)
+    null = null_sample(x, 0)
+    assert null.shape == x.shape
+    np.testing.assert_allclose(np.cov(null.T), np.cov(x.T), rtol=0.25, atol=0.5)
+
+
+@pytest.fixture(scope="module")
+def blobs_run(tmp_path_factory):
+    frame = blobs_frame()
+    out = tmp_path_factory.mktemp("sel") / "run"
+    config = train_config(algorithms=["kmeans", "gmm", "genie"], genie_gini_thresholds=[0.3], evaluate_against="truth",
+                          k=list(range(2, 8)), seed=3)
+    return train_run(frame, config, out=out, cluster="inprocess")
+
+
+def test_recommendation_finds_the_planted_k(blobs_run):
+    board = blobs_run.leaderboard()
+    chosen = next(e for e in board["models"] if e["model_id"] == board["recommended"])
+    assert chosen["n_clusters_found"] == 4, board["recommended_reason"]
+    assert chosen["ari"] > 0.95
+    assert board["recommended_reason"]
+
+
+def test_evaluate_against_scores_every_model_and_is_not_a_feature(blobs_run, tmp_path):
+    board = blobs_run.leaderboard()
+    assert board["evaluated_against"] == "truth"
+    assert "truth" not in [c.name for c in blobs_run.result.data.schema.used]
+    assert "truth" not in blobs_run.result.data.pipeline.feature_names_
+    for entry in board["models"]:
+        if entry["status"] == "ok":
+            assert {"ari", "nmi", "homogeneity", "completeness"} <= set(entry)
+            assert -1.0 <= entry["ari"] <= 1.0 and 0.0 <= entry["nmi"] <= 1.0
+    k2 = next(e for e in board["models"] if e["model_id"] == "kmeans-k2")
+    assert k2["completeness"] > 0.9 > k2["homogeneity"]  # two clusters merge four groups
+    # the answer key never changes the choice: the same run with the column merely excluded
+    plain = train_run(blobs_frame(), train_config(algorithms=["kmeans", "gmm", "genie"], genie_gini_thresholds=[0.3],
+                                                  k=list(range(2, 8)), exclude=["truth"], seed=3),
+                      cluster="inprocess").leaderboard()
+    assert plain["recommended"] == board["recommended"] and "ari" not in plain["models"][0]
+
+
+def test_selection_json_has_a_curve_per_variant(blobs_run):
+    import json
+
+    selection = json.loads((blobs_run.run_dir / "selection.json").read_text())
+    assert set(selection) == {"kmeans", "gmm", "genie-g0.3"}
+    for variant, points in selection.items():
+        assert [p["k"] for p in points] == sorted(p["k"] for p in points)
+        assert {"k", "silhouette", "davies_bouldin", "calinski_harabasz", "stability", "bic", "model_id"} <= set(points[0])
+        assert all((blobs_run.run_dir / "models" / p["model_id"]).is_dir() for p in points)
+    assert all(p["bic"] is not None for p in selection["gmm"])
+    assert all(p["bic"] is None for p in selection["kmeans"])
+    bics = {p["k"]: p["bic"] for p in selection["gmm"]}
+    assert min(bics, key=bics.get) == 4  # BIC on the train sample finds the planted mixture
+
+
+def test_collapsed_components_are_flagged():
+    spec = ModelSpec("gmm-k6", "gmm", 6, "gmm")
+    metrics = {"silhouette": 0.5, "davies_bouldin": 0.4, "calinski_harabasz": 10.0, "noise_fraction": 0.0,
+               "n_clusters_found": 4, "cluster_sizes": {"0": 5, "1": 5, "2": 5, "3": 5}}
+    entry = ModelResult(spec, None, metrics).entry()
+    assert entry["collapsed"] is True and entry["requested_clusters"] == 6 and entry["n_clusters_found"] == 4
+    assert entry["cluster_sizes_basis"] == "validation rows"
+    entry.update(rank=1, status="ok", n_clusters=4)
+    table = leaderboard_table({"models": [entry], "best": "gmm-k6"})
+    assert "4!" in table and "components collapsed" in table
+    whole = ModelResult(ModelSpec("gmm-k4", "gmm", 4, "gmm"), None, metrics).entry()
+    assert whole["collapsed"] is False
+
+
+def _entry(model_id, **values):
+    base = {"model_id": model_id, "algorithm": "kmeans", "status": "ok", "rank": 0, "requested_clusters": 2,
+            "n_clusters_found": 2, "silhouette": None, "davies_bouldin": None, "calinski_harabasz": None,
+            "stability": None, "bic": None, "noise_fraction": 0.0, "fit_seconds": 0.1}
+    base.update(values)
+    return base
+
+
+@pytest.mark.parametrize(
+    "rank_by, expected",
+    [
+        ("silhouette", ["a", "b", "c", "d"]),
+        ("recommended", ["c", "a", "b", "d"]),
+        ("stability", ["b", "c", "a", "d"]),
+        ("davies_bouldin", ["c", "a", "b", "d"]),
+        ("calinski_harabasz", ["b", "a", "c", "d"]),
+        ("bic", ["a", "c", "b", "d"]),
+    ],
+)
+def test_rank_by_orders_the_leaderboard(rank_by, expected):
+    models = [
+        _entry("a", silhouette=0.9, stability=0.5, davies_bouldin=0.5, calinski_harabasz=20, bic=-10.0),
+        _entry("b", silhouette=0.8, stability=0.99, davies_bouldin=0.9, calinski_harabasz=30, bic=None),
+        _entry("c", silhouette=0.7, stability=0.9, davies_bouldin=0.2, calinski_harabasz=10, bic=5.0),
+        _entry("d", status="failed"),
+    ]
+    board = {"models": models, "best": "a", "recommended": "c"}
+    assert [e["model_id"] for e in ordered_entries(board, rank_by)] == expected
+
+
+def test_rank_by_rejects_an_unknown_key():
+    with pytest.raises(ValueError, match="rank_by='size'; expected one of silhouette, recommended"):
+        ordered_entries({"models": []}, "size")
+
+
+def test_selection_curves_group_by_variant():
+    board = {"models": [_entry("genie-g0.3-k3", algorithm="genie", variant="genie-g0.3", requested_clusters=3),
+                        _entry("genie-g0.3-k2", algorithm="genie", variant="genie-g0.3"),
+                        _entry("hdbscan", algorithm="hdbscan", variant="hdbscan", requested_clusters=None),
+                        _entry("kmeans-k2", status="failed")]}
+    curves = selection_curves(board)
+    assert list(curves) == ["genie-g0.3", "hdbscan"]
+    assert [p["model_id"] for p in curves["genie-g0.3"]] == ["genie-g0.3-k2", "genie-g0.3-k3"]
+    assert curves["hdbscan"][0]["k"] is None
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from test_cli import clustra
+
+    out = tmp_path_factory.mktemp("demo")
+    result = clustra("demo", "--out", out, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.mark.slow
+def test_demo_applies_the_recommended_model_and_says_how_it_chose(demo):
+    import json
+
+    out, result = demo
+    board = json.loads((out / "run" / "leaderboard.json").read_text())
+    assert f"recommended model: {board['recommended']}" in result.stdout
+    assert "how it chose: among models whose refits on two subsamples agree" in result.stdout
+    assert f"the recommended model {board['recommended']} is applied to every row" in result.stdout
+    scored = pd.read_parquet(out / "scored")
+    chosen = next(e for e in board["models"] if e["model_id"] == board["recommended"])
+    assert scored["cluster_id"].nunique() == chosen["n_clusters_found"] and len(scored) == 344
+    assert (out / "run" / "selection.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="the rule does not recommend 3 groups on the penguins (docs/benchmarks.md)", strict=True)
+def test_demo_recommends_three_penguin_groups(demo):
+    import json
+
+    out, _ = demo
+    board = json.loads((out / "run" / "leaderboard.json").read_text())
+    chosen = next(e for e in board["models"] if e["model_id"] == board["recommended"])
+    assert chosen["n_clusters_found"] == 3
