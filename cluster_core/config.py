@@ -117,7 +117,7 @@ class TrainConfig(BaseModel):
     hdbscan_min_cluster_size: int | None = Field(None, ge=2, le=MAX_ROWS)
     hdbscan_min_samples: int | None = Field(None, ge=1, le=MAX_ROWS)
     hdbscan_max_fit_samples: int = Field(50_000, ge=100, le=MAX_ROWS)
-    genie_gini_thresholds: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+    genie_gini_thresholds: list[Annotated[float, AfterValidator(_finite)]] = Field(
         default_factory=lambda: [0.1, 0.3, 0.5], min_length=1, max_length=20,
         description="Gini thresholds swept by genie (one variant each, each in [0, 1])",
     )
