@@ -67,8 +67,8 @@ def test_renamed_clusters_show_up_in_apply_output(penguins_run, tmp_path):
     first = json.loads(scored["explanation"].iloc[0])
     assert 0 < len(first) <= 5 and {e["column"] for e in first} <= PENGUIN_COLUMNS | {"(cluster prior)"}
     assert scored["runner_up"].notna().all() and (scored["runner_up"] != scored["cluster_id"]).all()
-    best = json.loads((run / "leaderboard.json").read_text())["best"]
-    insights = json.loads((run / "models" / best / "insights.json").read_text())
+    chosen = json.loads((run / "leaderboard.json").read_text())["recommended"]  # what rename and apply both use
+    insights = json.loads((run / "models" / chosen / "insights.json").read_text())
     assert insights["clusters"][0]["name"] == "Gentoo-like" and insights["clusters"][0]["name_source"] == "user"
 
 

@@ -69,6 +69,7 @@ OPERATIONS = [
     "POST /v1/jobs", "GET /v1/jobs", "GET /v1/jobs/{job_id}", "POST /v1/jobs/{job_id}/cancel",
     "GET /v1/jobs/{job_id}/leaderboard", "GET /v1/jobs/{job_id}/logs", "POST /v1/jobs/{job_id}/rerun",
     "POST /v1/jobs/{job_id}/models/{model_id}/rerun", "GET /healthz",
+    "GET /v1/jobs/{job_id}/models/{model_id}/insights", "POST /v1/jobs/{job_id}/models/{model_id}/clusters/{cluster_id}/name",
 ]
 CHECKS = [
     schemathesis.checks.not_a_server_error,

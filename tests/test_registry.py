@@ -49,9 +49,9 @@ def test_publish_copies_a_model_as_version_one_then_two(registry, run_dir):
     assert registry.load("customers").model_id == "gmm-k3"  # latest
 
 
-def test_publish_of_a_run_directory_takes_its_best_model(registry, run_dir):
-    best = json.loads((run_dir / "leaderboard.json").read_text())["best"]
-    assert registry.publish(run_dir, "best")["model_id"] == best
+def test_publish_of_a_run_directory_takes_its_recommended_model(registry, run_dir):
+    board = json.loads((run_dir / "leaderboard.json").read_text())
+    assert registry.publish(run_dir, "best")["model_id"] == (board.get("recommended") or board["best"])
 
 
 def test_alias_moves_and_resolves(registry, run_dir):

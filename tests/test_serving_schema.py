@@ -31,7 +31,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]
 OPERATIONS = [("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/v1/models"), ("GET", "/v1/models/{name}"),
-              ("POST", "/v1/models/{name}/assign")]
+              ("GET", "/v1/models/{name}/insights"), ("POST", "/v1/models/{name}/assign")]
 MAX_EXAMPLES = 30
 # The seed is a regression seed: against the code before issue 15 it found /metrics answering a
 # Content-Type its document did not declare, and type errors without records[i] (the record fuzz).
