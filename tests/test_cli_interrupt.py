@@ -34,7 +34,10 @@ def table(tmp_path_factory) -> Path:
 
 def _interrupt_when(marker: str, command: list[str]) -> tuple[int, str]:
     """Run ``command`` in its own process group; SIGINT the group once ``marker`` shows on stderr."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # SIGINT back to its default in the child: a shell ignores it for background jobs (`make test &`,
+    # some CI runners), and an ignored SIGINT stays ignored in every process started from there
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     selector = selectors.DefaultSelector()
     selector.register(process.stderr, selectors.EVENT_READ)

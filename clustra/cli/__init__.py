@@ -71,7 +71,10 @@ def _interrupt_quietly(signum: int, frame: object) -> None:
     """SIGINT: silence the background loggers, then raise KeyboardInterrupt as Python does."""
     import logging
 
-    for name in _BACKGROUND_LOGGERS:
+    # children too: Dask's logging config gives some their own level (tornado.application: error)
+    names = [name for name in list(logging.root.manager.loggerDict)
+             if name.split(".")[0] in _BACKGROUND_LOGGERS] + list(_BACKGROUND_LOGGERS)
+    for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     raise KeyboardInterrupt
 
