@@ -7,12 +7,14 @@ Stability
     2004). Every model refits on the same sample, so the cost is bounded by
     ``stability_sample`` rows whatever the data size.
 Null
-    The same computation on unstructured data of the same shape: a Gaussian sample with
-    the sample's mean and covariance (the reference distribution of the gap statistic,
-    Tibshirani et al. 2001, aligned with the data's principal axes). k-means splits a
-    long Gaussian stably at k = 2, so raw stability favours small k; the *excess*
-    ``stability - null_stability`` measures structure beyond what a cloud without
-    clusters gives.
+    The same computation on unstructured data of the same shape: continuous columns drawn
+    from a Gaussian with the sample's mean and covariance (the reference distribution of
+    the gap statistic, Tibshirani et al. 2001, aligned with the data's principal axes),
+    discrete column groups (one-hot categories, flags) shuffled as whole blocks, so they
+    keep their categories and shares but lose their association with the rest. k-means
+    splits a long Gaussian, or a table on its flags, stably at k = 2, so raw stability
+    favours small k; the *excess* ``stability - null_stability`` measures structure beyond
+    what data without clusters gives.
 Recommendation
     :func:`recommend` (the rule is documented there and in ``docs/selection.md``).
 """
@@ -66,23 +68,60 @@ def pair_agreement(template: Any, sample: np.ndarray, seed: int, pairs: int) -> 
     return float(np.mean(scores)) if scores else None
 
 
-def null_sample(sample: np.ndarray, seed: int) -> np.ndarray:
-    """A Gaussian sample with the mean and covariance of ``sample`` and its shape."""
+def discrete_blocks(sample: np.ndarray, feature_names: list[str] | None = None) -> list[np.ndarray]:
+    """Groups of ``sample``'s columns that are discrete, one group per original column.
+
+    A feature is discrete when it takes at most two values in the sample (one-hot
+    categories, booleans, missing-value indicators); features named ``COLUMN=VALUE`` or
+    ``COLUMN__SUFFIX`` belong to the group of ``COLUMN``, so a one-hot block stays one
+    block. Without names every discrete feature is its own group.
+    """
+    data = np.asarray(sample)
+    groups: dict[str, list[int]] = {}
+    for j in range(data.shape[1]):
+        if np.unique(data[:, j]).size > 2:
+            continue
+        name = feature_names[j] if feature_names is not None and j < len(feature_names) else f"#{j}"
+        groups.setdefault(name.split("=", 1)[0].split("__", 1)[0], []).append(j)
+    return [np.asarray(columns) for columns in groups.values()]
+
+
+def null_sample(sample: np.ndarray, seed: int, blocks: list[np.ndarray] | tuple = ()) -> np.ndarray:
+    """Data of ``sample``'s shape without clusters: the null the stability is compared with.
+
+    Continuous columns: a Gaussian with their mean and covariance (the gap statistic's
+    principal-axes reference). Discrete ``blocks`` (:func:`discrete_blocks`): each keeps
+    its own rows, shuffled independently of everything else, so a categorical column's
+    categories and shares survive (a Gaussian cannot stand for them) while their
+    association with the other columns, the thing a segment is, is gone.
+    """
     rng = np.random.default_rng([seed, 104729])
     data = np.asarray(sample, np.float64)
-    mean = data.mean(axis=0)
-    centred = data - mean
-    # principal axes via SVD: exact for singular covariances (one-hot blocks, constant columns)
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    scale = singular / math.sqrt(max(data.shape[0] - 1, 1))
-    z = rng.standard_normal((data.shape[0], scale.shape[0]))
-    return np.ascontiguousarray(mean + (z * scale) @ vt, dtype=np.float32)
+    discrete = np.zeros(data.shape[1], bool)
+    for block in blocks:
+        discrete[block] = True
+    out = np.empty_like(data)
+    continuous = data[:, ~discrete]
+    if continuous.shape[1]:
+        mean = continuous.mean(axis=0)
+        # principal axes via SVD: exact for singular covariances (constant columns, collinear ones)
+        _, singular, vt = np.linalg.svd(continuous - mean, full_matrices=False)
+        scale = singular / math.sqrt(max(data.shape[0] - 1, 1))
+        z = rng.standard_normal((data.shape[0], scale.shape[0]))
+        out[:, ~discrete] = mean + (z * scale) @ vt
+    for block in blocks:
+        out[:, block] = data[rng.permutation(data.shape[0])][:, block]
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def measure_stability(template: Any, sample: np.ndarray, seed: int, pairs: int) -> dict:
-    """``{"stability", "null_stability", "stability_excess"}`` of an unfitted estimator (None where undefined)."""
+def measure_stability(template: Any, sample: np.ndarray, seed: int, pairs: int,
+                      blocks: list[np.ndarray] | tuple = ()) -> dict:
+    """``{"stability", "null_stability", "stability_excess"}`` of an unfitted estimator (None where undefined).
+
+    ``blocks``: the sample's discrete column groups, kept discrete in the null (:func:`null_sample`).
+    """
     stability = pair_agreement(template, sample, seed, pairs)
-    null = pair_agreement(template, null_sample(sample, seed), seed, pairs)
+    null = pair_agreement(template, null_sample(sample, seed, blocks), seed, pairs)
     excess = None if stability is None or null is None else stability - null
     return {"stability": _round(stability), "null_stability": _round(null), "stability_excess": _round(excess)}
 
@@ -162,6 +201,19 @@ def _clusters(entry: dict) -> str:
     return f"{found} clusters" + (f" of k={requested} requested" if requested not in (None, found) else "")
 
 
+def own_choice(models: list[dict]) -> dict:
+    """One algorithm variant's own choice among its reproducible models: the lowest BIC for
+    mixtures (the likelihood criterion made for choosing their number of components), the
+    highest silhouette otherwise."""
+    if all(e.get("bic") is not None for e in models):
+        return min(models, key=lambda e: e["bic"])
+    return max(models, key=lambda e: e["silhouette"])
+
+
+def _criterion(entry: dict) -> str:
+    return f"BIC {entry['bic']:.1f}" if entry.get("bic") is not None else f"silhouette {entry['silhouette']:.3f}"
+
+
 def recommend(entries: list[dict]) -> tuple[str | None, str]:
     """The recommended model id and the reason, from leaderboard entries.
 
@@ -169,11 +221,13 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
 
     1. Eligible: fitted, at least two clusters, at most ``MAX_NOISE`` of the rows noise.
     2. Reproducible: stability >= ``MIN_STABILITY`` (refits on two subsamples agree, ARI on
-       the rows they share) and stability exceeds the same algorithm's stability on a
-       structureless Gaussian of the data's shape by >= ``MIN_EXCESS``.
-    3. Among reproducible models the most stable one; ties (equally reproducible
-       partitions, often several at 1.0) go to the higher silhouette: the better separated.
-    4. When no model is reproducible: the highest silhouette, and the reason says so.
+       the rows they share) and stability exceeds the same algorithm's stability on
+       structureless data of the data's shape (:func:`null_sample`) by >= ``MIN_EXCESS``.
+    3. Each algorithm variant chooses its k among its reproducible models by its own
+       criterion (:func:`own_choice`: BIC for mixtures, silhouette otherwise).
+    4. The variants' choices compete on stability: the most reproducible wins; ties
+       (often several at 1.0) go to the higher silhouette, the better separated.
+    5. When no model is reproducible: the highest silhouette, and the reason says so.
 
     Evaluation columns (``--evaluate-against``) are never read.
     """
@@ -187,20 +241,26 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
             f"no model is reproducible (stability >= {MIN_STABILITY} and >= {MIN_EXCESS} above its null); "
             f"highest silhouette {best['silhouette']:.3f}, {_clusters(best)}"
         )
-    best = max(stable, key=lambda e: (e["stability"], e["silhouette"]))
+    by_variant: dict[str, list[dict]] = {}
+    for entry in stable:
+        by_variant.setdefault(entry.get("variant") or variant_of(entry), []).append(entry)
+    choices = [own_choice(models) for models in by_variant.values()]
+    best = max(choices, key=lambda e: (e["stability"], e["silhouette"]))
     return best["model_id"], (
-        f"most stable of {len(stable)} reproducible models: refits agree ARI {best['stability']:.2f} "
-        f"vs {best['null_stability']:.2f} on structureless data of the same shape (excess {best['stability_excess']:.2f}); "
-        f"{_clusters(best)}, silhouette {best['silhouette']:.3f}"
+        f"the most stable of {len(choices)} algorithms' choices ({len(stable)} reproducible models): refits agree "
+        f"ARI {best['stability']:.2f} vs {best['null_stability']:.2f} on structureless data of the same shape "
+        f"(excess {best['stability_excess']:.2f}); {_clusters(best)}, chosen among its algorithm's reproducible "
+        f"models by {_criterion(best)}"
     )
 
 
 def selection_rule() -> str:
     """One line on how the recommendation is chosen (printed by the demo)."""
     return (
-        f"among models whose refits on two subsamples agree (stability >= {MIN_STABILITY}) and agree at least "
-        f"{MIN_EXCESS} more than on a structureless Gaussian of the same shape, the most stable "
-        "(ties: the higher silhouette); silhouette alone only when none qualifies"
+        f"models are reproducible when refits on two subsamples agree (stability >= {MIN_STABILITY}) at least "
+        f"{MIN_EXCESS} more than on structureless data of the same shape; each algorithm picks its k among its "
+        "reproducible models (BIC for mixtures, silhouette otherwise) and the most stable pick wins "
+        "(ties: the higher silhouette); silhouette alone only when no model is reproducible"
     )
 
 

@@ -214,7 +214,7 @@ def fit_and_evaluate(
     from sklearn.base import clone
 
     from .blocks import concat_partials
-    from .selection import measure_stability, mixture_criteria, validity_indices
+    from .selection import discrete_blocks, measure_stability, mixture_criteria, validity_indices
 
     device = resolve_device(config.device).torch
     started = time.perf_counter()
@@ -239,7 +239,8 @@ def fit_and_evaluate(
         metrics.update(mixture_criteria(estimator, stability_rows if stability_rows is not None else train.sample_rows(
             PROFILE_SAMPLE_ROWS, config.seed)))
         if stability_rows is not None:
-            metrics.update(measure_stability(template, stability_rows, config.seed, config.stability_pairs))
+            blocks = discrete_blocks(stability_rows, feature_names)
+            metrics.update(measure_stability(template, stability_rows, config.seed, config.stability_pairs, blocks))
             metrics.update(validity_indices(stability_rows, estimator.predict(stability_rows)))
         if truth is not None:
             labels = validation.map_reduce(_predict_block, estimator.predict, combine=concat_partials)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from cluster_core.selection import measure_stability, null_sample, selection_curves
+from cluster_core.selection import discrete_blocks, measure_stability, null_sample, recommend, selection_curves, selection_rule
 from cluster_core.training import ModelResult, ModelSpec
 from cluster_core.usecases import train_config, train_run
 from clustra.cli._format import leaderboard_table, ordered_entries
@@ -32,6 +32,58 @@ def test_stability_is_high_on_clusters_and_the_null_has_none():
     null = null_sample(x, 0)
     assert null.shape == x.shape
     np.testing.assert_allclose(np.cov(null.T), np.cov(x.T), rtol=0.25, atol=0.5)
+
+
+def test_the_null_keeps_categories_discrete_and_drops_their_association():
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 3, 900)
+    one_hot = np.eye(3)[group]
+    flag = (group == 1).astype(float)[:, None]
+    numbers = group[:, None] * 4.0 + rng.normal(0, 1, (900, 2))
+    x = np.hstack([one_hot, numbers, flag]).astype(np.float32)
+    names = ["plan=a", "plan=b", "plan=c", "spend", "visits", "member"]
+    blocks = discrete_blocks(x, names)
+    assert sorted(b.tolist() for b in blocks) == [[0, 1, 2], [5]]
+    null = null_sample(x, 0, blocks)
+    assert set(np.unique(null[:, :3])) == {0.0, 1.0} and (null[:, :3].sum(axis=1) == 1).all()  # still one category per row
+    np.testing.assert_allclose(null[:, :3].mean(axis=0), one_hot.mean(axis=0), atol=1e-6)  # the same shares
+    null_group = null[:, :3].argmax(axis=1)
+    assert abs(np.corrcoef(null_group, null[:, 3])[0, 1]) < 0.1  # no longer tied to the numbers
+    assert abs(np.corrcoef(null_group == 1, null[:, 5])[0, 1]) < 0.1  # nor to the other flag
+    assert np.unique(null[:, 3]).size > 800  # the numbers are a continuous Gaussian
+    assert discrete_blocks(x) and all(len(b) == 1 for b in discrete_blocks(x))  # without names: one group per column
+
+
+def _scored(model_id, variant, k, stability, silhouette, bic=None, null=0.3):
+    return _entry(model_id, variant=variant, requested_clusters=k, n_clusters_found=k, stability=stability,
+                  null_stability=null, stability_excess=stability - null, silhouette=silhouette, bic=bic)
+
+
+def test_each_algorithm_picks_its_k_then_the_most_stable_pick_wins():
+    models = [
+        # k-means: k = 2 is the most stable model of all, but k = 8 is k-means' own choice (best silhouette)
+        _scored("kmeans-k2", "kmeans", 2, 1.0, 0.40),
+        _scored("kmeans-k8", "kmeans", 8, 0.95, 0.60),
+        _scored("kmeans-k9", "kmeans", 9, 0.60, 0.70),  # not reproducible: never chosen
+        # mixtures choose by BIC (lowest), not silhouette
+        _scored("gmm-k3", "gmm", 3, 0.90, 0.65, bic=-50.0),
+        _scored("gmm-k5", "gmm", 5, 0.97, 0.50, bic=-80.0),
+    ]
+    chosen, reason = recommend(models)
+    assert chosen == "gmm-k5", reason  # gmm's pick (BIC) is more stable than k-means' pick (0.97 > 0.95)
+    assert "BIC -80.0" in reason and "2 algorithms' choices" in reason
+    models[4]["stability"] = 0.93
+    models[4]["stability_excess"] = 0.63
+    assert recommend(models)[0] == "kmeans-k8"
+    models[1]["stability"] = 0.93  # a tie on stability goes to the better silhouette
+    models[1]["stability_excess"] = 0.63
+    assert recommend(models)[0] == "kmeans-k8"
+
+
+def test_without_a_reproducible_model_the_silhouette_decides():
+    models = [_scored("kmeans-k2", "kmeans", 2, 0.5, 0.4), _scored("kmeans-k3", "kmeans", 3, 0.9, 0.5, null=0.85)]
+    chosen, reason = recommend(models)
+    assert chosen == "kmeans-k3" and "no model is reproducible" in reason
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +213,7 @@ def test_demo_applies_the_recommended_model_and_says_how_it_chose(demo):
     out, result = demo
     board = json.loads((out / "run" / "leaderboard.json").read_text())
     assert f"recommended model: {board['recommended']}" in result.stdout
-    assert "how it chose: among models whose refits on two subsamples agree" in result.stdout
+    assert f"how it chose: {selection_rule()}" in result.stdout
     assert f"the recommended model {board['recommended']} is applied to every row" in result.stdout
     scored = pd.read_parquet(out / "scored")
     chosen = next(e for e in board["models"] if e["model_id"] == board["recommended"])
