@@ -375,7 +375,8 @@ class Runner:
             active.client = self.dask.job_client()
             progress.check()
             with active.client.as_current():
-                result = run_job(job, self.policy, self.store, active.client, progress)
+                result = run_job(job, self.policy, self.store, active.client, progress,
+                                 self.settings.resolved_registry())
             self.store.finish(job.id, "succeeded", result=result)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
             try:

@@ -59,11 +59,54 @@ def _non_blank(value: str | None, what: str) -> str | None:
     return value
 
 
+def _registry_name(value: str | None, check: Any) -> str | None:
+    """``value`` checked by a registry rule (:func:`cluster_core.registry.check_name` / ``check_alias``)
+    as a pydantic ``ValueError`` (the field is then named in the 422)."""
+    if value is None:
+        return None
+    try:
+        return check(value)
+    except InvalidInputError as exc:
+        raise ValueError(exc.message) from None
+
+
+class PublishSpec(BaseModel):
+    """Publish a model of the sweep to the model registry once it has trained (``publish:`` of a train spec).
+
+    ``model_id`` names a model of the sweep's leaderboard; without it the run's recommended
+    model is published (the model ``clustra apply RUN_DIR`` uses). With ``alias``, the alias
+    is moved to the new version once it is complete.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(min_length=1, max_length=128, description="registry model name (letters, digits, '.', '_', '-')")
+    alias: str | None = Field(None, min_length=1, max_length=128,
+                              description="alias to point at the new version (e.g. production); none: no alias moves")
+    model_id: str | None = Field(None, min_length=1, max_length=MAX_NAME_LENGTH,
+                                 description="a model of this sweep's leaderboard (default: the recommended model)")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        from cluster_core.registry import check_name
+
+        return _registry_name(value, check_name)  # type: ignore[return-value]
+
+    @field_validator("alias")
+    @classmethod
+    def _valid_alias(cls, value: str | None) -> str | None:
+        from cluster_core.registry import check_alias
+
+        return _registry_name(value, check_alias)
+
+
 class TrainSpec(_JobFields, TrainConfig):
     """Train a sweep: a :class:`~cluster_core.config.TrainConfig` plus the data and job fields.
 
     ``data`` is a Parquet file, directory or glob under a data root; the run directory is
-    written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``).
+    written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``). With ``publish``, the
+    recommended (or named) model goes to the model registry once the sweep has trained.
     """
 
     kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
@@ -72,6 +115,10 @@ class TrainSpec(_JobFields, TrainConfig):
     include: list[ColumnName] | None = Field(
         None, max_length=MAX_NAMES, validation_alias=AliasChoices("include", "columns"),
         description="use only these columns (alias: columns)"
+    )
+    publish: PublishSpec | None = Field(
+        None, description="after training, publish the recommended model (or model_id) as registry model "
+                          "NAME, moving ALIAS to it: {name, alias, model_id}"
     )
 
     @field_validator("data", "output")

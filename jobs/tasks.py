@@ -11,11 +11,11 @@ import os
 import time
 from typing import Any
 
-from cluster_core.errors import InvalidInputError, NotFoundError
+from cluster_core.errors import ClustraError, InvalidInputError, NotFoundError
 from cluster_core.progress import Progress
 
 from .paths import PathPolicy
-from .specs import ApplySpec, FieldError, TrainSpec, parse_spec, spec_path_fields
+from .specs import ApplySpec, FieldError, PublishSpec, TrainSpec, parse_spec, spec_path_fields
 from .store import JobRecord, JobStateError, JobStore
 
 
@@ -148,8 +148,53 @@ def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: J
                            inputs=(paths["data"], model))
 
 
-def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, progress: Progress) -> dict[str, Any]:
-    """Train the sweep and write the run directory; the job's result."""
+class PublishError(ClustraError):
+    """The sweep trained, but its model could not be published (names the run directory, so nothing is lost)."""
+
+    http_status = 409
+    code = "publish_failed"
+
+
+def publish_trained(publish: PublishSpec, run_dir: str, board: dict[str, Any], registry_url: str) -> dict[str, Any]:
+    """Publish the recommended model of a run (or ``publish.model_id``) to the registry.
+
+    Returns
+    -------
+    dict
+        ``{"name", "version", "alias", "model_id", "registry"}``: what the job's result reports.
+
+    Raises
+    ------
+    PublishError
+        The named model is not a usable model of the run, or the registry refused the version.
+    """
+    from cluster_core.errors import ArtifactError
+    from cluster_core.registry import ModelRegistry
+    from cluster_core.runs import chosen_model
+
+    usable = [m["model_id"] for m in board["models"] if m.get("status") == "ok"]
+    model_id = publish.model_id or chosen_model(board)
+    where = f"the run {run_dir} is kept; publish it with `clustra publish`"
+    if model_id is None or model_id not in usable:
+        wanted = f"model_id {model_id!r} is not" if publish.model_id else "the run has no recommended model, so nothing is"
+        raise PublishError(f"{wanted} a usable model of this sweep (usable: {usable}); {where}", field="publish.model_id")
+    try:
+        info = ModelRegistry(registry_url).publish(os.path.join(run_dir, "models", model_id), publish.name, alias=publish.alias)
+    except (ArtifactError, InvalidInputError) as exc:
+        raise PublishError(f"model {model_id!r} could not be published as {publish.name!r}: {exc}; {where}",
+                           field="publish") from None
+    return {"name": info["name"], "version": info["version"], "alias": info.get("alias"), "model_id": model_id,
+            "registry": info["registry"]}
+
+
+def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, progress: Progress,
+              registry: str | None = None) -> dict[str, Any]:
+    """Train the sweep and write the run directory; the job's result.
+
+    With ``spec.publish``, the recommended (or named) model is then published to
+    ``registry`` (default: ``CLUSTRA_REGISTRY``) and the result's ``published`` says what
+    went in: ``{"name", "version", "alias", "model_id", "registry"}``.
+    """
     from cluster_core.usecases import train_run
 
     paths = read_paths(spec, policy)
@@ -158,6 +203,14 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
     outcome = train_run(data, job_train_config(spec, paths), out=out, cluster=client, progress=progress)
     board = outcome.leaderboard()
     ok = [m for m in board["models"] if m["status"] == "ok"]
+    published = None
+    if spec.publish is not None:
+        from cluster_core.registry import default_registry_url
+
+        progress.message(f"publishing {spec.publish.model_id or 'the recommended model'} as {spec.publish.name!r}")
+        published = publish_trained(spec.publish, out, board, registry or default_registry_url())
+        alias = f" ({published['alias']} -> v{published['version']})" if published["alias"] else ""
+        progress.message(f"published {published['model_id']} as {published['name']} v{published['version']}{alias}")
     return {
         "run_dir": out,
         "best": board["best"],
@@ -166,6 +219,7 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
         "n_models": len(board["models"]),
         "n_failed": len(board["models"]) - len(ok),
         "train_seconds": round(outcome.result.seconds, 3),
+        **({"published": published} if published is not None else {}),
     }
 
 
@@ -188,12 +242,14 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
     return summary
 
 
-def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, progress: Progress) -> dict[str, Any]:
-    """Run a claimed job to completion; its result (exceptions propagate)."""
+def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, progress: Progress,
+            registry: str | None = None) -> dict[str, Any]:
+    """Run a claimed job to completion; its result (exceptions propagate). ``registry``: where
+    ``publish`` writes (default: ``CLUSTRA_REGISTRY``)."""
     spec = parse_spec(job.spec)
     started = time.perf_counter()
     if isinstance(spec, TrainSpec):
-        result = run_train(spec, job, policy, client, progress)
+        result = run_train(spec, job, policy, client, progress, registry)
     elif isinstance(spec, ApplySpec):
         result = run_apply(spec, job, policy, store, client, progress)
     else:  # pragma: no cover - parse_spec returns one of the two
@@ -202,5 +258,5 @@ def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, pr
     return result
 
 
-__all__ = ["admit", "check_columns", "default_output", "job_train_config", "model_source", "read_paths", "run_apply",
-           "run_job", "run_train"]
+__all__ = ["PublishError", "admit", "check_columns", "default_output", "job_train_config", "model_source",
+           "publish_trained", "read_paths", "run_apply", "run_job", "run_train"]

@@ -104,7 +104,8 @@ class JobService:
 
     @staticmethod
     def _rerun_spec(parent: JobRecord, **changes: Any) -> TrainSpec | ApplySpec:
-        spec = {k: v for k, v in parent.spec.items() if k != "output"}  # a rerun writes its own output
+        # a rerun writes its own output and publishes nothing (it explores; moving an alias is a decision)
+        spec = {k: v for k, v in parent.spec.items() if k not in ("output", "publish")}
         spec.update(changes)
         return parse_spec(spec)
 
