@@ -582,6 +582,25 @@ def test_service_monitors_select_the_metrics_services(helm: str) -> None:
     assert selector == {"dask.org/cluster-name": f"{FULL}-dask", "dask.org/component": "scheduler"}
 
 
+def test_jobs_api_service_monitor_scrapes_its_metrics_with_the_token(helm: str) -> None:
+    """No ServiceMonitor CRD in ../shared/k8s-crds: a structural check (selector, port, path, token)."""
+    docs = render(helm, "serviceMonitor.enabled=true", "auth.enabled=true")
+    monitor = one(docs, "ServiceMonitor", f"{FULL}-jobs-api")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor["spec"]) == {"selector", "namespaceSelector", "endpoints"}
+    service = one(docs, "Service", f"{FULL}-jobs-api")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": f"{FULL}-auth", "key": "token"}}
+    open_docs = render(helm, "serviceMonitor.enabled=true", "auth.enabled=false")
+    assert "authorization" not in one(open_docs, "ServiceMonitor", f"{FULL}-jobs-api")["spec"]["endpoints"][0]
+    assert not find(render(helm, "serviceMonitor.enabled=true", "serviceMonitor.jobsApi=false"), "ServiceMonitor", f"{FULL}-jobs-api")
+    assert not find(render(helm, "serviceMonitor.enabled=true", "jobsApi.enabled=false"), "ServiceMonitor", f"{FULL}-jobs-api")
+    assert not find(render(helm), "ServiceMonitor")  # off by default
+
+
 def test_network_policy_admits_release_pods_and_api_ports(helm: str) -> None:
     assert not find(render(helm), "NetworkPolicy")
     docs = render(helm, "networkPolicy.enabled=true")
