@@ -390,7 +390,7 @@ def test_openapi_document_lists_the_routes(api):
         ("POST", "/v1/jobs/{job_id}/models/{model_id}/clusters/{cluster_id}/name"), ("GET", "/metrics"),
     }
     body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body["discriminator"]["mapping"]) == {"train", "apply"}
+    assert set(body["discriminator"]["mapping"]) == {"train", "apply", "drift"}
     assert "HTTPBearer" in document["components"]["securitySchemes"]
     assert "security" not in document["paths"]["/healthz"]["get"]
 

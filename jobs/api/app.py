@@ -92,7 +92,7 @@ _YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type"
 def submit_job(
     service: ServiceDep,
     response: Response,
-    spec: Annotated[JobSpec, Body(description="a train or apply spec")],
+    spec: Annotated[JobSpec, Body(description="a train, apply or drift spec")],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
                                                   description="retrying with the same key returns the same job")] = None,
 ) -> JobView:
@@ -107,7 +107,7 @@ def submit_job(
 def list_jobs(
     service: ServiceDep,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
-    kind: Annotated[JobKind | None, Query(description="only train or apply jobs")] = None,
+    kind: Annotated[JobKind | None, Query(description="only jobs of this kind")] = None,
     parent: Annotated[str | None, Query(description="only reruns of this job", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT, description="jobs to skip")] = 0,
