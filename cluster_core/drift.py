@@ -39,6 +39,7 @@ MAX_CATEGORIES = 30
 PSI_FLOOR = 1e-4
 DEFAULT_PSI_THRESHOLD = 0.2
 DEFAULT_SHARE_THRESHOLD = 0.1
+DEFAULT_BATCH_ROWS = 100_000  # rows of a batch compared by default (clustra drift --sample-rows, a drift job's sample_rows)
 _NUMBER_KINDS = (NUMERIC, DATETIME)
 _CATEGORY_KINDS = (CATEGORICAL, BOOLEAN)
 
@@ -272,54 +273,6 @@ def compare(
     }
 
 
-DEFAULT_BATCH_ROWS = 100_000
-REPORT_FILE = "drift.json"  # the report a drift job writes in its output directory
-
-
-def check_drift(
-    model_path: str | os.PathLike,
-    data: Any,
-    *,
-    sample_rows: int = DEFAULT_BATCH_ROWS,
-    seed: int = 0,
-    psi_threshold: float = DEFAULT_PSI_THRESHOLD,
-    share_threshold: float = DEFAULT_SHARE_THRESHOLD,
-) -> dict[str, Any]:
-    """Score about ``sample_rows`` rows of ``data`` with a model and compare them with its training sample.
-
-    What ``clustra drift MODEL DATA`` and a jobs API ``kind: drift`` spec run.
-
-    Parameters
-    ----------
-    model_path : str or path-like
-        A model directory, or a run directory (its recommended model).
-    data : str or DataFrame
-        The batch: a Parquet file, directory or glob (anything :func:`cluster_core.usecases.open_dataset` reads).
-    sample_rows : int
-        About this many rows are drawn uniformly from ``data`` (with ``seed``).
-    psi_threshold, share_threshold : float
-        See :func:`compare`.
-
-    Returns
-    -------
-    dict
-        The report of :func:`compare` plus ``model_dir`` and ``verdict`` (``"drift"`` or ``"pass"``).
-    """
-    from .data import sample_frame
-    from .model import ClusteringModel
-    from .runs import resolve_model_dir
-    from .usecases import open_dataset
-
-    if not (isinstance(sample_rows, int) and sample_rows >= 1):
-        raise InvalidInputError(f"sample_rows={sample_rows!r} should be a positive whole number of rows", field="sample_rows")
-    model_dir = resolve_model_dir(model_path)
-    reference = read_reference(model_dir)
-    model = ClusteringModel.load(model_dir)
-    batch = sample_frame(open_dataset(data), sample_rows, seed)
-    report = compare(model, reference, batch, psi_threshold=psi_threshold, share_threshold=share_threshold)
-    return {**report, "verdict": "drift" if report["drift"] else "pass", "model_dir": str(model_dir)}
-
-
 def verdict_line(report: dict[str, Any]) -> str:
     """The one line a scheduled job's log shows (``drift: DETECTED - ...`` or ``drift: none - ...``)."""
     if report["drift"]:
@@ -331,7 +284,6 @@ def verdict_line(report: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "DEFAULT_BATCH_ROWS", "DEFAULT_PSI_THRESHOLD", "DEFAULT_SHARE_THRESHOLD", "REPORT_FILE", "SAMPLE_ROWS",
-    "build_reference", "check_drift", "compare", "has_reference", "psi", "read_reference", "verdict_line",
-    "write_reference",
+    "DEFAULT_BATCH_ROWS", "DEFAULT_PSI_THRESHOLD", "DEFAULT_SHARE_THRESHOLD", "SAMPLE_ROWS", "build_reference", "compare", "has_reference",
+    "psi", "read_reference", "verdict_line", "write_reference",
 ]

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from cluster_core.config import MAX_NAMES, ColumnName, PathRole, PathText, TrainConfig, path_fields
+from cluster_core.drift import DEFAULT_BATCH_ROWS, DEFAULT_PSI_THRESHOLD, DEFAULT_SHARE_THRESHOLD
 from cluster_core.errors import InvalidInputError
 from cluster_core.validation import error_message
 
@@ -202,12 +203,12 @@ class DriftSpec(_JobFields):
     output: Annotated[PathText | None, PathRole("output")] = Field(
         None, description="directory to create for drift.json (default: OUTPUT_ROOT/JOB_ID)")
     overwrite: bool = Field(False, description="replace an existing output directory")
-    sample_rows: int = Field(100_000, ge=1, le=MAX_DRIFT_ROWS,
+    sample_rows: int = Field(DEFAULT_BATCH_ROWS, ge=1, le=MAX_DRIFT_ROWS,
                              description="compare about this many rows drawn uniformly from data")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the row sample")
-    threshold: float = Field(0.2, gt=0, le=MAX_PSI_THRESHOLD,
+    threshold: float = Field(DEFAULT_PSI_THRESHOLD, gt=0, le=MAX_PSI_THRESHOLD,
                              description="PSI at which a feature or the cluster shares count as drifted")
-    share_threshold: float = Field(0.1, gt=0, le=1,
+    share_threshold: float = Field(DEFAULT_SHARE_THRESHOLD, gt=0, le=1,
                                    description="absolute change of one cluster's share that counts as drift")
 
     @field_validator("model", "data", "output")

@@ -1,7 +1,7 @@
 """What a job does: the checks made when it is submitted, and its body when it runs.
 
 Every kind calls the library (:func:`cluster_core.usecases.train_run`,
-:func:`cluster_core.usecases.apply_run`, :func:`cluster_core.drift.check_drift`) on the Dask
+:func:`cluster_core.usecases.apply_run`, :func:`cluster_core.drift_check.check_drift`) on the Dask
 client the runner gives them. Every path is checked against the roots on submission and
 again right before it is used.
 """
@@ -264,14 +264,15 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
 def run_drift(spec: DriftSpec, job: JobRecord, policy: PathPolicy, store: JobStore, progress: Progress) -> dict[str, Any]:
     """Compare the batch with the model's training sample; the report is the job's result and ``OUTPUT/drift.json``.
 
-    The result holds the whole report of :func:`cluster_core.drift.check_drift` (``verdict``:
+    The result holds the whole report of :func:`cluster_core.drift_check.check_drift` (``verdict``:
     ``drift`` or ``pass``, ``reasons``, cluster shares, PSI per feature) plus ``out`` and
     ``report_file``; a drift verdict is a succeeded job (the check ran), read its ``verdict``.
     """
     import json
 
     from cluster_core._state import staged_directory
-    from cluster_core.drift import REPORT_FILE, check_drift, verdict_line
+    from cluster_core.drift import verdict_line
+    from cluster_core.drift_check import REPORT_FILE, check_drift
 
     model_path = model_source(spec, policy, store)
     data = policy.readable(spec.data, "data")

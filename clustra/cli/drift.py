@@ -97,7 +97,7 @@ def _write_json(report: dict[str, Any], target: str) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from cluster_core.drift import check_drift
+    from cluster_core.drift_check import check_drift
 
     report = check_drift(args.model, args.data, sample_rows=args.sample_rows, seed=args.seed,
                          psi_threshold=args.threshold, share_threshold=args.share_threshold)
