@@ -438,7 +438,9 @@ def test_jobs_api_store_is_a_pvc_with_recreate_strategy(helm: str) -> None:
     s3 = render(helm, "data.persistence.enabled=false", "data.roots[0]=s3://lake/data/", "data.roots[1]=/scratch",
                 "objectStorage.enabled=true", "objectStorage.existingSecret=s3")
     api = container(one(s3, "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"], "jobs-api")
-    assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "s3://lake/data/outputs"
+    # outputs are written under a local path, never a URL: without a data volume, on the store's volume
+    assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "/var/lib/clustra/jobs/outputs"
+    assert "jobsApi.outputRoot=s3://lake/out is a URL" in render_error(helm, "jobsApi.outputRoot=s3://lake/out")
     assert [a for i, a in enumerate(api["args"]) if api["args"][i - 1] == "--data-root"] == ["s3://lake/data/", "/scratch"]
     assert not find(s3, "PersistentVolumeClaim", f"{FULL}-data")
 
