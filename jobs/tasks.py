@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from cluster_core.errors import ClustraError, InvalidInputError, NotFoundError
+from cluster_core.errors import ArtifactError, InvalidInputError, NotFoundError
 from cluster_core.progress import Progress
 
 from .paths import PathPolicy
@@ -167,11 +167,9 @@ def admit(spec: TrainSpec | ApplySpec | DriftSpec, job_id: str, policy: PathPoli
                            inputs=(paths["data"], model))
 
 
-class PublishError(ClustraError):
-    """The sweep trained, but its model could not be published (names the run directory, so nothing is lost)."""
-
-    http_status = 409
-    code = "publish_failed"
+class PublishError(ArtifactError):
+    """The sweep trained, but its model could not be published (names the run directory, so nothing
+    is lost). A job's error, never an HTTP answer: the model_id is only known to exist after training."""
 
 
 def publish_trained(publish: PublishSpec, run_dir: str, board: dict[str, Any], registry_url: str) -> dict[str, Any]:
@@ -187,7 +185,6 @@ def publish_trained(publish: PublishSpec, run_dir: str, board: dict[str, Any], r
     PublishError
         The named model is not a usable model of the run, or the registry refused the version.
     """
-    from cluster_core.errors import ArtifactError
     from cluster_core.registry import ModelRegistry
     from cluster_core.runs import chosen_model
 
