@@ -39,6 +39,7 @@ MAX_CATEGORIES = 30
 PSI_FLOOR = 1e-4
 DEFAULT_PSI_THRESHOLD = 0.2
 DEFAULT_SHARE_THRESHOLD = 0.1
+DEFAULT_BATCH_ROWS = 100_000  # rows of a batch compared by default (clustra drift --sample-rows, a drift job's sample_rows)
 _NUMBER_KINDS = (NUMERIC, DATETIME)
 _CATEGORY_KINDS = (CATEGORICAL, BOOLEAN)
 
@@ -272,7 +273,17 @@ def compare(
     }
 
 
+def verdict_line(report: dict[str, Any]) -> str:
+    """The one line a scheduled job's log shows (``drift: DETECTED - ...`` or ``drift: none - ...``)."""
+    if report["drift"]:
+        return "drift: DETECTED - " + "; ".join(report["reasons"])
+    worst = max((f["psi"] for f in report["features"]), default=0.0)
+    return (f"drift: none - cluster shares PSI {report['clusters']['psi']:.3f}, largest share change "
+            f"{report['clusters']['max_share_change']:.3f} < {report['share_threshold']:g}, largest feature PSI "
+            f"{worst:.3f} < {report['psi_threshold']:g}")
+
+
 __all__ = [
-    "DEFAULT_PSI_THRESHOLD", "DEFAULT_SHARE_THRESHOLD", "SAMPLE_ROWS", "build_reference", "compare", "has_reference",
-    "psi", "read_reference", "write_reference",
+    "DEFAULT_BATCH_ROWS", "DEFAULT_PSI_THRESHOLD", "DEFAULT_SHARE_THRESHOLD", "SAMPLE_ROWS", "build_reference", "compare", "has_reference",
+    "psi", "read_reference", "verdict_line", "write_reference",
 ]

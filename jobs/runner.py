@@ -25,6 +25,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,6 +240,7 @@ class Runner:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._no_workers_since: float | None = None
+        self.on_finish: list[Callable[[JobRecord], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -266,7 +268,7 @@ class Runner:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
         for job in active:  # a job thread that did not return in time
-            self.store.finish(job.job.id, job.end_state or "interrupted", error=job.reason)
+            self._finish(job.job.id, job.end_state or "interrupted", error=job.reason)
         for thread in self._threads:  # the dispatcher closes the Dask connection on its way out
             connecting = not self.dask.ready  # a daemon thread still trying to connect is not waited for
             thread.join(1.0 if connecting else max(1.0, deadline + STOP_WAIT_S - time.monotonic()))
@@ -375,8 +377,9 @@ class Runner:
             active.client = self.dask.job_client()
             progress.check()
             with active.client.as_current():
-                result = run_job(job, self.policy, self.store, active.client, progress)
-            self.store.finish(job.id, "succeeded", result=result)
+                result = run_job(job, self.policy, self.store, active.client, progress,
+                                 self.settings.resolved_registry())
+            self._finish(job.id, "succeeded", result=result)
         except BaseException as exc:  # noqa: BLE001 - every outcome is recorded
             try:
                 self._record_failure(active, exc)
@@ -393,11 +396,22 @@ class Runner:
     def _record_failure(self, active: ActiveJob, exc: BaseException) -> None:
         if active.abort.is_set():
             state = active.end_state or "cancelled"
-            self.store.finish(active.job.id, state, error=active.reason)
+            self._finish(active.job.id, state, error=active.reason)
             return
         if not isinstance(exc, (ClustraError, ValueError)):
             self.store.append_log(active.job.id, "".join(traceback.format_exception(exc)).rstrip())
-        self.store.finish(active.job.id, "failed", error=describe_failure(exc))
+        self._finish(active.job.id, "failed", error=describe_failure(exc))
+
+    def _finish(self, job_id: str, state: str, **fields: Any) -> None:
+        """End a running job in the store; then tell :attr:`on_finish` (metrics), whose errors are only logged."""
+        if not self.store.finish(job_id, state, **fields) or not self.on_finish:
+            return
+        try:
+            job = self.store.get(job_id)
+            for listener in self.on_finish:
+                listener(job)
+        except Exception as exc:  # noqa: BLE001 - a metrics hook never changes a job's outcome
+            log.warning("after job %s ended: %s", job_id, describe_failure(exc))
 
     def _watch_loop(self) -> None:
         while not self._stopping.wait(WATCH_INTERVAL_S):

@@ -2,7 +2,7 @@
 
 Command-line flags set them; environment variables fill what a flag leaves unset
 (``CLUSTRA_AUTH_TOKEN``, ``CLUSTRA_JOBS_STORE``, ``CLUSTRA_OUTPUT_ROOT``,
-``CLUSTRA_DASK_SCHEDULER``).
+``CLUSTRA_DASK_SCHEDULER``, ``CLUSTRA_REGISTRY``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cluster_core.registry import REGISTRY_ENV, default_registry_url
 from cluster_core.validation import validated
 
 from .store import DEFAULT_STORE
@@ -53,6 +54,8 @@ class ServiceSettings(BaseModel):
     auth_token: str | None = Field(None, description="bearer token required on /v1 (None: no auth)")
     worker_wait_s: float = Field(300.0, gt=0, description="fail running jobs after this long with no Dask worker")
     resume: bool = Field(False, description="queue again the jobs a dead process left running (default: interrupted)")
+    registry: str | None = Field(None, description="model registry that train specs with 'publish' write to "
+                                 "(path or fsspec URL; default: CLUSTRA_REGISTRY, else ~/.clustra/registry)")
 
     @field_validator("auth_token")
     @classmethod
@@ -67,6 +70,7 @@ class ServiceSettings(BaseModel):
             "store": os.environ.get(ENV_STORE),
             "output_root": os.environ.get(ENV_OUTPUT_ROOT),
             "scheduler": os.environ.get(ENV_SCHEDULER),
+            "registry": os.environ.get(REGISTRY_ENV),
         }
         for name, value in env_defaults.items():
             if values.get(name) is None and value:
@@ -86,16 +90,18 @@ class ServiceSettings(BaseModel):
         """The output root (default: ``outputs/`` beside the store file)."""
         return self.output_root or str(self.store_path.parent / "outputs")
 
+    def resolved_registry(self) -> str:
+        """The model registry jobs publish to: ``registry``, else ``CLUSTRA_REGISTRY``, else ``~/.clustra/registry``."""
+        return self.registry or default_registry_url()
+
     def protected_paths(self) -> list[str]:
         """Paths no job may write over, into or around: the store file and its side files
-        (``-wal``, ``-shm``, ``.lock``) and the local model registry (``CLUSTRA_REGISTRY``)."""
-        from cluster_core.registry import default_registry_url
-
+        (``-wal``, ``-shm``, ``.lock``) and the local model registry (``registry`` / ``CLUSTRA_REGISTRY``)."""
         store = str(self.store_path)
         paths = [store, f"{store}-wal", f"{store}-shm", f"{store}-journal", f"{store}.lock"]
-        registry = default_registry_url()
+        registry = self.resolved_registry()
         if "://" not in registry or registry.startswith("file://"):
-            paths.append(registry.removeprefix("file://"))
+            paths.append(os.path.abspath(os.path.expanduser(registry.removeprefix("file://"))))
         return paths
 
 

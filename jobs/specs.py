@@ -1,16 +1,19 @@
 """Job specs: what a client asks the jobs service to do (pydantic, versioned, JSON or YAML).
 
-Two kinds, told apart by ``kind``::
+Three kinds, told apart by ``kind``::
 
-    {"kind": "train", "data": "customers/", "algorithms": ["kmeans"], "k": [3, 5]}
+    {"kind": "train", "data": "customers/", "algorithms": ["kmeans"], "k": [3, 5],
+     "publish": {"name": "customers", "alias": "production"}}
     {"kind": "apply", "job": "3f2a9c0d1b2e", "data": "customers/", "output": "scored/customers"}
+    {"kind": "drift", "job": "3f2a9c0d1b2e", "data": "customers-2026-06/"}
 
 A train spec *is* a :class:`cluster_core.config.TrainConfig` (every field, default and check
 of ``clustra train``) plus the job fields (``data``, ``output``, ``name``, ``timeout_s``,
 ``version``); ``columns`` is accepted as another name for ``include``. An apply spec names a
 model (a model or run directory, or a train job of this service and optionally one of its
-models), the data to score and where to write it. Paths are checked against the service's
-roots by :mod:`jobs.paths`, not here.
+models), the data to score and where to write it; a drift spec names a model the same way and
+the batch to compare with its training sample. Paths are checked against the service's roots
+by :mod:`jobs.paths`, not here.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from cluster_core.config import MAX_NAMES, ColumnName, PathRole, PathText, TrainConfig, path_fields
+from cluster_core.drift import DEFAULT_BATCH_ROWS, DEFAULT_PSI_THRESHOLD, DEFAULT_SHARE_THRESHOLD
 from cluster_core.errors import InvalidInputError
 from cluster_core.validation import error_message
 
 SPEC_VERSION = 1
-JOB_KINDS = ("train", "apply")
+JOB_KINDS = ("train", "apply", "drift")
 MAX_NAME_LENGTH = 200
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
 MAX_ID_LENGTH = 64
@@ -59,11 +63,54 @@ def _non_blank(value: str | None, what: str) -> str | None:
     return value
 
 
+def _registry_name(value: str | None, check: Any) -> str | None:
+    """``value`` checked by a registry rule (:func:`cluster_core.registry.check_name` / ``check_alias``)
+    as a pydantic ``ValueError`` (the field is then named in the 422)."""
+    if value is None:
+        return None
+    try:
+        return check(value)
+    except InvalidInputError as exc:
+        raise ValueError(exc.message) from None
+
+
+class PublishSpec(BaseModel):
+    """Publish a model of the sweep to the model registry once it has trained (``publish:`` of a train spec).
+
+    ``model_id`` names a model of the sweep's leaderboard; without it the run's recommended
+    model is published (the model ``clustra apply RUN_DIR`` uses). With ``alias``, the alias
+    is moved to the new version once it is complete.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(min_length=1, max_length=128, description="registry model name (letters, digits, '.', '_', '-')")
+    alias: str | None = Field(None, min_length=1, max_length=128,
+                              description="alias to point at the new version (e.g. production); none: no alias moves")
+    model_id: str | None = Field(None, min_length=1, max_length=MAX_NAME_LENGTH,
+                                 description="a model of this sweep's leaderboard (default: the recommended model)")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        from cluster_core.registry import check_name
+
+        return _registry_name(value, check_name)  # type: ignore[return-value]
+
+    @field_validator("alias")
+    @classmethod
+    def _valid_alias(cls, value: str | None) -> str | None:
+        from cluster_core.registry import check_alias
+
+        return _registry_name(value, check_alias)
+
+
 class TrainSpec(_JobFields, TrainConfig):
     """Train a sweep: a :class:`~cluster_core.config.TrainConfig` plus the data and job fields.
 
     ``data`` is a Parquet file, directory or glob under a data root; the run directory is
-    written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``).
+    written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``). With ``publish``, the
+    recommended (or named) model goes to the model registry once the sweep has trained.
     """
 
     kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
@@ -72,6 +119,10 @@ class TrainSpec(_JobFields, TrainConfig):
     include: list[ColumnName] | None = Field(
         None, max_length=MAX_NAMES, validation_alias=AliasChoices("include", "columns"),
         description="use only these columns (alias: columns)"
+    )
+    publish: PublishSpec | None = Field(
+        None, description="after training, publish the recommended model (or model_id) as registry model "
+                          "NAME, moving ALIAS to it: {name, alias, model_id}"
     )
 
     @field_validator("data", "output")
@@ -125,13 +176,64 @@ class ApplySpec(_JobFields):
         return value
 
 
-def spec_path_fields(spec: TrainSpec | ApplySpec) -> dict[str, str]:
+MAX_DRIFT_ROWS = 10_000_000
+MAX_PSI_THRESHOLD = 10.0
+
+
+class DriftSpec(_JobFields):
+    """Compare a batch with a model's training sample (``clustra drift`` as a job): cluster shares and per-feature PSI.
+
+    The model is named as in an apply spec: ``model`` (a model directory, or a run directory
+    for its recommended model) or ``job`` (a train job of this service) with an optional
+    ``model_id``. The report is the job's result (``verdict``: ``drift`` or ``pass``) and
+    ``OUTPUT/drift.json``.
+    """
+
+    kind: Literal["drift"] = Field(description="drift: has a batch drifted from the model's training sample?")
+    model: Annotated[PathText | None, PathRole("data")] = Field(None, description="model directory, or run directory (its recommended model)")
+    job: str | None = Field(
+        None, min_length=1, max_length=MAX_ID_LENGTH, validate_default=True,
+        description="id of a succeeded train job (its run directory)"
+    )
+    model_id: str | None = Field(
+        None, min_length=1, max_length=200, validate_default=True,
+        description="a model of that job's leaderboard (default: the recommended model)"
+    )
+    data: DataPath = Field(description="the batch: Parquet file, directory or glob under a data root")
+    output: Annotated[PathText | None, PathRole("output")] = Field(
+        None, description="directory to create for drift.json (default: OUTPUT_ROOT/JOB_ID)")
+    overwrite: bool = Field(False, description="replace an existing output directory")
+    sample_rows: int = Field(DEFAULT_BATCH_ROWS, ge=1, le=MAX_DRIFT_ROWS,
+                             description="compare about this many rows drawn uniformly from data")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the row sample")
+    threshold: float = Field(DEFAULT_PSI_THRESHOLD, gt=0, le=MAX_PSI_THRESHOLD,
+                             description="PSI at which a feature or the cluster shares count as drifted")
+    share_threshold: float = Field(DEFAULT_SHARE_THRESHOLD, gt=0, le=1,
+                                   description="absolute change of one cluster's share that counts as drift")
+
+    @field_validator("model", "data", "output")
+    @classmethod
+    def _paths_not_blank(cls, value: str | None) -> str | None:
+        return _non_blank(value, "the path")
+
+    @field_validator("job")
+    @classmethod
+    def _one_model_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return ApplySpec._one_model_source(value, info)
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id_needs_job(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return ApplySpec._model_id_needs_job(value, info)
+
+
+def spec_path_fields(spec: TrainSpec | ApplySpec | DriftSpec) -> dict[str, str]:
     """The path-valued fields of a spec's kind and their roles (``data``, ``model``, ``output``)."""
     return path_fields(type(spec))
 
 
-JobSpec = Annotated[Union[TrainSpec, ApplySpec], Field(discriminator="kind")]
-_SPEC_ADAPTER: TypeAdapter[TrainSpec | ApplySpec] = TypeAdapter(JobSpec)
+JobSpec = Annotated[Union[TrainSpec, ApplySpec, DriftSpec], Field(discriminator="kind")]
+_SPEC_ADAPTER: TypeAdapter[TrainSpec | ApplySpec | DriftSpec] = TypeAdapter(JobSpec)
 
 
 def error_field(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -151,7 +253,7 @@ def error_field(loc: tuple[Any, ...] | list[Any]) -> str | None:
     return name or None
 
 
-_SPEC_FIELDS = set(TrainSpec.model_fields) | set(ApplySpec.model_fields)
+_SPEC_FIELDS = set(TrainSpec.model_fields) | set(ApplySpec.model_fields) | set(DriftSpec.model_fields)
 
 
 def _field_named_by(message: str) -> str | None:
@@ -213,7 +315,7 @@ class SpecError(InvalidInputError):
         super().__init__(f"invalid job spec: {format_errors(errors)}")
 
 
-def parse_spec(value: Any) -> TrainSpec | ApplySpec:
+def parse_spec(value: Any) -> TrainSpec | ApplySpec | DriftSpec:
     """A validated spec from a mapping; :class:`SpecError` naming the fields otherwise."""
     if not isinstance(value, dict):
         raise SpecError([{"field": None, "message": f"a job spec is a mapping with a 'kind', got {type(value).__name__}",
@@ -309,7 +411,7 @@ def load_spec_file(path: str | os.PathLike) -> dict[str, Any]:
     except SpecYAMLError as exc:
         raise InvalidInputError(f"spec file {str(path)!r} {exc.message}") from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f"spec file {str(path)!r} must hold a mapping with a 'kind' (train or apply)")
+        raise InvalidInputError(f"spec file {str(path)!r} must hold a mapping with a 'kind' (train, apply or drift)")
     return value
 
 
@@ -319,6 +421,6 @@ def spec_json_schema() -> dict[str, Any]:
 
 
 __all__ = [
-    "ApplySpec", "FieldError", "JobSpec", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
+    "ApplySpec", "DriftSpec", "FieldError", "JobSpec", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
     "MAX_YAML_DEPTH", "MAX_YAML_NODES", "SpecYAMLError", "format_errors", "load_spec_file", "load_spec_yaml", "parse_spec", "spec_json_schema", "spec_path_fields",
 ]

@@ -385,6 +385,14 @@ class JobStore:
         with self._reading() as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0])
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (every state of :data:`JOB_STATES`, 0 included); one query."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        counts = dict.fromkeys(JOB_STATES, 0)
+        counts.update({str(state): int(n) for state, n in rows})
+        return counts
+
     def find_by_idempotency_key(self, key: str) -> JobRecord | None:
         """The job created with this ``Idempotency-Key``, if any."""
         with self._reading() as conn:

@@ -1,7 +1,8 @@
 """What a job does: the checks made when it is submitted, and its body when it runs.
 
-Both kinds call the library's use cases (:func:`cluster_core.usecases.train_run`,
-:func:`cluster_core.usecases.apply_run`) on the Dask client the runner gives them. Every path is checked against the roots on submission and
+Every kind calls the library (:func:`cluster_core.usecases.train_run`,
+:func:`cluster_core.usecases.apply_run`, :func:`cluster_core.drift_check.check_drift`) on the Dask
+client the runner gives them. Every path is checked against the roots on submission and
 again right before it is used.
 """
 
@@ -11,11 +12,11 @@ import os
 import time
 from typing import Any
 
-from cluster_core.errors import InvalidInputError, NotFoundError
+from cluster_core.errors import ArtifactError, InvalidInputError, NotFoundError
 from cluster_core.progress import Progress
 
 from .paths import PathPolicy
-from .specs import ApplySpec, FieldError, TrainSpec, parse_spec, spec_path_fields
+from .specs import ApplySpec, DriftSpec, FieldError, PublishSpec, TrainSpec, parse_spec, spec_path_fields
 from .store import JobRecord, JobStateError, JobStore
 
 
@@ -24,8 +25,8 @@ def default_output(policy: PathPolicy, job_id: str) -> str:
     return os.path.join(policy.output_root, job_id)
 
 
-def _train_job_run_dir(spec: ApplySpec, store: JobStore) -> str:
-    """The run directory of the succeeded train job an apply spec names."""
+def _train_job_run_dir(spec: ApplySpec | DriftSpec, store: JobStore) -> str:
+    """The run directory of the succeeded train job an apply or drift spec names."""
     assert spec.job is not None
     try:
         parent = store.get(spec.job)
@@ -38,8 +39,8 @@ def _train_job_run_dir(spec: ApplySpec, store: JobStore) -> str:
     return str(parent.result["run_dir"])
 
 
-def model_source(spec: ApplySpec, policy: PathPolicy, store: JobStore) -> str:
-    """The checked model or run directory an apply spec reads."""
+def model_source(spec: ApplySpec | DriftSpec, policy: PathPolicy, store: JobStore) -> str:
+    """The checked model or run directory an apply or drift spec reads."""
     from cluster_core.runs import read_leaderboard
 
     if spec.job is None:
@@ -55,17 +56,17 @@ def model_source(spec: ApplySpec, policy: PathPolicy, store: JobStore) -> str:
     return policy.readable(os.path.join(run_dir, "models", spec.model_id), "model_id")
 
 
-def read_paths(spec: TrainSpec | ApplySpec, policy: PathPolicy) -> dict[str, str]:
+def read_paths(spec: TrainSpec | ApplySpec | DriftSpec, policy: PathPolicy) -> dict[str, str]:
     """Every path the spec reads, confined by its field's role: ``{field: checked path}``.
 
     The fields come from the spec's declaration (:func:`jobs.specs.spec_path_fields`), so a
     new path field is confined without a change here. Outputs are checked by the caller
-    (:meth:`PathPolicy.writable` needs the default and the inputs); an apply spec's ``model``
-    goes through :func:`model_source` (it may name a train job instead).
+    (:meth:`PathPolicy.writable` needs the default and the inputs); an apply or drift spec's
+    ``model`` goes through :func:`model_source` (it may name a train job instead).
     """
     checked: dict[str, str] = {}
     for name, role in spec_path_fields(spec).items():
-        if role == "output" or (isinstance(spec, ApplySpec) and name == "model"):
+        if role == "output" or (isinstance(spec, (ApplySpec, DriftSpec)) and name == "model"):
             continue
         path = policy.check_field(name, getattr(spec, name), role)
         if path is not None:
@@ -130,7 +131,23 @@ def check_columns(spec: TrainSpec, data: str) -> None:
         check_named_columns(spec.train_config(), columns)
 
 
-def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: JobStore) -> str:
+def check_drift_reference(spec: DriftSpec, model: str) -> None:
+    """The model a drift spec names keeps a training sample (``drift.json``); :class:`FieldError` otherwise."""
+    from cluster_core.drift import STATE_NAME, has_reference
+    from cluster_core.errors import ClustraError
+    from cluster_core.runs import resolve_model_dir
+
+    field = "job" if spec.job is not None and spec.model_id is None else ("model_id" if spec.job else "model")
+    try:
+        model_dir = resolve_model_dir(model)
+    except ClustraError as exc:
+        raise FieldError(field, exc.message) from None
+    if not has_reference(model_dir):
+        raise FieldError(field, f"model {str(model_dir)!r} has no drift reference ({STATE_NAME}.json): it was "
+                                "trained before Clustra kept a training sample with each model; train it again")
+
+
+def admit(spec: TrainSpec | ApplySpec | DriftSpec, job_id: str, policy: PathPolicy, store: JobStore) -> str:
     """Check a spec's paths, references and named columns before it is queued; its output path.
 
     Raises
@@ -144,12 +161,56 @@ def admit(spec: TrainSpec | ApplySpec, job_id: str, policy: PathPolicy, store: J
         check_columns(spec, paths["data"])
         return output
     model = model_source(spec, policy, store)
+    if isinstance(spec, DriftSpec):
+        check_drift_reference(spec, model)
     return policy.writable(spec.output, default_output(policy, job_id), overwrite=spec.overwrite,
                            inputs=(paths["data"], model))
 
 
-def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, progress: Progress) -> dict[str, Any]:
-    """Train the sweep and write the run directory; the job's result."""
+class PublishError(ArtifactError):
+    """The sweep trained, but its model could not be published (names the run directory, so nothing
+    is lost). A job's error, never an HTTP answer: the model_id is only known to exist after training."""
+
+
+def publish_trained(publish: PublishSpec, run_dir: str, board: dict[str, Any], registry_url: str) -> dict[str, Any]:
+    """Publish the recommended model of a run (or ``publish.model_id``) to the registry.
+
+    Returns
+    -------
+    dict
+        ``{"name", "version", "alias", "model_id", "registry"}``: what the job's result reports.
+
+    Raises
+    ------
+    PublishError
+        The named model is not a usable model of the run, or the registry refused the version.
+    """
+    from cluster_core.registry import ModelRegistry
+    from cluster_core.runs import chosen_model
+
+    usable = [m["model_id"] for m in board["models"] if m.get("status") == "ok"]
+    model_id = publish.model_id or chosen_model(board)
+    where = f"the run {run_dir} is kept; publish it with `clustra publish`"
+    if model_id is None or model_id not in usable:
+        wanted = f"model_id {model_id!r} is not" if publish.model_id else "the run has no recommended model, so nothing is"
+        raise PublishError(f"{wanted} a usable model of this sweep (usable: {usable}); {where}", field="publish.model_id")
+    try:
+        info = ModelRegistry(registry_url).publish(os.path.join(run_dir, "models", model_id), publish.name, alias=publish.alias)
+    except (ArtifactError, InvalidInputError) as exc:
+        raise PublishError(f"model {model_id!r} could not be published as {publish.name!r}: {exc}; {where}",
+                           field="publish") from None
+    return {"name": info["name"], "version": info["version"], "alias": info.get("alias"), "model_id": model_id,
+            "registry": info["registry"]}
+
+
+def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, progress: Progress,
+              registry: str | None = None) -> dict[str, Any]:
+    """Train the sweep and write the run directory; the job's result.
+
+    With ``spec.publish``, the recommended (or named) model is then published to
+    ``registry`` (default: ``CLUSTRA_REGISTRY``) and the result's ``published`` says what
+    went in: ``{"name", "version", "alias", "model_id", "registry"}``.
+    """
     from cluster_core.usecases import train_run
 
     paths = read_paths(spec, policy)
@@ -158,6 +219,14 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
     outcome = train_run(data, job_train_config(spec, paths), out=out, cluster=client, progress=progress)
     board = outcome.leaderboard()
     ok = [m for m in board["models"] if m["status"] == "ok"]
+    published = None
+    if spec.publish is not None:
+        from cluster_core.registry import default_registry_url
+
+        progress.message(f"publishing {spec.publish.model_id or 'the recommended model'} as {spec.publish.name!r}")
+        published = publish_trained(spec.publish, out, board, registry or default_registry_url())
+        alias = f" ({published['alias']} -> v{published['version']})" if published["alias"] else ""
+        progress.message(f"published {published['model_id']} as {published['name']} v{published['version']}{alias}")
     return {
         "run_dir": out,
         "best": board["best"],
@@ -166,6 +235,7 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
         "n_models": len(board["models"]),
         "n_failed": len(board["models"]) - len(ok),
         "train_seconds": round(outcome.result.seconds, 3),
+        **({"published": published} if published is not None else {}),
     }
 
 
@@ -188,19 +258,49 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
     return summary
 
 
-def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, progress: Progress) -> dict[str, Any]:
-    """Run a claimed job to completion; its result (exceptions propagate)."""
+def run_drift(spec: DriftSpec, job: JobRecord, policy: PathPolicy, store: JobStore, progress: Progress) -> dict[str, Any]:
+    """Compare the batch with the model's training sample; the report is the job's result and ``OUTPUT/drift.json``.
+
+    The result holds the whole report of :func:`cluster_core.drift_check.check_drift` (``verdict``:
+    ``drift`` or ``pass``, ``reasons``, cluster shares, PSI per feature) plus ``out`` and
+    ``report_file``; a drift verdict is a succeeded job (the check ran), read its ``verdict``.
+    """
+    import json
+
+    from cluster_core._state import staged_directory
+    from cluster_core.drift import verdict_line
+    from cluster_core.drift_check import REPORT_FILE, check_drift
+
+    model_path = model_source(spec, policy, store)
+    data = policy.readable(spec.data, "data")
+    out = policy.writable(spec.output, default_output(policy, job.id), overwrite=spec.overwrite, inputs=(data, model_path))
+    progress.step("comparing the batch with the training sample")
+    report = check_drift(model_path, data, sample_rows=spec.sample_rows, seed=spec.seed,
+                         psi_threshold=spec.threshold, share_threshold=spec.share_threshold)
+    progress.step("writing the drift report")
+    with staged_directory(out, overwrite=spec.overwrite) as staging:
+        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    progress.message(verdict_line(report))
+    return {**report, "out": out, "report_file": os.path.join(out, REPORT_FILE)}
+
+
+def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, progress: Progress,
+            registry: str | None = None) -> dict[str, Any]:
+    """Run a claimed job to completion; its result (exceptions propagate). ``registry``: where
+    ``publish`` writes (default: ``CLUSTRA_REGISTRY``)."""
     spec = parse_spec(job.spec)
     started = time.perf_counter()
     if isinstance(spec, TrainSpec):
-        result = run_train(spec, job, policy, client, progress)
+        result = run_train(spec, job, policy, client, progress, registry)
     elif isinstance(spec, ApplySpec):
         result = run_apply(spec, job, policy, store, client, progress)
-    else:  # pragma: no cover - parse_spec returns one of the two
+    elif isinstance(spec, DriftSpec):
+        result = run_drift(spec, job, policy, store, progress)
+    else:  # pragma: no cover - parse_spec returns one of the three
         raise InvalidInputError(f"unknown job kind {job.kind!r}")
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
 
 
-__all__ = ["admit", "check_columns", "default_output", "job_train_config", "model_source", "read_paths", "run_apply",
-           "run_job", "run_train"]
+__all__ = ["PublishError", "admit", "check_columns", "check_drift_reference", "default_output", "job_train_config",
+           "model_source", "publish_trained", "read_paths", "run_apply", "run_drift", "run_job", "run_train"]

@@ -38,7 +38,7 @@ from .catalog import describe_version
 from .loopback import confine_replica_sockets
 from .config import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT
 from .errors import error_result, install_error_handlers, replica_error_response
-from .metrics import ServingMetrics
+from .metrics import ServingMetrics, arrow_cluster_counts, json_cluster_counts
 from .openapi import ASSIGN_OPENAPI, AssignResponse, DescribeResponse, Health, ModelList, prometheus_text
 from .records import ARROW_STREAM_TYPE, body_format, check_declared_length, parse_records, read_limited
 from .resolver import RegistryView
@@ -380,6 +380,7 @@ class AssignmentAPI:
         if code != 200:
             return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "json", n_records)
+        self.metrics.assigned_clusters(ref.name, ref.version, json_cluster_counts(payload))
         head = {"model": ref.name, "version": ref.version}
         if ref.alias:
             head["alias"] = ref.alias
@@ -392,6 +393,7 @@ class AssignmentAPI:
         if code != 200:
             return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "arrow", n_records)
+        self.metrics.assigned_clusters(ref.name, ref.version, arrow_cluster_counts(payload))
         headers = {"X-Clustra-Model": ref.name, "X-Clustra-Version": str(ref.version)}
         return Response(payload, media_type=ARROW_STREAM_TYPE, headers=headers)
 

@@ -2,13 +2,44 @@
 
 Each ingress replica counts what it handled (scrape every replica, or sum in PromQL);
 Ray Serve's own replica and proxy metrics are exported separately by Ray's metrics agent.
+
+``clustra_assignments_total{model, version, cluster}`` counts the records assigned to each
+cluster of each served version (``cluster="-1"``: HDBSCAN noise): the live view of segment
+shares that ``clustra drift`` checks in batch. Its cardinality is bounded: a version has its
+model's clusters plus noise (at most ``max_k`` + 1; ``max_k`` is 100 unless a train spec raised
+it), and a replica keeps series for at most :data:`MAX_COUNTED_VERSIONS` versions, dropping the
+series of the version it counted least recently beyond that (a dropped series that comes back
+starts at 0, which ``rate()`` and ``increase()`` read as a counter reset). With the default
+``max_k``: at most 32 x 101 series per ingress replica.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter, OrderedDict
+
 from cluster_core._compat import require
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MAX_COUNTED_VERSIONS = 32
+# a JSON answer is the model replica's json.dumps of dicts whose first key is "cluster_id"; a
+# quote inside a string value is escaped (\"), so this pattern only matches the real keys
+_JSON_CLUSTER_ID = re.compile(rb'"cluster_id": (-?[0-9]+)')
+
+
+def json_cluster_counts(payload: bytes) -> Counter:
+    """``{cluster id: records}`` of a JSON array of assignments (the model replica's answer)."""
+    return Counter(int(match) for match in _JSON_CLUSTER_ID.findall(payload))
+
+
+def arrow_cluster_counts(payload: bytes) -> Counter:
+    """``{cluster id: records}`` of an Arrow IPC answer (its ``cluster_id`` column)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = pa.ipc.open_stream(payload).read_all().column("cluster_id")
+    counts = pc.value_counts(column).to_pylist()
+    return Counter({int(row["values"]): int(row["counts"]) for row in counts if row["values"] is not None})
 
 
 class ServingMetrics:
@@ -31,6 +62,13 @@ class ServingMetrics:
         self.records = prometheus.Counter(
             "clustra_assigned_records", "Records assigned, by model and body format.", ["model", "format"], registry=self.registry
         )
+        self.assignments = prometheus.Counter(
+            "clustra_assignments",
+            "Records assigned to each cluster, by model, version and cluster id (-1: noise).",
+            ["model", "version", "cluster"],
+            registry=self.registry,
+        )
+        self._counted: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
 
         self.replica_loss = prometheus.Counter(
             "clustra_replica_loss_requests",
@@ -52,6 +90,23 @@ class ServingMetrics:
     def assigned(self, model: str, body_format: str, n_records: int) -> None:
         """Count records assigned by ``model`` through the ``json`` or ``arrow`` path."""
         self.records.labels(model, body_format).inc(n_records)
+
+    def assigned_clusters(self, model: str, version: int | str, counts: Counter | dict[int, int]) -> None:
+        """Count records assigned to each cluster of ``model`` version ``version`` (``{cluster id: n}``).
+
+        Series are kept for at most :data:`MAX_COUNTED_VERSIONS` versions (least recently counted dropped).
+        """
+        key = (model, str(version))
+        clusters = self._counted.pop(key, set())
+        self._counted[key] = clusters
+        for cluster, n in counts.items():
+            label = str(cluster)
+            self.assignments.labels(key[0], key[1], label).inc(n)
+            clusters.add(label)
+        while len(self._counted) > MAX_COUNTED_VERSIONS:
+            (old_model, old_version), old_clusters = self._counted.popitem(last=False)
+            for label in old_clusters:
+                self.assignments.remove(old_model, old_version, label)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""

@@ -438,7 +438,9 @@ def test_jobs_api_store_is_a_pvc_with_recreate_strategy(helm: str) -> None:
     s3 = render(helm, "data.persistence.enabled=false", "data.roots[0]=s3://lake/data/", "data.roots[1]=/scratch",
                 "objectStorage.enabled=true", "objectStorage.existingSecret=s3")
     api = container(one(s3, "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"], "jobs-api")
-    assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "s3://lake/data/outputs"
+    # outputs are written under a local path, never a URL: without a data volume, on the store's volume
+    assert env_of(api)["CLUSTRA_OUTPUT_ROOT"]["value"] == "/var/lib/clustra/jobs/outputs"
+    assert "jobsApi.outputRoot=s3://lake/out is a URL" in render_error(helm, "jobsApi.outputRoot=s3://lake/out")
     assert [a for i, a in enumerate(api["args"]) if api["args"][i - 1] == "--data-root"] == ["s3://lake/data/", "/scratch"]
     assert not find(s3, "PersistentVolumeClaim", f"{FULL}-data")
 
@@ -580,6 +582,25 @@ def test_service_monitors_select_the_metrics_services(helm: str) -> None:
     operator = render(helm, "serviceMonitor.enabled=true", "dask.mode=operator")
     selector = one(operator, "ServiceMonitor", f"{FULL}-dask-scheduler")["spec"]["selector"]["matchLabels"]
     assert selector == {"dask.org/cluster-name": f"{FULL}-dask", "dask.org/component": "scheduler"}
+
+
+def test_jobs_api_service_monitor_scrapes_its_metrics_with_the_token(helm: str) -> None:
+    """No ServiceMonitor CRD in ../shared/k8s-crds: a structural check (selector, port, path, token)."""
+    docs = render(helm, "serviceMonitor.enabled=true", "auth.enabled=true")
+    monitor = one(docs, "ServiceMonitor", f"{FULL}-jobs-api")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor["spec"]) == {"selector", "namespaceSelector", "endpoints"}
+    service = one(docs, "Service", f"{FULL}-jobs-api")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": f"{FULL}-auth", "key": "token"}}
+    open_docs = render(helm, "serviceMonitor.enabled=true", "auth.enabled=false")
+    assert "authorization" not in one(open_docs, "ServiceMonitor", f"{FULL}-jobs-api")["spec"]["endpoints"][0]
+    assert not find(render(helm, "serviceMonitor.enabled=true", "serviceMonitor.jobsApi=false"), "ServiceMonitor", f"{FULL}-jobs-api")
+    assert not find(render(helm, "serviceMonitor.enabled=true", "jobsApi.enabled=false"), "ServiceMonitor", f"{FULL}-jobs-api")
+    assert not find(render(helm), "ServiceMonitor")  # off by default
 
 
 def test_network_policy_admits_release_pods_and_api_ports(helm: str) -> None:

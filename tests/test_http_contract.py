@@ -23,7 +23,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 # every module that defines a ClustraError subclass
 ERROR_MODULES = ["cluster_core.errors", "cluster_core.http_contract", "jobs.specs", "jobs.paths", "jobs.store",
-                 "jobs.api.errors", "jobs.client", "serving.errors", "serving.records", "clustra.cli._args"]
+                 "jobs.api.errors", "jobs.client", "jobs.tasks", "serving.errors", "serving.records", "clustra.cli._args"]
 
 # class name -> (status, code): what the README's table says each one answers
 EXPECTED = {
@@ -38,6 +38,7 @@ EXPECTED = {
     "NotFoundError": (404, "not_found"),
     "JobStateError": (409, "conflict"),
     "ArtifactError": (409, "artifact_unavailable"),
+    "PublishError": (409, "artifact_unavailable"),
     "PayloadTooLargeError": (413, "payload_too_large"),
     "InvalidInputError": (422, "invalid_input"),
     "DataError": (422, "invalid_input"),

@@ -387,10 +387,10 @@ def test_openapi_document_lists_the_routes(api):
         ("GET", "/v1/jobs/{job_id}/leaderboard"), ("GET", "/v1/jobs/{job_id}/logs"), ("POST", "/v1/jobs/{job_id}/rerun"),
         ("POST", "/v1/jobs/{job_id}/models/{model_id}/rerun"), ("GET", "/healthz"),
         ("GET", "/v1/jobs/{job_id}/models/{model_id}/insights"),
-        ("POST", "/v1/jobs/{job_id}/models/{model_id}/clusters/{cluster_id}/name"),
+        ("POST", "/v1/jobs/{job_id}/models/{model_id}/clusters/{cluster_id}/name"), ("GET", "/metrics"),
     }
     body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body["discriminator"]["mapping"]) == {"train", "apply"}
+    assert set(body["discriminator"]["mapping"]) == {"train", "apply", "drift"}
     assert "HTTPBearer" in document["components"]["securitySchemes"]
     assert "security" not in document["paths"]["/healthz"]["get"]
 
@@ -411,6 +411,34 @@ def test_every_answer_of_this_module_matched_the_document(api, request):
         assert expected in seen, f"{expected} was not exercised"
 
 
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``{(sample name, sorted labels): value}`` of a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_jobs_by_state_and_time_them(api, trained):
+    before = api.raw.get("/metrics")
+    assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
+    was = _samples(before.text)
+    done = (("kind", "apply"), ("state", "succeeded"))
+    job = wait_job(api.http, api.http.post("/v1/jobs", json={"kind": "apply", "job": trained["id"], "data": "customers"})
+                   .json()["id"])
+    assert job["state"] == "succeeded", job
+    now = _samples(api.raw.get("/metrics").text)
+    succeeded = ("clustra_jobs", (("state", "succeeded"),))
+    assert now[succeeded] >= was[succeeded] + 1  # reruns of earlier tests may end meanwhile
+    assert now[("clustra_job_duration_seconds_count", done)] == was.get(("clustra_job_duration_seconds_count", done), 0) + 1
+    assert now[("clustra_job_duration_seconds_sum", done)] > was.get(("clustra_job_duration_seconds_sum", done), 0)
+    assert now[("clustra_job_queue_length", ())] == now[("clustra_jobs", (("state", "queued"),))]
+    assert now[("clustra_dask_workers", ())] == 2  # the suite's LocalCluster
+    assert now[("clustra_jobs_running_slots", ())] == 2
+    states = {labels[0][1] for name, labels in now if name == "clustra_jobs"}
+    assert states == {"queued", "running", "succeeded", "failed", "cancelled", "interrupted"}
+
+
 def test_bearer_token(api, tmp_path, monkeypatch):
     monkeypatch.setenv("CLUSTRA_AUTH_TOKEN", "s3cret")
     settings = ServiceSettings.from_env(store=str(tmp_path / "jobs.db"), data_roots=[str(tmp_path)],
@@ -426,6 +454,8 @@ def test_bearer_token(api, tmp_path, monkeypatch):
         assert http.get("/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert http.get("/v1/jobs", headers={"Authorization": "Basic czNjcmV0"}).status_code == 401
         assert http.post("/v1/jobs", json=MINIMAL).status_code == 401
+        assert raw.get("/metrics").status_code == 401  # like the assignment API's /metrics
+        assert raw.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         ok = http.get("/v1/jobs", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["jobs"] == []
     overridden = ServiceSettings.from_env(store=str(tmp_path / "jobs.db"), auth_token="flag-token")

@@ -48,7 +48,7 @@ def test_apply_spec_names_a_model_or_a_job():
 @pytest.mark.parametrize(
     "spec, field, message",
     [
-        ({}, "kind", "kind must be one of ['train', 'apply'] (missing)"),
+        ({}, "kind", "kind must be one of ['train', 'apply', 'drift'] (missing)"),
         ({"kind": "cluster", "data": "d"}, "kind", "got 'cluster'"),
         ({"kind": "train"}, "data", "data is required"),
         ({**MINIMAL, "k": [1, 3]}, "k", "cluster counts must be >= 2, got [1]"),
@@ -98,8 +98,8 @@ def test_spec_files_yaml_and_json(tmp_path):
         load_spec_file(tmp_path / "missing.yaml")
 
 
-def test_json_schema_has_both_kinds():
+def test_json_schema_has_every_kind():
     schema = spec_json_schema()
-    assert set(schema["discriminator"]["mapping"]) == {"train", "apply"}
+    assert set(schema["discriminator"]["mapping"]) == {"train", "apply", "drift"}
     train = schema["$defs"]["TrainSpec"]["properties"]
     assert {"data", "algorithms", "k", "seed", "validation_fraction", "version"} <= set(train)

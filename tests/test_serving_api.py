@@ -284,6 +284,23 @@ def test_prometheus_metrics(service, table):
     assert "clustra_request_duration_seconds_bucket" in after
 
 
+def test_assignments_are_counted_per_model_version_and_cluster(service, table):
+    client = service["client"]
+    version = client.get("/v1/models/mixture").json()["version"]
+    before = client.get("/metrics").text
+    answered = [a["cluster_id"] for a in assign(client, "mixture", json_records(table.head(9))).json()["assignments"]]
+    response = assign_arrow(client, "mixture", table.iloc[9:20])
+    assert response.status_code == 200, response.text
+    answered += arrow_ids(response)
+    after = client.get("/metrics").text
+    series = lambda cluster: f'clustra_assignments_total{{cluster="{cluster}",model="mixture",version="{version}"}}'
+    moved = {c: _metric(after, series(c)) - _metric(before, series(c)) for c in range(-1, 3)}
+    assert moved == {c: answered.count(c) for c in range(-1, 3)} and sum(moved.values()) == 20
+    assert len(set(answered)) > 1  # more than one cluster's series moved
+    other = 'clustra_assignments_total{cluster="0",model="customers",version="1"}'
+    assert _metric(after, other) == _metric(before, other)  # another model's series stayed
+
+
 # -- issue 15: safe under attack ---------------------------------------------------------------
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml",
                                           "multipart/form-data; boundary=x", "application/jsonx"])

@@ -423,3 +423,46 @@ def test_body_format_refuses_other_media_types(content_type, expected):
         assert repr(content_type) in str(info.value) and info.value.http_status == 415
     else:
         assert body_format(content_type) == expected
+
+
+# -- assignments per model, version and cluster (serving/metrics.py) -------------------------
+def _assignment_samples(metrics) -> dict[tuple[str, str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = metrics.exposition()[0].decode()
+    return {(s.labels["model"], s.labels["version"], s.labels["cluster"]): s.value
+            for family in text_string_to_metric_families(text) if family.name == "clustra_assignments"
+            for s in family.samples if s.name == "clustra_assignments_total"}
+
+
+def test_cluster_counts_read_the_model_replicas_answers(served, rows):
+    from collections import Counter
+
+    from serving.metrics import arrow_cluster_counts, json_cluster_counts
+
+    model = served["density"]
+    records = json_records(rows[FEATURE_COLUMNS])
+    labels = [a["cluster_id"] for a in json.loads(model.assign_records(records))]
+    assert -1 in labels or len(set(labels)) > 1  # noise or several clusters: the counts below are not trivial
+    assert json_cluster_counts(model.assign_records(records)) == Counter(labels)
+    assert json_cluster_counts(model.explain_records(records[:5])) == Counter(labels[:5])
+    assert arrow_cluster_counts(model.assign_arrow(arrow_body(rows[FEATURE_COLUMNS]))) == Counter(labels)
+    # a cluster name that spells the key is a JSON string: its quotes are escaped, it is not counted
+    named = json.dumps([{"cluster_id": 2, "cluster_name": '"cluster_id": 7', "is_noise": False}]).encode()
+    assert json_cluster_counts(named) == Counter({2: 1}) and json_cluster_counts(b"[]") == Counter()
+
+
+def test_assignment_counter_labels_and_bounded_versions(monkeypatch):
+    from serving import metrics as serving_metrics
+
+    monkeypatch.setattr(serving_metrics, "MAX_COUNTED_VERSIONS", 2)
+    metrics = serving_metrics.ServingMetrics()
+    metrics.assigned_clusters("customers", 1, {0: 3, 2: 1})
+    metrics.assigned_clusters("customers", 1, {0: 2, -1: 4})
+    assert _assignment_samples(metrics) == {("customers", "1", "0"): 5, ("customers", "1", "2"): 1,
+                                            ("customers", "1", "-1"): 4}
+    metrics.assigned_clusters("customers", 2, {1: 1})
+    metrics.assigned_clusters("customers", 1, {0: 1})  # version 1 is again the most recently counted
+    metrics.assigned_clusters("density", 5, {3: 2})  # a third version: the least recent (customers v2) goes
+    assert _assignment_samples(metrics) == {("customers", "1", "0"): 6, ("customers", "1", "2"): 1,
+                                            ("customers", "1", "-1"): 4, ("density", "5", "3"): 2}

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cluster_core.drift import DEFAULT_BATCH_ROWS as DEFAULT_SAMPLE_ROWS
+from cluster_core.drift import verdict_line
+
 EXIT_NO_DRIFT = 0
 EXIT_DRIFT = 3
-DEFAULT_SAMPLE_ROWS = 100_000
 
 
 def _positive_int(text: str) -> int:
@@ -81,16 +83,6 @@ def _report_text(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def verdict_line(report: dict[str, Any]) -> str:
-    """The one line a scheduled job's log shows."""
-    if report["drift"]:
-        return "drift: DETECTED - " + "; ".join(report["reasons"])
-    worst = max((f["psi"] for f in report["features"]), default=0.0)
-    return (f"drift: none - cluster shares PSI {report['clusters']['psi']:.3f}, largest share change "
-            f"{report['clusters']['max_share_change']:.3f} < {report['share_threshold']:g}, largest feature PSI "
-            f"{worst:.3f} < {report['psi_threshold']:g}")
-
-
 def _write_json(report: dict[str, Any], target: str) -> None:
     from cluster_core.errors import InvalidInputError
 
@@ -105,18 +97,10 @@ def _write_json(report: dict[str, Any], target: str) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from cluster_core import drift
-    from cluster_core.data import sample_frame
-    from cluster_core.model import ClusteringModel
-    from cluster_core.runs import resolve_model_dir
-    from cluster_core.usecases import open_dataset
+    from cluster_core.drift_check import check_drift
 
-    model_dir = resolve_model_dir(args.model)
-    reference = drift.read_reference(model_dir)
-    model = ClusteringModel.load(model_dir)
-    batch = sample_frame(open_dataset(args.data), args.sample_rows, args.seed)
-    report = drift.compare(model, reference, batch, psi_threshold=args.threshold, share_threshold=args.share_threshold)
-    report["model_dir"] = str(model_dir)
+    report = check_drift(args.model, args.data, sample_rows=args.sample_rows, seed=args.seed,
+                         psi_threshold=args.threshold, share_threshold=args.share_threshold)
     if args.json:
         _write_json(report, args.json)
     if args.json != "-":

@@ -1,4 +1,4 @@
-"""The jobs REST API (FastAPI): ``/v1/jobs`` and ``/healthz``."""
+"""The jobs REST API (FastAPI): ``/v1/jobs``, ``/healthz`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ _YAML_BODY = {"requestBody": {"content": {"application/yaml": {"schema": {"type"
 def submit_job(
     service: ServiceDep,
     response: Response,
-    spec: Annotated[JobSpec, Body(description="a train or apply spec")],
+    spec: Annotated[JobSpec, Body(description="a train, apply or drift spec")],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
                                                   description="retrying with the same key returns the same job")] = None,
 ) -> JobView:
@@ -107,7 +107,7 @@ def submit_job(
 def list_jobs(
     service: ServiceDep,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
-    kind: Annotated[JobKind | None, Query(description="only train or apply jobs")] = None,
+    kind: Annotated[JobKind | None, Query(description="only jobs of this kind")] = None,
     parent: Annotated[str | None, Query(description="only reruns of this job", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT, description="jobs to skip")] = 0,
@@ -203,6 +203,16 @@ def health(request: Request) -> Health:
     )
 
 
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition: jobs by state, queue length, job durations, Dask workers (jobs/metrics.py).
+
+    Behind the bearer token when the service has one, like the assignment API's ``/metrics``.
+    """
+    service: JobService = request.app.state.service
+    body, content_type = service.metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
 def create_app(settings: ServiceSettings | None = None, service: JobService | None = None) -> FastAPI:
     """The FastAPI application.
 
@@ -239,6 +249,12 @@ def create_app(settings: ServiceSettings | None = None, service: JobService | No
     app.include_router(router)
     app.add_api_route("/healthz", health, methods=["GET"], response_model=Health, tags=["health"],
                       responses={503: {"model": ErrorBody, "description": _DESCRIPTIONS[503]}})
+    app.add_api_route("/metrics", metrics, methods=["GET"], response_class=Response, tags=["health"],
+                      dependencies=[Depends(require_token)],
+                      responses={200: {"description": "Prometheus text exposition format",
+                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                 401: {"model": ErrorBody, "description": _DESCRIPTIONS[401]},
+                                 503: {"model": ErrorBody, "description": _DESCRIPTIONS[503]}})
     from ..ui import install_ui
 
     install_ui(app)  # the web UI at /ui/ (same token; jobs/ui)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..store import JobRecord
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
-JobKind = Literal["train", "apply"]
+JobKind = Literal["train", "apply", "drift"]
 
 
 class StepTiming(BaseModel):
@@ -48,7 +48,9 @@ class JobView(BaseModel):
     updated_at: _dt.datetime
     error: str | None = None
     result: dict[str, Any] | None = Field(
-        None, description="train: run_dir, best, n_rows, n_models, n_failed; apply: out, n_rows, cluster_counts, model_id"
+        None, description="train: run_dir, best, recommended, n_rows, n_models, n_failed, published (with publish); "
+                          "apply: out, n_rows, cluster_counts, model_id; drift: verdict (drift or pass), reasons, clusters, "
+                          "features, out, report_file"
     )
     cancel_requested: bool = False
     attempts: int = Field(0, description="times the job was started")

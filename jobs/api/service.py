@@ -9,6 +9,7 @@ from typing import Any
 
 from cluster_core.errors import NotFoundError
 
+from ..metrics import JobMetrics
 from ..paths import PathPolicy
 from ..runner import Runner
 from ..settings import ServiceSettings
@@ -35,6 +36,8 @@ class JobService:
             self.store.close()
             raise
         self.runner = Runner(self.store, self.policy, settings)
+        self.metrics = JobMetrics(self.store, self.runner)
+        self.runner.on_finish.append(self.metrics.job_finished)
 
     def start(self) -> None:
         """Confine image reads to the readable roots, recover and start running jobs.
@@ -104,7 +107,8 @@ class JobService:
 
     @staticmethod
     def _rerun_spec(parent: JobRecord, **changes: Any) -> TrainSpec | ApplySpec:
-        spec = {k: v for k, v in parent.spec.items() if k != "output"}  # a rerun writes its own output
+        # a rerun writes its own output and publishes nothing (it explores; moving an alias is a decision)
+        spec = {k: v for k, v in parent.spec.items() if k not in ("output", "publish")}
         spec.update(changes)
         return parse_spec(spec)
 

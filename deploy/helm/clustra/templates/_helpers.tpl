@@ -163,8 +163,9 @@ The registry location: registry.url, or the registry volume's mount path.
 {{- end -}}
 
 {{/*
-Where job outputs go: jobsApi.outputRoot, else outputs/ on the data volume, else under the
-first data root.
+Where job outputs go: jobsApi.outputRoot, else outputs/ on the data volume, else outputs/ on the
+job store's volume (a local path in every case: the jobs service writes outputs under a local
+root, never to a URL; an s3:// outputRoot fails in clustra.validate).
 */}}
 {{- define "clustra.outputRoot" -}}
 {{- if .Values.jobsApi.outputRoot -}}
@@ -172,7 +173,7 @@ first data root.
 {{- else if .Values.data.persistence.enabled -}}
 {{- printf "%s/outputs" (trimSuffix "/" .Values.data.persistence.mountPath) -}}
 {{- else -}}
-{{- printf "%s/outputs" (trimSuffix "/" (first .Values.data.roots)) -}}
+{{- printf "%s/outputs" (dir .Values.jobsApi.storePath) -}}
 {{- end -}}
 {{- end -}}
 
@@ -375,6 +376,9 @@ Checks of values that the schema cannot express. Included by every template that
 {{- if not $shared -}}
 {{- fail (printf "data.persistence.enabled=false and data.roots=%v has no s3:// root: the Dask workers could not read what the jobs API names; enable the data volume or add an s3:// root (objectStorage.enabled=true)" $v.data.roots) -}}
 {{- end -}}
+{{- end -}}
+{{- if contains "://" $v.jobsApi.outputRoot -}}
+{{- fail (printf "jobsApi.outputRoot=%s is a URL: the jobs API writes run directories and scored datasets under a local path (the data volume, or leave it empty); publish: in a train spec puts models into an s3:// registry" $v.jobsApi.outputRoot) -}}
 {{- end -}}
 {{- if and (not $v.registry.url) (not $v.registry.persistence.enabled) -}}
 {{- fail "registry.url is empty and registry.persistence.enabled=false: set registry.url (e.g. s3://bucket/registry) or enable the registry volume" -}}
