@@ -95,6 +95,15 @@ class Run:
         and the insights; a saved run (``path`` set) is renamed on disk too. Returns the
         cluster's ``model.json`` entry.
 
+        Parameters
+        ----------
+        cluster : int
+            The cluster id.
+        name : str
+            1 to 100 printable characters (whitespace runs collapse to one space).
+        model : str, optional
+            A model id of the run (default: the recommended model).
+
         Raises
         ------
         cluster_core.errors.InvalidInputError
