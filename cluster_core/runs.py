@@ -69,13 +69,17 @@ def write_run(result: TrainResult, run_dir: str | os.PathLike, *, overwrite: boo
     return run_dir
 
 
+def _read_run_json(run_dir: str | os.PathLike, name: str, missing: str) -> dict:
+    """The JSON file ``name`` of a run directory; ArtifactError(``missing``) when it is absent."""
+    try:
+        return json.loads((Path(run_dir) / name).read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(missing) from exc
+
+
 def read_leaderboard(run_dir: str | os.PathLike) -> dict:
     """``leaderboard.json`` of a run directory."""
-    file = Path(run_dir) / LEADERBOARD_FILE
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{str(run_dir)!r} is not a run directory (no {LEADERBOARD_FILE})") from exc
+    return _read_run_json(run_dir, LEADERBOARD_FILE, f"{str(run_dir)!r} is not a run directory (no {LEADERBOARD_FILE})")
 
 
 def chosen_model(leaderboard: dict) -> str | None:
@@ -85,11 +89,9 @@ def chosen_model(leaderboard: dict) -> str | None:
 
 def read_selection(run_dir: str | os.PathLike) -> dict:
     """``selection.json`` of a run directory."""
-    file = Path(run_dir) / SELECTION_FILE
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"run {str(run_dir)!r} has no {SELECTION_FILE} (written by clustra train since curves exist)") from exc
+    return _read_run_json(
+        run_dir, SELECTION_FILE, f"run {str(run_dir)!r} has no {SELECTION_FILE} (written by clustra train since curves exist)"
+    )
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:

@@ -10,6 +10,9 @@ The Python API::
     run.save("runs/customers")
     model = clustra.load_model("runs/customers")         # a model or run directory
     model.transform(frame)                               # the columns `clustra apply` adds
+    clustra.insights("runs/customers")                   # insights.json: profiles, observations, ...
+    clustra.rename("runs/customers", cluster=0, name="FR visitors")
+    clustra.report("runs/customers", "report.html")      # the self-contained HTML report
 
 and the scikit-learn estimators :class:`KMeans`, :class:`GaussianMixture`, :class:`HDBSCAN`.
 Names load on first use, so ``import clustra`` (and the ``clustra`` command) start fast.
@@ -28,12 +31,18 @@ _EXPORTS = {
     "KMeans": "cluster_core.algorithms",
     "Model": "cluster_core.model",
     "Run": "clustra._api",
+    "insights": "clustra._api",
     "load_model": "clustra._api",
+    "rename": "clustra._api",
+    "report": "clustra._api",
     "train": "clustra._api",
 }
 _RENAMED = {"Model": "ClusteringModel"}
 
-__all__ = ["GaussianMixture", "HDBSCAN", "KMeans", "Model", "Run", "__version__", "load_model", "train"]
+__all__ = [
+    "GaussianMixture", "HDBSCAN", "KMeans", "Model", "Run", "__version__", "insights", "load_model", "rename", "report",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""The Python API: :func:`train` a sweep, look at its :class:`Run`, :func:`load_model` and use it.
+"""The Python API: :func:`train` a sweep, look at its :class:`Run`, :func:`load_model` and use it;
+read a model's :func:`insights`, :func:`rename` its clusters, write the HTML :func:`report`.
 
 The same use cases as the ``clustra`` command (:mod:`cluster_core.usecases`); a table in
 memory trains without Parquet on disk and without a Dask cluster.
@@ -7,6 +8,7 @@ memory trains without Parquet on disk and without a Dask cluster.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -52,6 +54,82 @@ class Run:
 
         self.path = write_run(self._result, check_output(path, overwrite=overwrite), overwrite=overwrite)
         return self.path
+
+    def _model(self, model: str | None) -> ClusteringModel:
+        from cluster_core.errors import InvalidInputError
+
+        if model is None:
+            return self.recommended
+        if model not in self.models:
+            raise InvalidInputError(f"model={model!r} is not a model of this run; its models: {sorted(self.models)}",
+                                    field="model")
+        return self.models[model]
+
+    def insights(self, model: str | None = None) -> dict:
+        """A model's insights (what ``insights.json`` holds; docs/insights.md).
+
+        Parameters
+        ----------
+        model : str, optional
+            A model id of the run (default: the recommended model).
+
+        Raises
+        ------
+        cluster_core.errors.InvalidInputError
+            ``model`` is not a model of the run.
+        cluster_core.errors.ArtifactError
+            The run was trained with ``insights=False`` (or that model's insights failed).
+        """
+        from cluster_core.errors import ArtifactError
+
+        chosen = self._model(model)
+        document = self._result.insights.get(chosen.model_id)
+        if document is None:
+            raise ArtifactError(f"model {chosen.model_id!r} has no insights (trained with insights=False?)")
+        return document
+
+    def rename(self, cluster: int, name: str, *, model: str | None = None) -> dict:
+        """Name a cluster of a model of this run (default: the recommended model), as ``clustra rename``.
+
+        The name labels ``cluster_name`` in :meth:`Model.transform <cluster_core.model.ClusteringModel.transform>`
+        and the insights; a saved run (``path`` set) is renamed on disk too. Returns the
+        cluster's ``model.json`` entry.
+
+        Parameters
+        ----------
+        cluster : int
+            The cluster id.
+        name : str
+            1 to 100 printable characters (whitespace runs collapse to one space).
+        model : str, optional
+            A model id of the run (default: the recommended model).
+
+        Raises
+        ------
+        cluster_core.errors.InvalidInputError
+            Unknown model (field ``model``) or cluster (field ``cluster``), a bad name (field ``name``).
+        """
+        from cluster_core.insights import check_name, rename_cluster
+        from cluster_core.insights.names import check_cluster, name_insights, named_clusters
+
+        chosen = self._model(model)
+        text = check_name(name)
+        check_cluster(cluster, chosen.n_clusters, chosen.model_id)
+        if self.path is not None:
+            rename_cluster(Path(self.path) / "models" / chosen.model_id, cluster, text)
+        chosen.clusters, entry = named_clusters(chosen.clusters, cluster, text)
+        if chosen.model_id in self._result.insights:
+            name_insights(self._result.insights[chosen.model_id], cluster, text)
+        return entry
+
+    def report(self, out: str | os.PathLike, *, models: list[str] | None = None, overwrite: bool = False) -> Path:
+        """Write the HTML report of the saved run (see :func:`report`); the file's path."""
+        from cluster_core.errors import InvalidInputError
+
+        if self.path is None:
+            raise InvalidInputError("the run is not saved: call run.save(PATH) (or train with out=) before run.report()",
+                                    field="run")
+        return report(self.path, out, models=models, overwrite=overwrite)
 
 
 def _progress(progress: bool | Progress) -> Progress:
@@ -124,4 +202,112 @@ def load_model(path: str | os.PathLike) -> ClusteringModel:
     return _load(path)
 
 
-__all__ = ["Run", "load_model", "train"]
+def _model_dir(path: str | os.PathLike, model: str | None) -> Path:
+    """The model directory ``path`` stands for: a model directory, or a run's model ``model`` (default: its recommended)."""
+    from cluster_core.errors import InvalidInputError
+    from cluster_core.runs import LEADERBOARD_FILE, read_leaderboard, resolve_model_dir
+
+    if model is None:
+        return resolve_model_dir(path)
+    if not (Path(path) / LEADERBOARD_FILE).is_file():
+        raise InvalidInputError(f"model={model!r} selects a model of a run, but {str(path)!r} is not a run directory "
+                                f"(no {LEADERBOARD_FILE})", field="model")
+    known = [m["model_id"] for m in read_leaderboard(path)["models"] if m.get("status", "ok") == "ok"]
+    if model not in known:
+        raise InvalidInputError(f"model={model!r} is not a trained model of run {str(path)!r}; its models: {known}",
+                                field="model")
+    return Path(path) / "models" / model
+
+
+def insights(path: str | os.PathLike, *, model: str | None = None) -> dict:
+    """A saved model's insights: its ``insights.json`` (docs/insights.md).
+
+    Parameters
+    ----------
+    path : path-like
+        A model directory, or a run directory (its recommended model).
+    model : str, optional
+        With a run directory: this model of the run (e.g. ``"kmeans-k3"``).
+
+    Returns
+    -------
+    dict
+        ``profiles``, ``observations``, ``heatmap``, ``feature_impact``, ``associations``, ``clusters``, ...
+
+    Raises
+    ------
+    cluster_core.errors.InvalidInputError
+        ``path`` is neither a model nor a run directory, or ``model`` is not a model of the run.
+    cluster_core.errors.ArtifactError
+        The model has no ``insights.json`` (trained with ``insights=False``) or it is unreadable.
+    """
+    from cluster_core.insights import read_insights
+
+    return read_insights(_model_dir(path, model))
+
+
+def rename(path: str | os.PathLike, cluster: int, name: str, *, model: str | None = None) -> dict:
+    """Name a cluster of a saved model, as ``clustra rename MODEL_DIR_OR_RUN --cluster ID --name TEXT``.
+
+    The name is stored in the model's ``model.json`` and ``insights.json`` (``name_source:
+    "user"``); applying the model writes it as ``cluster_name``. A published registry
+    version never changes: rename the model directory and publish it again.
+
+    Parameters
+    ----------
+    path : path-like
+        A model directory, or a run directory (its recommended model).
+    cluster : int
+        The cluster id.
+    name : str
+        1 to 100 printable characters (whitespace runs collapse to one space).
+    model : str, optional
+        With a run directory: this model of the run.
+
+    Returns
+    -------
+    dict
+        The cluster's ``model.json`` entry (``cluster_id``, ``name``, ``name_source``, ...).
+
+    Raises
+    ------
+    cluster_core.errors.InvalidInputError
+        An unknown model or cluster, a bad name (``field`` names which), a registry version.
+    """
+    from cluster_core.insights import rename_cluster
+
+    return rename_cluster(_model_dir(path, model), cluster, name)
+
+
+def report(run: str | os.PathLike, out: str | os.PathLike, *, models: list[str] | str | None = None,
+           overwrite: bool = False) -> Path:
+    """Write a run's HTML report, as ``clustra report RUN_DIR [--model ID] --out FILE.html``.
+
+    One self-contained file (plotly.js, styles and scripts inline; it requests nothing from
+    any other host): the leaderboard and selection curves, then per model the embedding view,
+    profiles, observations, heatmap, feature impact, associations, image gallery and map.
+
+    Parameters
+    ----------
+    run : path-like
+        A run directory.
+    out : path-like
+        The ``.html`` file to write (atomically).
+    models : str or list of str, optional
+        Only these models (default: every model, best first).
+    overwrite : bool
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    from cluster_core.report import write_report
+
+    if isinstance(models, str):
+        models = [models]
+    return write_report(run, out, model_ids=models, overwrite=overwrite)
+
+
+__all__ = ["Run", "insights", "load_model", "rename", "report", "train"]

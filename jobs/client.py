@@ -80,6 +80,27 @@ class JobsClient:
         """GET /v1/jobs/{id}."""
         return self.request("GET", f"/v1/jobs/{job_id}")
 
+    def leaderboard(self, job_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}/leaderboard."""
+        return self.request("GET", f"/v1/jobs/{_segment(job_id)}/leaderboard")
+
+    def recommended_model(self, job_id: str) -> str:
+        """The model a train job stands for: its leaderboard's recommended model (the best before there was one)."""
+        board = self.leaderboard(job_id)
+        chosen = board.get("recommended") or board.get("best")
+        if not chosen:
+            raise ApiError(f"job {job_id} has no successful model")
+        return chosen
+
+    def insights(self, job_id: str, model_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}/models/{model_id}/insights: the model's ``insights.json``."""
+        return self.request("GET", f"/v1/jobs/{_segment(job_id)}/models/{_segment(model_id)}/insights")
+
+    def rename_cluster(self, job_id: str, model_id: str, cluster_id: int, name: str) -> dict[str, Any]:
+        """POST /v1/jobs/{id}/models/{model_id}/clusters/{cluster_id}/name: name a cluster."""
+        path = f"/v1/jobs/{_segment(job_id)}/models/{_segment(model_id)}/clusters/{int(cluster_id)}/name"
+        return self.request("POST", path, json={"name": name})
+
     def wait(self, job_id: str, *, timeout: float | None = None, interval: float = 1.0,
              on_update: Any = None) -> dict[str, Any]:
         """Poll until the job is finished (or ``timeout`` seconds passed); its last state."""
@@ -91,6 +112,13 @@ class JobsClient:
             if job["state"] in TERMINAL or (deadline is not None and time.monotonic() >= deadline):
                 return job
             time.sleep(interval)
+
+
+def _segment(value: str) -> str:
+    """``value`` quoted as one path segment (a model id with a slash or a space stays one segment)."""
+    import urllib.parse
+
+    return urllib.parse.quote(str(value), safe="")
 
 
 __all__ = ["DEFAULT_SERVER", "ENV_SERVER", "TERMINAL", "ApiError", "JobsClient"]

@@ -155,6 +155,8 @@ class ApplySpec(_JobFields):
     data: DataPath = Field(description="Parquet file, directory or glob under a data root")
     output: Annotated[PathText | None, PathRole("output")] = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
     overwrite: bool = Field(False, description="replace an existing output directory")
+    explain: bool = Field(False, description="also write runner_up, margin and explanation (the columns that decided "
+                                             "each row's cluster), as clustra apply --explain")
 
     @field_validator("model", "data", "output")
     @classmethod

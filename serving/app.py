@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -261,6 +261,24 @@ class AssignmentAPI:
     def _observe(self, route: str, started: float, status: int) -> None:
         self.metrics.observe(route, status, time.perf_counter() - started)
 
+    async def _version_json(
+        self, route: str, request: Request, name: str, version: str | None, alias: str | None,
+        read: Callable[[ModelRef], Any],
+    ) -> Response:
+        """Authorize, resolve the chosen version, answer ``read(ref)`` (run in a thread) as JSON; observed under ``route``."""
+        started, status = time.perf_counter(), 500
+        try:
+            self._authorize(request)
+            ref = await self._resolve(name, version, alias)
+            payload = await asyncio.to_thread(read, ref)
+            status = 200
+            return JSONResponse(payload)
+        except ClustraError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            self._observe(route, started, status)
+
     # -- routes ---------------------------------------------------------------------------
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi_document(self, request: Request) -> JSONResponse:
@@ -310,34 +328,17 @@ class AssignmentAPI:
     @api.get("/v1/models/{name}", responses={200: {"model": DescribeResponse, "description": "the chosen version"}, **_errors(404, 409, 422)})
     async def describe_model(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
         """Versions, aliases, and for the chosen version: input schema, clusters, metrics."""
-        started, status = time.perf_counter(), 500
-        try:
-            self._authorize(request)
-            ref = await self._resolve(name, version, alias)
-            payload = await asyncio.to_thread(describe_version, self.registry, ref)
-            status = 200
-            return JSONResponse(payload)
-        except ClustraError as exc:
-            status = exc.http_status
-            raise
-        finally:
-            self._observe("/v1/models/{name}", started, status)
+        return await self._version_json(
+            "/v1/models/{name}", request, name, version, alias, lambda ref: describe_version(self.registry, ref)
+        )
 
     @api.get("/v1/models/{name}/insights", responses=_errors(404, 409, 422))
     async def model_insights(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
         """The chosen version's ``insights.json`` (docs/insights.md)."""
-        started, status = time.perf_counter(), 500
-        try:
-            self._authorize(request)
-            ref = await self._resolve(name, version, alias)
-            payload = await asyncio.to_thread(self.registry.insights, ref.name, ref.version)
-            status = 200
-            return JSONResponse(payload)
-        except ClustraError as exc:
-            status = exc.http_status
-            raise
-        finally:
-            self._observe("/v1/models/{name}/insights", started, status)
+        return await self._version_json(
+            "/v1/models/{name}/insights", request, name, version, alias,
+            lambda ref: self.registry.insights(ref.name, ref.version),
+        )
 
     @api.post("/v1/models/{name}/assign", openapi_extra=ASSIGN_OPENAPI,
               responses={200: {"model": AssignResponse, "description": "assignments in request order (JSON), or the "

@@ -460,3 +460,28 @@ def test_bearer_token(api, tmp_path, monkeypatch):
         assert ok.status_code == 200 and ok.json()["jobs"] == []
     overridden = ServiceSettings.from_env(store=str(tmp_path / "jobs.db"), auth_token="flag-token")
     assert overridden.auth_token == "flag-token"
+
+
+def test_an_apply_spec_with_explain_writes_the_columns_of_apply_explain(api, trained, tmp_path):
+    """``explain: true`` gives what ``clustra apply --explain`` writes for the same model and data."""
+    from cluster_core.usecases import apply_run
+
+    spec = {"kind": "apply", "job": trained["id"], "model_id": "kmeans-k3", "data": "customers", "explain": True}
+    job = wait_job(api.http, api.http.post("/v1/jobs", json=spec).json()["id"])
+    assert job["state"] == "succeeded", job
+    assert job["spec"]["explain"] is True
+    scored = pd.read_parquet(job["result"]["out"])
+    assert {"runner_up", "margin", "explanation"} <= set(scored.columns)
+    model_dir = Path(trained["result"]["run_dir"]) / "models" / "kmeans-k3"
+    apply_run(str(model_dir), str(api.data / "customers"), tmp_path / "cli", cluster="inprocess", explain=True)
+    local = pd.read_parquet(tmp_path / "cli")
+    key = ["customer_id"]
+    jobs_rows = scored.sort_values(key).reset_index(drop=True)
+    local_rows = local.sort_values(key).reset_index(drop=True)
+    for column in ("cluster_id", "runner_up", "explanation"):
+        assert jobs_rows[column].tolist() == local_rows[column].tolist(), column
+    assert json.loads(jobs_rows["explanation"].iloc[0])[0].keys() >= {"column", "contribution"}
+    plain = wait_job(api.http, api.http.post("/v1/jobs", json={**spec, "explain": False}).json()["id"])
+    assert not {"runner_up", "margin", "explanation"} & set(pd.read_parquet(plain["result"]["out"]).columns)
+    bad = api.http.post("/v1/jobs", json={**spec, "explain": "maybe"})
+    assert bad.status_code == 422 and bad.json()["field"] == "explain"

@@ -219,3 +219,86 @@ def test_api_help_lists_the_contract_flags():
     result = _clustra_process("jobs", "--help")
     for command in ("submit", "list", "status", "cancel", "logs", "wait", "leaderboard", "rerun"):
         assert command in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_job(server):
+    """A succeeded train job (kmeans, k 2 and 3); (id, run directory)."""
+    import httpx
+
+    from jobs_support import wait_job
+
+    url, _, headers = server
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        job = http.post("/v1/jobs", json={"kind": "train", "data": "customers", "algorithms": ["kmeans"], "k": [2, 3],
+                                          "name": "insights-cli"}).json()
+        job = wait_job(http, job["id"])
+    assert job["state"] == "succeeded", job
+    return job["id"], job["result"]["run_dir"]
+
+
+def test_insights_of_a_jobs_model(clustra, trained_job):
+    from pathlib import Path
+
+    job_id, run_dir = trained_job
+    recommended = json.loads((Path(run_dir) / "leaderboard.json").read_text())["recommended"]
+    status, out, err = clustra("jobs", "insights", job_id)
+    assert status == 0, err
+    assert f"using the recommended model of job {job_id}: {recommended}" in err
+    assert out.startswith(f"insights of {recommended} (on ") and "observations:" in out and "feature impact" in out
+    impact = json.loads((Path(run_dir) / "models" / "kmeans-k3" / "insights.json").read_text())["feature_impact"]
+    assert out.index(f"\n{impact[0]['column']} ") < out.index(f"\n{impact[-1]['column']} ")  # largest impact first
+    status, out, err = clustra("jobs", "insights", job_id, "--model", "kmeans-k3", "--json")
+    assert status == 0 and err == ""
+    assert json.loads(out) == json.loads((Path(run_dir) / "models" / "kmeans-k3" / "insights.json").read_text())
+
+
+def test_rename_a_cluster_of_a_jobs_model(clustra, trained_job):
+    from pathlib import Path
+
+    job_id, run_dir = trained_job
+    status, out, err = clustra("jobs", "rename", job_id, "--model", "kmeans-k2", "--cluster", "1", "--name", "FR visitors")
+    assert status == 0, err
+    assert out.strip() == f"job {job_id}, model kmeans-k2: cluster 1 is now 'FR visitors'"
+    info = json.loads((Path(run_dir) / "models" / "kmeans-k2" / "model.json").read_text())
+    assert [(c["name"], c["name_source"]) for c in info["clusters"] if c["cluster_id"] == 1] == [("FR visitors", "user")]
+    status, out, _ = clustra("jobs", "insights", job_id, "--model", "kmeans-k2")
+    assert status == 0 and "FR visitors" in out and "renamed" in out
+    status, out, _ = clustra("jobs", "rename", job_id, "--model", "kmeans-k2", "--cluster", "0", "--name", "Prospects", "--json")
+    assert status == 0 and json.loads(out) == {"job_id": job_id, "model_id": "kmeans-k2", "cluster_id": 0,
+                                               "name": "Prospects", "name_source": "user"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--model", "kmeans-k2", "--cluster", "5", "--name", "x"), "cluster=5 is not a cluster of model 'kmeans-k2' (expected 0..1)"),
+        (("--model", "gmm-k9", "--cluster", "0", "--name", "x"), "has no model 'gmm-k9'; its models:"),
+        (("--model", "kmeans-k2", "--cluster", "0", "--name", " "), "name"),
+    ],
+    ids=["unknown-cluster", "unknown-model", "blank-name"],
+)
+def test_rename_errors_are_one_line(clustra, trained_job, args, message):
+    status, _, err = clustra("jobs", "rename", trained_job[0], *args)
+    assert status == 2 and err.startswith("clustra: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_insights_of_an_unknown_job_or_model(clustra, trained_job):
+    status, _, err = clustra("jobs", "insights", "nope")
+    assert status == 2 and "clustra: error: no job with id 'nope'" in err
+    status, _, err = clustra("jobs", "insights", trained_job[0], "--model", "gmm-k9")
+    assert status == 2 and "gmm-k9" in err and len(err.strip().splitlines()) == 1
+
+
+def test_list_reruns_of_a_job_and_page_through(clustra, trained_job):
+    job_id = trained_job[0]
+    status, out, err = clustra("jobs", "rerun", job_id, "--k", "4", "--wait", "--interval", "0.2")
+    assert status == 0, err
+    rerun_id = out.strip()
+    status, out, _ = clustra("jobs", "list", "--parent", job_id, "--json")
+    assert status == 0 and [j["id"] for j in json.loads(out)["jobs"]] == [rerun_id]
+    status, out, _ = clustra("jobs", "list", "--limit", "1", "--json")
+    newest = json.loads(out)
+    assert newest["count"] == 1 and newest["total"] >= 2
+    status, out, _ = clustra("jobs", "list", "--limit", "1", "--offset", "1", "--json")
+    assert json.loads(out)["jobs"][0]["id"] != newest["jobs"][0]["id"]

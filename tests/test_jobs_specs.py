@@ -103,3 +103,12 @@ def test_json_schema_has_every_kind():
     assert set(schema["discriminator"]["mapping"]) == {"train", "apply", "drift"}
     train = schema["$defs"]["TrainSpec"]["properties"]
     assert {"data", "algorithms", "k", "seed", "validation_fraction", "version"} <= set(train)
+
+
+def test_an_apply_spec_may_ask_for_explanations():
+    spec = {"kind": "apply", "job": "abc123", "data": "d"}
+    assert parse_spec(spec).explain is False
+    assert parse_spec({**spec, "explain": True}).explain is True
+    with pytest.raises(SpecError) as error:
+        parse_spec({**spec, "explain": "maybe"})
+    assert [e["field"] for e in error.value.errors] == ["explain"] and "got 'maybe'" in str(error.value)

@@ -112,3 +112,111 @@ def test_the_estimators_are_the_scikit_learn_ones():
     assert clustra.HDBSCAN is algorithms.HDBSCAN
     X = np.vstack([np.zeros((20, 2)), np.ones((20, 2)) * 5]).astype(np.float32)
     assert len(set(clustra.KMeans(2, device="cpu").fit(X).labels_)) == 2
+
+
+# -- insights, rename and report --------------------------------------------------------------
+
+def test_the_readme_example_reads_insights_renames_and_writes_the_report(example):
+    where, names = example
+    run_dir = where / "runs" / "penguins"
+    model_dir = run_dir / "models" / names["run"].recommended.model_id
+    on_disk = json.loads((model_dir / "insights.json").read_text())
+    assert names["insights"]["feature_impact"] == on_disk["feature_impact"]
+    assert set(names["insights"]) >= {"profiles", "observations", "heatmap", "feature_impact", "associations"}
+    # the rename is on disk and labels what the model adds to the data
+    assert on_disk["clusters"][0]["name"] == "long flippers" and on_disk["clusters"][0]["name_source"] == "user"
+    scored = clustra.load_model(run_dir).transform(names["penguins"])
+    assert set(scored.loc[scored["cluster_id"] == 0, "cluster_name"]) == {"long flippers"}
+    html = (where / "penguins.html").read_text()
+    assert '<details class="model" id="model-kmeans-k3"' in html
+    assert html.count('<details class="model"') == 1  # models= keeps the other models' sections out
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A small kmeans sweep on the mixed table, saved; (run, run directory)."""
+    from conftest import make_mixed_frame
+
+    frame = make_mixed_frame(400, seed=3).drop(columns=["segment_truth"])
+    run = clustra.train(frame, k=[2, 3], algorithms="kmeans", seed=0, out=tmp_path_factory.mktemp("saved") / "run")
+    return run, run.path, frame
+
+
+def test_insights_of_a_run_a_model_of_it_and_a_model_directory(saved_run):
+    run, run_dir, _ = saved_run
+    recommended = run.recommended.model_id
+    assert clustra.insights(run_dir)["model_id"] == recommended
+    assert clustra.insights(run_dir, model="kmeans-k2")["model_id"] == "kmeans-k2"
+    assert clustra.insights(run_dir / "models" / "kmeans-k3") == json.loads((run_dir / "models" / "kmeans-k3" / "insights.json").read_text())
+    assert run.insights("kmeans-k2")["feature_impact"] == clustra.insights(run_dir, model="kmeans-k2")["feature_impact"]
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "words"),
+    [
+        (lambda d: clustra.insights(d, model="gmm-k9"), "model", "'gmm-k9' is not a trained model of run"),
+        (lambda d: clustra.insights(d / "models" / "kmeans-k2", model="kmeans-k2"), "model", "is not a run directory"),
+        (lambda d: clustra.insights(d / "nowhere"), None, "does not exist"),
+        (lambda d: clustra.rename(d, 7, "x", model="kmeans-k2"), "cluster", "cluster=7 is not a cluster of model 'kmeans-k2' (expected 0..1)"),
+        (lambda d: clustra.rename(d, 0, "   "), "name", "should have 1 to 100 characters"),
+        (lambda d: clustra.rename(d, 0, "x", model="nope"), "model", "'nope' is not a trained model"),
+    ],
+    ids=["unknown-model", "model-of-a-model-dir", "missing-path", "unknown-cluster", "blank-name", "rename-unknown-model"],
+)
+def test_bad_arguments_name_their_field(saved_run, call, field, words):
+    _, run_dir, _ = saved_run
+    with pytest.raises(InvalidInputError) as error:
+        call(run_dir)
+    assert words in str(error.value) and error.value.field == field
+
+
+def test_a_model_without_insights_says_so(tmp_path, mixed_frame):
+    from cluster_core.errors import ArtifactError
+
+    run = clustra.train(mixed_frame, k=2, algorithms="kmeans", seed=0, insights=False, out=tmp_path / "run")
+    with pytest.raises(ArtifactError, match="has no insights.json"):
+        clustra.insights(tmp_path / "run")
+    with pytest.raises(ArtifactError, match="has no insights"):
+        run.insights()
+
+
+def test_rename_is_the_cli_rename(saved_run, tmp_path):
+    """The API and `clustra rename` leave the same model.json and insights.json behind."""
+    import shutil
+
+    _, run_dir, _ = saved_run
+    by_api, by_cli = tmp_path / "api", tmp_path / "cli"
+    shutil.copytree(run_dir, by_api)
+    shutil.copytree(run_dir, by_cli)
+    entry = clustra.rename(by_api, 1, "  FR   visitors ")
+    cli = subprocess.run([sys.executable, "-m", "clustra.cli", "rename", str(by_cli), "--cluster", "1", "--name", "  FR   visitors "],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert entry["name"] == "FR visitors" and entry["name_source"] == "user"
+    model = clustra.load_model(by_api).model_id
+    for file in ("model.json", "insights.json"):
+        assert (by_api / "models" / model / file).read_text() == (by_cli / "models" / model / file).read_text()
+
+
+def test_a_run_in_memory_renames_then_saves_and_reports(tmp_path, mixed_frame):
+    frame = mixed_frame.drop(columns=["segment_truth"])
+    run = clustra.train(frame, k=[2, 3], algorithms="kmeans", seed=0)
+    with pytest.raises(InvalidInputError, match="not saved") as error:
+        run.report(tmp_path / "r.html")
+    assert error.value.field == "run"
+    entry = run.rename(0, "Prospects", model="kmeans-k2")
+    assert entry == {**entry, "cluster_id": 0, "name": "Prospects", "name_source": "user"}
+    assert [c["name"] for c in run.insights("kmeans-k2")["clusters"] if c["cluster_id"] == 0] == ["Prospects"]
+    scored = run.models["kmeans-k2"].transform(frame)
+    assert set(scored.loc[scored["cluster_id"] == 0, "cluster_name"]) == {"Prospects"}
+    run.save(tmp_path / "run")
+    assert clustra.insights(tmp_path / "run", model="kmeans-k2")["clusters"][0]["name"] == "Prospects"
+    # once saved, a rename reaches the disk too
+    run.rename(1, "Regulars", model="kmeans-k2")
+    info = json.loads((tmp_path / "run" / "models" / "kmeans-k2" / "model.json").read_text())
+    assert [(c["name"], c["name_source"]) for c in info["clusters"]] == [("Prospects", "user"), ("Regulars", "user")]
+    out = run.report(tmp_path / "run.html", models=["kmeans-k2"])
+    assert out == tmp_path / "run.html" and "Regulars" in out.read_text()
+    with pytest.raises(InvalidInputError) as error:
+        clustra.report(tmp_path / "run", out)
+    assert error.value.field == "output"

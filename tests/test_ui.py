@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from _browser import chromium, screenshot, watched_page  # noqa: F401 - fixtures
@@ -273,3 +274,21 @@ def test_job_page_marks_the_recommended_model(server, trained):
         assert "Recommended model: <strong>kmeans-k2</strong> — the most stable count" in page
     finally:
         board_file.write_text(original)
+
+
+def test_rerun_all_and_apply_forms(server, trained):
+    job_id = trained["id"]
+    bad = server.http.post(f"/ui/jobs/{job_id}/rerun", data={"k": "three"})
+    assert bad.status_code == 422 and "k must be whole numbers separated by commas" in html.unescape(bad.text)
+    assert f'href="/ui/jobs/{job_id}"' in bad.text  # the error page leads back to the job
+    rerun = server.http.post(f"/ui/jobs/{job_id}/rerun", data={"k": "2"})
+    assert rerun.status_code == 303 and "notice=rerun+of+job" in rerun.headers["location"]
+    assert wait_job(server.http, rerun.headers["location"].split("/")[3].split("?")[0])["rerun"] == {"of": job_id, "k": [2]}
+    missing = server.http.post(f"/ui/jobs/{job_id}/models/kmeans-k2/apply", data={"data": "nowhere.parquet"})
+    assert missing.status_code in (403, 422) and "nowhere.parquet" in html.unescape(missing.text)
+    assert f'href="/ui/jobs/{job_id}/models/kmeans-k2"' in missing.text
+    applied = server.http.post(f"/ui/jobs/{job_id}/models/kmeans-k2/apply", data={"data": "new_customers.parquet", "explain": "true"})
+    assert applied.status_code == 303 and "notice=applying+kmeans-k2" in applied.headers["location"]
+    job = wait_job(server.http, applied.headers["location"].split("/")[3].split("?")[0])
+    assert job["state"] == "succeeded" and job["spec"]["explain"] is True
+    assert {"runner_up", "margin", "explanation"} <= set(pd.read_parquet(job["result"]["out"]).columns)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -46,6 +46,28 @@ class ClusterEstimator(ClusterMixin, BaseEstimator):
         array = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=1)
         array = np.ascontiguousarray(array, dtype=np.float32)
         return as_blocks(array), array
+
+    def _fit_on_sample(self, X: Any, fit_sample: Callable[[np.ndarray], Assignment]) -> None:
+        """Fit on a uniform sample of at most ``max_fit_samples`` rows of ``X``; label the rest from it.
+
+        ``fit_sample(sample)`` fits the estimator on the sample (float32, C-contiguous) and
+        returns the sample's own :class:`Assignment`. For an in-memory ``X``, ``labels_`` (and
+        ``probabilities_`` where the model has them) are the fit's own when the sample is all of
+        ``X``, else every row is assigned by :meth:`assign` from the fitted sample.
+        """
+        blocks, array = self._fit_blocks(X)
+        n_rows = blocks.count_rows()
+        sampled = n_rows > self.max_fit_samples
+        if sampled:
+            sample = blocks.sample_rows(self.max_fit_samples, seed_from(self.random_state))
+        else:
+            sample = array if array is not None else blocks.sample_rows(n_rows, 0)
+        fitted = fit_sample(np.ascontiguousarray(sample, dtype=np.float32))
+        if array is not None:
+            rows = self.assign(array) if sampled else fitted
+            self.labels_ = rows.labels
+            if rows.probability is not None:
+                self.probabilities_ = rows.probability
 
     def _check_input(self, X: Any) -> np.ndarray:
         """Validate ``X`` for inference (fitted, right width) and return float32."""

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..kernels.neighbors import NeighborIndex
-from ._base import Assignment, ClusterEstimator, seed_from
+from ._base import Assignment, ClusterEstimator
 
 DEFAULT_MAX_FIT_SAMPLES = 20_000
 SINGLE_THREAD_ROWS = 5_000  # below this, OpenMP threads cost more than the tree (100x on a busy machine)
@@ -83,16 +83,14 @@ class Genie(ClusterEstimator):
 
     def fit(self, X, y=None):
         """Build the Genie partition of (a sample of) ``X``."""
+        self._validate_params()
+        self._fit_on_sample(X, self._fit_tree)
+        return self
+
+    def _fit_tree(self, sample: np.ndarray) -> Assignment:
+        """Cut the Genie tree of the fit sample; the sample's labels."""
         import genieclust
 
-        self._validate_params()
-        blocks, array = self._fit_blocks(X)
-        n_rows = blocks.count_rows()
-        if n_rows > self.max_fit_samples:
-            sample = blocks.sample_rows(self.max_fit_samples, seed_from(self.random_state))
-        else:
-            sample = array if array is not None else blocks.sample_rows(n_rows, 0)
-        sample = np.ascontiguousarray(sample, dtype=np.float32)
         if sample.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={sample.shape[0]} should be >= n_clusters={self.n_clusters}.")
         model = genieclust.Genie(n_clusters=self.n_clusters, gini_threshold=float(self.gini_threshold))
@@ -100,11 +98,10 @@ class Genie(ClusterEstimator):
             labels = np.asarray(model.fit_predict(sample.astype(np.float64)), np.int64)
         # genieclust numbers clusters 0..k-1 (noise -1 only with M > 1, not used here)
         _, labels = np.unique(labels, return_inverse=True)
-        self._load_fitted_state({"fit_data_": sample, "fit_labels_": labels.astype(np.int64),
+        labels = labels.astype(np.int64)
+        self._load_fitted_state({"fit_data_": sample, "fit_labels_": labels,
                                  "n_clusters_": int(labels.max()) + 1 if labels.size else 0})
-        if array is not None:
-            self.labels_ = labels if array.shape[0] == sample.shape[0] and array is sample else self.assign(array).labels
-        return self
+        return Assignment(labels, None, None)
 
     def assign(self, X) -> Assignment:
         """The cluster of each row's nearest fit-sample row."""

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._compat import optional_import
 from ..kernels.neighbors import NeighborIndex, knn
-from ._base import Assignment, ClusterEstimator, seed_from
+from ._base import Assignment, ClusterEstimator
 
 DEFAULT_MAX_FIT_SAMPLES = 50_000
 
@@ -88,14 +88,11 @@ class HDBSCAN(ClusterEstimator):
     def fit(self, X, y=None):
         """Build the cluster tree on (a sample of) ``X``."""
         self._validate_params()
-        blocks, array = self._fit_blocks(X)
-        n_rows = blocks.count_rows()
-        sampled = n_rows > self.max_fit_samples
-        if sampled:
-            sample = blocks.sample_rows(self.max_fit_samples, seed_from(self.random_state))
-        else:
-            sample = array if array is not None else blocks.sample_rows(n_rows, 0)
-        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        self._fit_on_sample(X, self._fit_tree)
+        return self
+
+    def _fit_tree(self, sample: np.ndarray) -> Assignment:
+        """Build the condensed tree of the fit sample; the sample's labels and probabilities."""
         min_cluster_size = self.min_cluster_size or default_min_cluster_size(sample.shape[0])
         min_samples = self.min_samples or min(min_cluster_size, 10)
         if sample.shape[0] <= min_samples:
@@ -110,13 +107,7 @@ class HDBSCAN(ClusterEstimator):
         raw_tree, labels, probabilities = build_tree(sample, params, device)
         self._load_fitted_state(state_from_tree(raw_tree, labels, sample, min_samples, device))
         self.fit_labels_ = labels
-        if array is not None:
-            if sampled:
-                assignment = self.assign(array)
-                self.labels_, self.probabilities_ = assignment.labels, assignment.probability
-            else:
-                self.labels_, self.probabilities_ = labels, probabilities
-        return self
+        return Assignment(labels, probabilities, None)
 
     def assign(self, X) -> Assignment:
         """Approximate-predict labels (-1 = noise) and membership probabilities."""

@@ -44,16 +44,8 @@ def rename_cluster(model_dir: str | os.PathLike, cluster_id: int, name: str) -> 
             "it came from and publish it as a new version", field="model",
         )
     info = _read_model_json(model_dir)
-    n_clusters = int(info.get("n_clusters") or 0)
-    if isinstance(cluster_id, bool) or not isinstance(cluster_id, int) or not 0 <= cluster_id < n_clusters:
-        raise InvalidInputError(
-            f"cluster={cluster_id!r} is not a cluster of model {info.get('model_id')!r} (expected 0..{n_clusters - 1})",
-            field="cluster",
-        )
-    clusters = {int(c["cluster_id"]): c for c in info.get("clusters") or []}
-    entry = clusters.setdefault(cluster_id, {"cluster_id": cluster_id})
-    entry["name"], entry["name_source"] = text, "user"
-    info["clusters"] = [clusters[c] for c in sorted(clusters)]
+    check_cluster(cluster_id, int(info.get("n_clusters") or 0), info.get("model_id"))
+    info["clusters"], entry = named_clusters(info.get("clusters") or [], cluster_id, text)
     write_json(model_dir / MODEL_FILE, info)
     insights = model_dir / INSIGHTS_FILE
     if insights.is_file():
@@ -61,11 +53,34 @@ def rename_cluster(model_dir: str | os.PathLike, cluster_id: int, name: str) -> 
             document = json.loads(insights.read_text())
         except json.JSONDecodeError as exc:
             raise ArtifactError(f"{str(insights)!r} is not valid JSON: {exc}") from exc
-        for cluster in document.get("clusters", []):
-            if cluster.get("cluster_id") == cluster_id:
-                cluster["name"], cluster["name_source"] = text, "user"
+        name_insights(document, cluster_id, text)
         write_json(insights, document)
     return entry
+
+
+def check_cluster(cluster_id: object, n_clusters: int, model_id: object) -> int:
+    """``cluster_id`` when it is a cluster of the model; InvalidInputError (field ``cluster``) otherwise."""
+    if isinstance(cluster_id, bool) or not isinstance(cluster_id, int) or not 0 <= cluster_id < n_clusters:
+        raise InvalidInputError(
+            f"cluster={cluster_id!r} is not a cluster of model {model_id!r} (expected 0..{n_clusters - 1})",
+            field="cluster",
+        )
+    return cluster_id
+
+
+def named_clusters(clusters: list[dict], cluster_id: int, text: str) -> tuple[list[dict], dict]:
+    """``model.json``'s ``clusters`` (by id) with cluster ``cluster_id`` named ``text`` by the user; and its entry."""
+    by_id = {int(c["cluster_id"]): c for c in clusters}
+    entry = by_id.setdefault(cluster_id, {"cluster_id": cluster_id})
+    entry["name"], entry["name_source"] = text, "user"
+    return [by_id[c] for c in sorted(by_id)], entry
+
+
+def name_insights(document: dict, cluster_id: int, text: str) -> None:
+    """Name cluster ``cluster_id`` ``text`` (by the user) in an ``insights.json`` document, in place."""
+    for cluster in document.get("clusters", []):
+        if cluster.get("cluster_id") == cluster_id:
+            cluster["name"], cluster["name_source"] = text, "user"
 
 
 def _read_model_json(model_dir: Path) -> dict:

@@ -105,3 +105,32 @@ def curves_table(selection: dict) -> str:
             ))
     header = ("variant", "k", "found", "silhouette", "davies_bouldin", "calinski_h", "stability", "excess", "bic")
     return format_table(header, rows, right=list(range(1, len(header))))
+
+
+def insights_summary(document: dict, observations: int = 3) -> str:
+    """An ``insights.json`` for people: the clusters with their names and shares, each cluster's top
+    ``observations`` sentences, the feature impact and the redundant column pairs."""
+    lines = [f"insights of {document.get('model_id', '?')} (on {document.get('n_rows', '?')} sampled rows)", ""]
+    clusters = document.get("clusters") or []
+    rows = [(c["cluster_id"], c.get("name") or "-", "renamed" if c.get("name_source") == "user" else "generated",
+             c.get("size", "-"), "-" if c.get("share") is None else f"{c['share'] * 100:.1f}%") for c in clusters]
+    if document.get("noise"):
+        noise = document["noise"]
+        rows.append((-1, "noise", "-", noise.get("size", "-"), f"{(noise.get('share') or 0) * 100:.1f}%"))
+    lines.append(format_table(("cluster", "name", "name_source", "rows", "share"), rows, right=[0, 3, 4]))
+    said = document.get("observations") or {}
+    if said:
+        lines += ["", "observations:"]
+        for cluster in clusters:
+            sentences = said.get(str(cluster["cluster_id"])) or []
+            lines.append(f"  cluster {cluster['cluster_id']} ({cluster.get('name') or '-'}):")
+            lines += [f"    - {o['text']}" for o in sentences[:observations]] or ["    (nothing sets it apart)"]
+    impact = document.get("feature_impact") or []
+    if impact:
+        lines += ["", "feature impact (each column permuted; impact normalized to the largest = 1):"]
+        rows = [(i["column"], _number(i.get("impact")), _number(i.get("changed_share"))) for i in impact]
+        lines.append(format_table(("column", "impact", "changed_share"), rows, right=[1, 2]))
+    pairs = (document.get("associations") or {}).get("redundant") or []
+    if pairs:
+        lines += ["", "redundant column pairs: " + ", ".join(f"{p['a']} ~ {p['b']} ({_number(p.get('value'), 2)})" for p in pairs)]
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ from cluster_core.text_table import format_table
 from jobs.client import DEFAULT_SERVER, ENV_SERVER, TERMINAL, ApiError, JobsClient
 
 from ._args import UsageError, csv_ints
-from ._format import leaderboard_table
+from ._format import insights_summary, leaderboard_table
 
 EXIT_JOB_FAILED = 1
 EXIT_WAIT_TIMEOUT = 3
@@ -139,14 +139,15 @@ def job_table(jobs: list[dict[str, Any]]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """clustra jobs list [--state S]."""
     with _client(args) as client:
-        params = {k: v for k, v in (("state", args.state), ("kind", args.kind), ("limit", args.limit)) if v is not None}
+        params = {k: v for k, v in (("state", args.state), ("kind", args.kind), ("parent", args.parent),
+                                     ("limit", args.limit), ("offset", args.offset)) if v is not None}
         page = client.request("GET", "/v1/jobs", params=params)
     if args.json:
         _print_json(page)
     else:
         print(job_table(page["jobs"]))
         if page["total"] > page["count"]:
-            print(f"({page['count']} of {page['total']} jobs; --limit for more)")
+            print(f"({page['count']} of {page['total']} jobs; --limit / --offset for more)")
     return 0
 
 
@@ -230,6 +231,37 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         else:
             job = client.request("POST", f"/v1/jobs/{args.job_id}/rerun", json={"k": args.k})
         return _after_submit(client, job, args)
+
+
+def _model_of(client: JobsClient, args: argparse.Namespace) -> str:
+    """``--model``, else the job's recommended model (as a run directory stands for it)."""
+    if args.model:
+        return args.model
+    model_id = client.recommended_model(args.job_id)
+    print(f"using the recommended model of job {args.job_id}: {model_id}", file=sys.stderr)
+    return model_id
+
+
+def cmd_insights(args: argparse.Namespace) -> int:
+    """clustra jobs insights ID [--model MODEL_ID]: a model's insights.json."""
+    with _client(args) as client:
+        document = client.insights(args.job_id, _model_of(client, args))
+    if args.json:
+        _print_json(document)
+    else:
+        print(insights_summary(document, observations=args.observations))
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    """clustra jobs rename ID [--model MODEL_ID] --cluster C --name TEXT."""
+    with _client(args) as client:
+        entry = client.rename_cluster(args.job_id, _model_of(client, args), args.cluster, args.name)
+    if args.json:
+        _print_json(entry)
+    else:
+        print(f"job {entry['job_id']}, model {entry['model_id']}: cluster {entry['cluster_id']} is now {entry['name']!r}")
+    return 0
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -335,7 +367,9 @@ def _register_jobs(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled", "interrupted"],
                          help="only jobs in this state")
     listing.add_argument("--kind", choices=["train", "apply"], help="only jobs of this kind")
+    listing.add_argument("--parent", metavar="ID", help="only reruns of this job")
     listing.add_argument("--limit", type=int, help="at most this many jobs (default 100, at most 1000)")
+    listing.add_argument("--offset", type=int, help="skip this many jobs (newest first; default 0)")
     _add_client_options(listing)
     listing.set_defaults(func=cmd_list)
 
@@ -369,6 +403,24 @@ def _register_jobs(sub: argparse._SubParsersAction) -> None:
     _add_client_options(rerun)
     _add_wait_options(rerun)
     rerun.set_defaults(func=cmd_rerun)
+
+    insights = commands.add_parser("insights", help="a trained model's insights (profiles, observations, feature "
+                                                    "impact, associations; docs/insights.md)")
+    insights.add_argument("job_id", metavar="ID", help="a succeeded train job")
+    insights.add_argument("--model", metavar="MODEL_ID", help="a model of the job (default: its recommended model)")
+    insights.add_argument("--observations", type=int, default=3, metavar="N",
+                          help="sentences shown per cluster (default 3; --json prints them all)")
+    _add_client_options(insights)
+    insights.set_defaults(func=cmd_insights)
+
+    rename = commands.add_parser("rename", help="name a cluster of a trained model (stored with the model; apply "
+                                                "writes it as cluster_name)")
+    rename.add_argument("job_id", metavar="ID", help="a succeeded train job")
+    rename.add_argument("--model", metavar="MODEL_ID", help="a model of the job (default: its recommended model)")
+    rename.add_argument("--cluster", type=int, required=True, help="cluster id")
+    rename.add_argument("--name", required=True, help="the new name, e.g. 'FR visitors'")
+    _add_client_options(rename)
+    rename.set_defaults(func=cmd_rename)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 from fastapi import APIRouter, Depends, Path as PathParam, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -234,17 +234,25 @@ def job_json(request: Request, job_id: JobId) -> dict[str, Any]:
     return _job_json(service, service.store.get(job_id))
 
 
+async def _form_action(request: Request, back: str, act: Callable[[dict[str, list[str]]], tuple[str, str]]) -> Response:
+    """A form's action: ``act(form)`` gives the page to go to and a notice; its error shows an error page linking ``back``."""
+    form = await _form(request)
+    try:
+        url, notice = act(form)
+    except ClustraError as exc:
+        return render_error(request, getattr(exc, "http_status", 422), str(exc), back=back)
+    return _see(url, notice)
+
+
 @pages.post("/jobs/{job_id}/rerun")
 async def rerun_all(request: Request, job_id: JobId) -> Response:
     """Rerun the whole sweep (optionally with other counts k) as a new job."""
-    service = _service(request)
-    form = await _form(request)
-    try:
+    def rerun(form: dict[str, list[str]]) -> tuple[str, str]:
         k = _ints(_one(form, "k"), "k") if _one(form, "k") else None
-        record = service.rerun_sweep(job_id, k)
-    except ClustraError as exc:
-        return render_error(request, getattr(exc, "http_status", 422), str(exc), back=f"/ui/jobs/{job_id}")
-    return _see(f"/ui/jobs/{record.id}", f"rerun of job {job_id}")
+        record = _service(request).rerun_sweep(job_id, k)
+        return f"/ui/jobs/{record.id}", f"rerun of job {job_id}"
+
+    return await _form_action(request, f"/ui/jobs/{job_id}", rerun)
 
 
 # -- models --------------------------------------------------------------------------------
@@ -301,33 +309,33 @@ async def rename(request: Request, job_id: JobId, model_id: ModelId,
     return JSONResponse(renamer(job_id, model_id, cluster_id, name.strip()))
 
 
+def _model_page(job_id: str, model_id: str) -> str:
+    return f"/ui/jobs/{job_id}/models/{model_id}"
+
+
 @pages.post("/jobs/{job_id}/models/{model_id}/rerun")
 async def rerun_model(request: Request, job_id: JobId, model_id: ModelId) -> Response:
     """Rerun this model's algorithm with another k, as a new job."""
-    service = _service(request)
-    form = await _form(request)
-    back = f"/ui/jobs/{job_id}/models/{model_id}"
-    try:
+    def rerun(form: dict[str, list[str]]) -> tuple[str, str]:
         ks = _ints(_one(form, "k"), "k")
         if len(ks) != 1:
             raise InvalidInputError(f"k must be one cluster count, got {_one(form, 'k')!r}", field="k")
-        record = service.rerun_model(job_id, model_id, ks[0])
-    except ClustraError as exc:
-        return render_error(request, getattr(exc, "http_status", 422), str(exc), back=back)
-    return _see(f"/ui/jobs/{record.id}", f"rerun of {model_id} with k={ks[0]}")
+        record = _service(request).rerun_model(job_id, model_id, ks[0])
+        return f"/ui/jobs/{record.id}", f"rerun of {model_id} with k={ks[0]}"
+
+    return await _form_action(request, _model_page(job_id, model_id), rerun)
 
 
 @pages.post("/jobs/{job_id}/models/{model_id}/apply")
 async def apply_model(request: Request, job_id: JobId, model_id: ModelId) -> Response:
     """Score a dataset under a data root with this model (an apply job)."""
-    service = _service(request)
-    form = await _form(request)
-    try:
-        spec = {"kind": "apply", "job": job_id, "model_id": model_id, "data": _one(form, "data")}
-        record, _ = service.submit(parse_spec(spec))
-    except ClustraError as exc:
-        return render_error(request, getattr(exc, "http_status", 422), str(exc), back=f"/ui/jobs/{job_id}/models/{model_id}")
-    return _see(f"/ui/jobs/{record.id}", f"applying {model_id}")
+    def apply(form: dict[str, list[str]]) -> tuple[str, str]:
+        spec = {"kind": "apply", "job": job_id, "model_id": model_id, "data": _one(form, "data"),
+                "explain": _one(form, "explain") == "true"}
+        record, _ = _service(request).submit(parse_spec(spec))
+        return f"/ui/jobs/{record.id}", f"applying {model_id}"
+
+    return await _form_action(request, _model_page(job_id, model_id), apply)
 
 
 @pages.post("/jobs/{job_id}/models/{model_id}/publish")
@@ -335,19 +343,18 @@ async def publish_model(request: Request, job_id: JobId, model_id: ModelId) -> R
     """Publish this model to the registry (``CLUSTRA_REGISTRY``) as a new version of NAME."""
     from cluster_core.registry import ModelRegistry
 
-    service = _service(request)
-    form = await _form(request)
-    back = f"/ui/jobs/{job_id}/models/{model_id}"
-    try:
+    back = _model_page(job_id, model_id)
+
+    def publish(form: dict[str, list[str]]) -> tuple[str, str]:
         name = _one(form, "name")
         if not name:
             raise InvalidInputError("name is required: the registry name to publish under, e.g. customers", field="name")
-        model_dir = Path(service.leaderboard(job_id)["run_dir"]) / "models" / model_id
+        model_dir = Path(_service(request).leaderboard(job_id)["run_dir"]) / "models" / model_id
         info = ModelRegistry().publish(model_dir, name, alias=_one(form, "alias") or None)
-    except ClustraError as exc:
-        return render_error(request, getattr(exc, "http_status", 422), str(exc), back=back)
-    alias = f" (alias {info['alias']})" if info.get("alias") else ""
-    return _see(back, f"published as {info['name']} version {info['version']}{alias} in {info['registry']}")
+        alias = f" (alias {info['alias']})" if info.get("alias") else ""
+        return back, f"published as {info['name']} version {info['version']}{alias} in {info['registry']}"
+
+    return await _form_action(request, back, publish)
 
 
 def install_ui(app) -> None:
