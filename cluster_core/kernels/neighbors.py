@@ -4,9 +4,19 @@ Pairwise distances come from faiss (GPU when faiss-gpu sees one). k-nearest-neig
 search on the CPU uses scikit-learn's ``NearestNeighbors(algorithm="auto")``: a KD-tree
 or ball tree in low dimensions (brute force spends its time selecting the k best of every
 row), brute force in high ones; on a GPU, faiss's brute force.
+
+Answers are remembered (:class:`_AnswerCache`, bounded in bytes): the Genie models of one
+sweep all assign from the same fit sample, so their validation rows and every permuted
+column of the feature impact are the same queries against the same base; each is searched
+once, not once per model. A hit returns exactly what the search would (it is keyed on the
+bytes of both arrays).
 """
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -24,6 +34,44 @@ def _gpu_resources():
     return _gpu_resources.cache
 
 
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(array)).cast("B"), digest_size=16).digest() + repr(
+        (array.shape, array.dtype.str)).encode()
+
+
+class _AnswerCache:
+    """The most recent neighbour answers, at most ``max_bytes`` of them (least recently used out first)."""
+
+    def __init__(self, max_bytes: int = 64 * 2**20):
+        self.max_bytes = max_bytes
+        self._answers: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            answer = self._answers.get(key)
+            if answer is not None:
+                self._answers.move_to_end(key)
+            return answer
+
+    def put(self, key: tuple, answer: tuple[np.ndarray, np.ndarray]) -> None:
+        size = sum(a.nbytes for a in answer)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._answers:
+                return
+            self._answers[key] = answer
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._answers.popitem(last=False)
+                self._bytes -= sum(a.nbytes for a in dropped)
+
+
+_ANSWERS = _AnswerCache()
+
+
 class NeighborIndex:
     """Exact k-nearest-neighbour search over fixed ``base`` rows (built once, queried often)."""
 
@@ -31,10 +79,23 @@ class NeighborIndex:
         self.base = np.ascontiguousarray(base, dtype=np.float32)
         self.device = device
         self._sklearn = None
+        self._base_digest: bytes | None = None
 
     def query(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(squared_distances, indices)`` of the ``k`` nearest base rows, each (n_queries, k)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._base_digest is None:
+            self._base_digest = _digest(self.base)
+        key = (self._base_digest, _digest(queries), int(k))
+        answer = _ANSWERS.get(key)
+        if answer is None:
+            answer = self._search(queries, k)
+            for array in answer:
+                array.flags.writeable = False  # shared between callers
+            _ANSWERS.put(key, answer)
+        return answer
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
         if self.device == "cuda" and faiss.get_num_gpus() > 0:
             return faiss.knn_gpu(_gpu_resources(), queries, self.base, k)
