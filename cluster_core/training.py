@@ -385,6 +385,38 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     )
 
 
+def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np.ndarray, names: list[str],
+                    data: PreparedData, progress: Progress) -> list[ModelResult]:
+    """Every model in this process, one model per core at a time, each single-threaded.
+
+    The kernels (torch, BLAS, numba) release the GIL, so models fitted side by side use every
+    core, as one task per model does on a cluster; torch and BLAS are held at one thread for
+    the whole sweep (their limits are process-wide, so no model changes them mid-way).
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    train_blocks, validation_blocks = ArrayBlocks(train), ArrayBlocks(validation)
+    workers = max(1, min(len(specs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    results = []
+    try:
+        with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
+            futures = [pool.submit(fit_and_evaluate, spec, estimator, config, train_blocks, validation_blocks, names,
+                                   data.stability_rows, data.truth) for spec, estimator in zip(specs, estimators)]
+            for i, future in enumerate(as_completed(futures), 1):
+                result = future.result()
+                progress.advance(i, len(specs), describe_result(result))
+                results.append(result)
+    finally:
+        torch.set_num_threads(previous)
+    return results
+
+
 def _run_small(specs, config, data: PreparedData, client, progress: Progress) -> list[ModelResult]:
     """Every model as one task on in-memory arrays."""
     import dask
@@ -396,12 +428,7 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     results = []
     if client is None:
         train_array, validation_array = dask.compute(train, validation)
-        for i, (spec, estimator) in enumerate(zip(specs, estimators), 1):
-            result = fit_and_evaluate_arrays(spec, estimator, config, train_array, validation_array, names, 1,
-                                             data.stability_rows, data.truth)
-            progress.advance(i, len(specs), describe_result(result))
-            results.append(result)
-        return results
+        return _run_in_threads(specs, estimators, config, train_array, validation_array, names, data, progress)
     from distributed import as_completed
 
     train_future, validation_future = client.compute([train, validation])
