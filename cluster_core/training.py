@@ -387,11 +387,12 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
 
 def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np.ndarray, names: list[str],
                     data: PreparedData, progress: Progress) -> list[ModelResult]:
-    """Every model in this process, one model per core at a time, each single-threaded.
+    """Every model in this process, one model per core at a time.
 
     The kernels (torch, BLAS, numba) release the GIL, so models fitted side by side use every
-    core, as one task per model does on a cluster; torch and BLAS are held at one thread for
-    the whole sweep (their limits are process-wide, so no model changes them mid-way).
+    core, as one task per model does on a cluster. With fewer models than cores each model gets
+    its share of the cores (one model: all of them). Torch and BLAS thread limits are set once
+    for the whole sweep (they are process-wide, so no model changes them mid-way).
     """
     import os
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -400,12 +401,14 @@ def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np
     from threadpoolctl import threadpool_limits
 
     train_blocks, validation_blocks = ArrayBlocks(train), ArrayBlocks(validation)
-    workers = max(1, min(len(specs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(len(specs), cores))
+    threads_each = max(1, cores // workers)
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads_each)
     results = []
     try:
-        with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
+        with threadpool_limits(threads_each), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
             futures = [pool.submit(fit_and_evaluate, spec, estimator, config, train_blocks, validation_blocks, names,
                                    data.stability_rows, data.truth) for spec, estimator in zip(specs, estimators)]
             for i, future in enumerate(as_completed(futures), 1):
