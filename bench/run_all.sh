@@ -18,5 +18,7 @@ mkdir -p bench/out
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
   echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
   echo "## insights cost"; $PY bench/insights_cost.py 2>/dev/null
+  echo "## end to end vs pandas + scikit-learn"; $PY bench/e2e_small.py 2>/dev/null | sed -n '/^| rows/,$p'; $PY bench/e2e_kmeans_peer.py 2>/dev/null | sed -n '/^| rows/,$p'
+  echo "## recommendation (suite without k; held-out tables)"; $PY bench/recommendation.py --sets suite 2>/dev/null | tail -1; $PY bench/recommendation.py --sets packages 2>/dev/null
   echo "## serving drills (killed replica, moved alias)"; $PY bench/serve_replica_drill.py 2>/dev/null; $PY bench/serve_alias_drill.py 2>/dev/null
 } | tee "$out"
