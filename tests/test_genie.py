@@ -76,3 +76,25 @@ def test_genie_through_the_cli(tmp_path):
     assert applied.returncode == 0, applied.stderr
     scored = pd.read_parquet(out)
     assert len(scored) == 500 and adjusted_rand_score(scored["label"], scored["cluster_id"]) > 0.99
+
+
+def test_models_on_the_same_sample_share_one_tree_and_cut_it_as_a_fresh_fit(monkeypatch):
+    import importlib
+
+    import genieclust
+
+    from cluster_core.algorithms import genie as genie_module
+
+    mst_module = importlib.import_module(type(genieclust.Genie()).__mro__[1].__module__)
+    built = []
+    original = mst_module.quitefastmst.mst_euclid
+    monkeypatch.setattr(mst_module.quitefastmst, "mst_euclid", lambda *a, **kw: built.append(1) or original(*a, **kw))
+    monkeypatch.setattr(genie_module, "_TREES", type(genie_module._TREES)())
+    rng = np.random.default_rng(4)
+    x = np.vstack([rng.normal(c, 0.4, (150, 3)) for c in (0, 4, 8, 12)]).astype(np.float32)
+    for k, gini in [(2, 0.3), (4, 0.3), (3, 0.1), (4, 0.5)]:
+        ours = Genie(k, gini_threshold=gini, device="cpu").fit(x).labels_
+        fresh = genieclust.Genie(n_clusters=k, gini_threshold=gini).fit_predict(x.astype(np.float64))
+        assert adjusted_rand_score(ours, fresh) == 1.0, (k, gini)
+    # the reference fits above build their own trees (4); ours built one for all four models
+    assert len(built) == 4 + 1

@@ -5,16 +5,24 @@ uniform sample of at most ``max_fit_samples`` rows. Every row, fitted or new, ta
 cluster of its nearest sample row (exact neighbours from faiss), as HDBSCAN here assigns
 rows outside its fit sample. The saved state is the sample and its labels (arrays, no
 pickle), so a model assigns new points without refitting on any device.
+
+One tree per sample: the spanning tree depends only on the rows, not on ``n_clusters`` or
+``gini_threshold``, and every Genie model of a sweep fits the same sample (and refits the
+same stability subsamples), so the tree of each distinct sample is built once
+(:func:`_tree_for`, keyed on the sample's bytes) and each model only cuts it
+(``genieclust`` reuses a fitted tree when ``fit`` sees the same array again).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..kernels.neighbors import NeighborIndex
+from ..kernels.neighbors import NeighborIndex, array_digest
 from ._base import Assignment, ClusterEstimator
 
 DEFAULT_MAX_FIT_SAMPLES = 20_000
@@ -36,6 +44,34 @@ def _openmp_threads(n_rows: int):
 
 
 _CONTROLLER = None
+
+
+class _Tree:
+    """One sample's rows (kept alive: genieclust recognises them by identity) and its fitted tree."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+        self.model = None
+        self.lock = threading.Lock()
+
+
+_TREES: OrderedDict[bytes, _Tree] = OrderedDict()
+_TREES_LOCK = threading.Lock()
+MAX_TREES = 12  # a sweep's fit sample and its 8 stability subsamples (data and null), with room
+
+
+def _tree_for(sample: np.ndarray) -> _Tree:
+    """The shared tree holder of ``sample``'s exact rows (the most recent ``MAX_TREES`` are kept)."""
+    key = array_digest(sample)
+    with _TREES_LOCK:
+        tree = _TREES.get(key)
+        if tree is None:
+            tree = _TREES[key] = _Tree(np.array(sample, dtype=np.float64, order="C"))
+            while len(_TREES) > MAX_TREES:
+                _TREES.popitem(last=False)
+        else:
+            _TREES.move_to_end(key)
+        return tree
 
 
 class Genie(ClusterEstimator):
@@ -93,9 +129,14 @@ class Genie(ClusterEstimator):
 
         if sample.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={sample.shape[0]} should be >= n_clusters={self.n_clusters}.")
-        model = genieclust.Genie(n_clusters=self.n_clusters, gini_threshold=float(self.gini_threshold))
-        with _openmp_threads(sample.shape[0]):
-            labels = np.asarray(model.fit_predict(sample.astype(np.float64)), np.int64)
+        tree = _tree_for(sample)
+        with tree.lock:
+            if tree.model is None:
+                tree.model = genieclust.Genie(n_clusters=self.n_clusters, gini_threshold=float(self.gini_threshold))
+            else:
+                tree.model.set_params(n_clusters=self.n_clusters, gini_threshold=float(self.gini_threshold))
+            with _openmp_threads(sample.shape[0]):
+                labels = np.array(tree.model.fit(tree.rows).labels_, np.int64)  # the same array: the tree is reused
         # genieclust numbers clusters 0..k-1 (noise -1 only with M > 1, not used here)
         _, labels = np.unique(labels, return_inverse=True)
         labels = labels.astype(np.int64)

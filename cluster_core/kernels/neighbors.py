@@ -34,7 +34,8 @@ def _gpu_resources():
     return _gpu_resources.cache
 
 
-def _digest(array: np.ndarray) -> bytes:
+def array_digest(array: np.ndarray) -> bytes:
+    """A key for an array's exact contents, shape and dtype (BLAKE2b of its bytes)."""
     return hashlib.blake2b(memoryview(np.ascontiguousarray(array)).cast("B"), digest_size=16).digest() + repr(
         (array.shape, array.dtype.str)).encode()
 
@@ -85,8 +86,8 @@ class NeighborIndex:
         """``(squared_distances, indices)`` of the ``k`` nearest base rows, each (n_queries, k)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self._base_digest is None:
-            self._base_digest = _digest(self.base)
-        key = (self._base_digest, _digest(queries), int(k))
+            self._base_digest = array_digest(self.base)
+        key = (self._base_digest, array_digest(queries), int(k))
         answer = _ANSWERS.get(key)
         if answer is None:
             answer = self._search(queries, k)
