@@ -41,6 +41,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "kmeans_n_init": args.kmeans_n_init,
         "persist": args.persist,
         "device": args.device,
+        "metric": args.metric,
         "weights": numbers(args.weight, "--weight"),
         "geo_pairs": args.geo,
         "text_method": args.text_method,
@@ -204,6 +205,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                        help="share of rows held out to score the models (default 0.2)")
     train.add_argument("--max-iter", type=int, dest="max_iter", help="iteration cap for KMeans / GMM (default 300)")
     train.add_argument("--kmeans-n-init", type=int, dest="kmeans_n_init", help="k-means++ restarts per KMeans model (default 3)")
+    train.add_argument("--metric", choices=["euclidean", "cosine"],
+                       help="distance (default euclidean); cosine = spherical k-means, hdbscan/genie on unit-normalized "
+                       "rows, cosine silhouette; without --algorithms it runs kmeans,hdbscan,genie (docs/series.md#cosine)")
     train.add_argument("--persist", choices=["auto", "always", "never"],
                        help="keep features in worker memory (auto: when they fit in half of it) or re-read Parquet each pass")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
