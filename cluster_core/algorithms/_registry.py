@@ -325,7 +325,7 @@ def check_metric_support(names: list[str], metric: str) -> None:
         able = [name for name, spec in _ALGORITHMS.items() if metric in spec.metrics]
         raise InvalidInputError(
             f"metric={metric!r} is not supported by {unsupported}; algorithms with it: {able} "
-            f"(drop {unsupported} from the algorithms, or use metric='euclidean')", field="metric",
+            f"(drop {unsupported} from `algorithms`, or set `metric` to 'euclidean')", field="metric",
         )
 
 
