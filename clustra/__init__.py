@@ -10,6 +10,7 @@ The Python API::
     run.save("runs/customers")
     model = clustra.load_model("runs/customers")         # a model or run directory
     model.transform(frame)                               # the columns `clustra apply` adds
+    clustra.train_series(sales, series_id="store", time="date", k=3)   # one row per series (docs/series.md)
 
 and the scikit-learn estimators :class:`KMeans`, :class:`GaussianMixture`, :class:`HDBSCAN`.
 Names load on first use, so ``import clustra`` (and the ``clustra`` command) start fast.
@@ -30,10 +31,11 @@ _EXPORTS = {
     "Run": "clustra._api",
     "load_model": "clustra._api",
     "train": "clustra._api",
+    "train_series": "clustra._api",
 }
 _RENAMED = {"Model": "ClusteringModel"}
 
-__all__ = ["GaussianMixture", "HDBSCAN", "KMeans", "Model", "Run", "__version__", "load_model", "train"]
+__all__ = ["GaussianMixture", "HDBSCAN", "KMeans", "Model", "Run", "__version__", "load_model", "train", "train_series"]
 
 
 def __getattr__(name: str) -> Any:

@@ -155,6 +155,18 @@ def test_shape_method_through_the_python_api(retail, tmp_path):
     assert summary["n_series"] == 60 and (again.loc[labels.index] == labels).all()
 
 
+def test_python_api_front_door(retail):
+    import clustra
+
+    _, frame, truth = retail
+    few = frame[frame["store"].isin(truth.index[:45])]
+    outcome = clustra.train_series(few, series_id="store", time="date", values="sales", k=3, algorithms="kmeans",
+                                   cluster="inprocess", insights=False, series={"profile_points": 8})
+    assert outcome.summary["settings"]["profile_points"] == 8 and outcome.summary["model_id"] == "kmeans-k3"
+    labels = outcome.assignments.set_index("store")["cluster_id"]
+    assert adjusted_rand_score(truth.loc[labels.index], labels) >= 0.9
+
+
 # -- bad input: one line, never a traceback -----------------------------------------------
 @pytest.fixture(scope="module")
 def bad_tables(tmp_path_factory):
