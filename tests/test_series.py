@@ -228,6 +228,13 @@ def test_library_errors_name_the_field():
     assert info.value.field == "method"
     with pytest.raises(DataError, match="at least 2"):
         train_series_run(frame, dict(SETTINGS, min_points=1000), {"k": [2]}, cluster="inprocess")
+    with pytest.raises(InvalidInputError) as info:
+        train_series_run(frame, dict(SETTINGS, method="shape"), {"k": [2], "metric": "cosine", "algorithms": ["kmeans"]},
+                         cluster="inprocess")
+    assert info.value.field == "metric"
+    with pytest.raises(DataError) as info:
+        train_series_run(frame, dict(SETTINGS, method="shape"), {"k": [6]}, cluster="inprocess")
+    assert info.value.field == "k" and "6 usable series" in info.value.message
     bad_time = frame.assign(date="soon")
     with pytest.raises(DataError, match="'soon' is not a timestamp"):
         train_series_run(bad_time, SETTINGS, {"k": [2]}, cluster="inprocess")

@@ -131,6 +131,9 @@ def train_series_run(
     config = train_config(config)
     target = check_output(out, overwrite=overwrite) if out is not None else None
     carry = [config.evaluate_against] if config.evaluate_against else []
+    if series.method != "features" and config.metric != "euclidean":
+        raise InvalidInputError(f"metric={config.metric!r} applies to the features method; method={series.method!r} "
+                                "uses its own distance (DTW or k-Shape's)", field="metric")
     dataset = open_dataset(data, device=config.device)
     resolve_columns(series, dataset.frame._meta, carry)
     for name in carry:
@@ -196,6 +199,8 @@ def _train_features(kept, values, series, config, client, progress, summary, rep
 
 
 def _train_shapes(kept, series, config, progress, summary, report, shapes) -> SeriesOutcome:
+    if config.k and max(config.k) >= len(kept):
+        raise DataError(f"k={max(config.k)} needs more than {len(kept)} usable series", field="k")
     counts = [k for k in (config.k or SHAPE_DEFAULT_COUNTS) if k < len(kept)] or [2]
     rng = np.random.default_rng(config.seed)
     sample = rng.choice(len(kept), min(len(kept), SHAPE_SILHOUETTE_SAMPLE), replace=False)
