@@ -167,6 +167,50 @@ def test_python_api_front_door(retail):
     assert adjusted_rand_score(truth.loc[labels.index], labels) >= 0.9
 
 
+def test_serving_takes_one_series_per_record(retail, tmp_path):
+    """A published features model answers a series sent as values or as timestamped points, as apply does."""
+    from cluster_core.model import ClusteringModel
+    from cluster_core.registry import ModelRegistry
+    from cluster_core.series import apply_series_run
+    from serving.assign import ServedModel
+
+    _, frame, truth = retail
+    few = frame[frame["store"].isin(truth.index[:45])]
+    train_series_run(few, SETTINGS, {"k": [3], "algorithms": ["kmeans"], "insights": False}, out=tmp_path / "run",
+                     cluster="inprocess")
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(tmp_path / "run" / "models" / "kmeans-k3", "stores")
+    served = ServedModel(registry.load("stores"), registry.resolve("stores"))
+    assert served.series["values"] == ["sales"]
+
+    new = retail_series(6, days=200, seed=9)
+    apply_series_run(tmp_path / "run", new, tmp_path / "scored", cluster="inprocess")
+    expected = pd.read_parquet(tmp_path / "scored" / "series_assignments.parquet").set_index("store")
+    records = []
+    for store, rows in new.groupby("store"):
+        rows = rows.sort_values("date")
+        records.append({"points": [{"time": t.isoformat(), "sales": float(v)} for t, v in zip(rows["date"], rows["sales"])]})
+    answers = json.loads(served.assign_records(records))
+    stores = sorted(new["store"].unique())
+    assert [a["cluster_id"] for a in answers] == expected.loc[stores, "cluster_id"].tolist()
+    np.testing.assert_allclose([a["distance"] for a in answers], expected.loc[stores, "distance"], rtol=1e-4)
+    # equally spaced values: the same series without gaps or timestamps
+    regular = np.linspace(10, 40, 150) + np.random.default_rng(0).normal(size=150)
+    by_values = json.loads(served.assign_records([{"values": regular.tolist()}]))
+    by_points = json.loads(served.assign_records([{"points": [{"time": i, "sales": v} for i, v in enumerate(regular)]}]))
+    assert by_values[0]["cluster_id"] == by_points[0]["cluster_id"]
+    for bad, words in (([{"values": [1.0]}], ["records[0]", "at least 3"]),
+                       ([{"values": [1, 2, "x"]}], ["records[0]", "'x'", "not a finite number"]),
+                       ([{"points": [{"time": 1}]}], ["records[0]", "lacks 'sales'"]),
+                       ([{"values": [1, 2, 3]}, {"rows": []}], ["records[1]", "'values'"])):
+        with pytest.raises(InvalidInputError) as info:
+            served.assign_records(bad)
+        for word in words:
+            assert word in str(info.value)
+    with pytest.raises(InvalidInputError, match="clusters series"):
+        served.check_table(None)
+
+
 # -- bad input: one line, never a traceback -----------------------------------------------
 @pytest.fixture(scope="module")
 def bad_tables(tmp_path_factory):

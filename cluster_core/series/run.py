@@ -191,6 +191,8 @@ def _train_features(kept, values, series, config, client, progress, summary, rep
     result = train_models(dataset_from_table(table, name=f"series of {summary['data']}"), sweep_config, client=client,
                           progress=progress)
     board = result.leaderboard()
+    for each in result.models():  # saved in model.json: a published model answers one series per record
+        each.metadata["series"] = {"settings": series.model_dump(), "values": values}
     model = next(m for m in result.models() if m.model_id == board["recommended"])
     scored = model.transform(table)
     assignments = pd.concat([kept[[series.series_id]], scored.reset_index(drop=True)], axis=1)
