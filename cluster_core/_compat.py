@@ -15,6 +15,7 @@ _INSTALL_HINTS = {
     "sentence_transformers": 'pip install "clustra[text]"',
     "PIL": 'pip install "clustra[image]"  (pillow)',
     "onnxruntime": 'pip install "clustra[image]"  (onnxruntime)',
+    "tslearn": 'pip install "clustra[series]"  (tslearn)',
 }
 
 

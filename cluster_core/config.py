@@ -20,7 +20,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from .algorithms import check_algorithms
+from .algorithms import algorithms_with_metric, check_algorithms, check_metric_support
 from .errors import InvalidInputError
 
 DEFAULT_ALGORITHMS = ["kmeans", "gmm", "hdbscan", "genie"]
@@ -139,6 +139,11 @@ class TrainConfig(BaseModel):
         "never = recompute (stream from Parquet) on every pass",
     )
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
+    metric: str = Field(
+        "euclidean", pattern="^(euclidean|cosine)$",
+        description="distance: euclidean, or cosine (spherical k-means; hdbscan and genie on unit-normalized rows; "
+        "the silhouette with cosine distances). With cosine and no algorithms given, the defaults that support it run",
+    )
     # -- multimodal features (text, image, geo), balance, reduction, the embedding view --
     geo_pairs: list[Annotated[str, StringConstraints(max_length=2 * MAX_NAME_CHARS + 1)]] = Field(
         default_factory=list, max_length=MAX_NAMES, description="declared LAT:LON column pairs")
@@ -218,6 +223,19 @@ class TrainConfig(BaseModel):
         image = {"model": self.image_model, "root": self.image_root, "device": None if self.device == "auto" else self.device}
         return {"text": {k: v for k, v in text.items() if v is not None},
                 "image": {k: v for k, v in image.items() if v is not None}}
+
+    @model_validator(mode="after")
+    def _algorithms_support_metric(self) -> TrainConfig:
+        if self.metric == "euclidean":
+            return self
+        if "algorithms" not in self.model_fields_set:  # the defaults: those that can use the metric
+            self.__dict__["algorithms"] = algorithms_with_metric(self.algorithms, self.metric)
+            return self
+        try:
+            check_metric_support(self.algorithms, self.metric)
+        except InvalidInputError as exc:
+            raise ValueError(exc.message) from None
+        return self
 
     @model_validator(mode="after")
     def _counts_within_max_k(self) -> TrainConfig:

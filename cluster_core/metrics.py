@@ -18,6 +18,12 @@
   value is ``(1 - noise_fraction)`` times the silhouette of the non-noise rows.
 * **Davies–Bouldin** and **Calinski–Harabasz** — exact, from per-cluster sums over all
   non-noise rows (two passes).
+
+With ``metric="cosine"`` every row is unit-normalized first (:mod:`cluster_core.distance`):
+the silhouette then uses the cosine distance ``1 - cos`` between rows, and Davies–Bouldin
+and Calinski–Harabasz are the usual Euclidean indices of the unit rows (centroids are the
+means of unit rows, so the within-cluster scatter is ``2 * (1 - cos)`` to the mean
+direction, scaled by the mean's length).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .blocks import ArrayBlocks, Blocks, concat_partials, sum_partials, threaded_blocks
+from .distance import check_metric, unit_blocks
 from .kernels.neighbors import pairwise_sqdist
 
 DEFAULT_SILHOUETTE_SAMPLE = 10_000
@@ -96,27 +103,44 @@ def _combine_spread(a, b):
 
 
 @threaded_blocks
-def _silhouette_sums(block, assign: AssignFn, sample: np.ndarray, n_clusters: int, device: str):
-    """For every sample row: summed Euclidean distance to the rows of each cluster (noise skipped)."""
-    return _distance_sums(np.asarray(block, dtype=np.float32), _labels(block, assign), sample, n_clusters, device)
+def _silhouette_sums(block, assign: AssignFn, sample: np.ndarray, n_clusters: int, device: str, cosine: bool = False):
+    """For every sample row: summed distance (Euclidean, or cosine between unit rows) to the rows of
+    each cluster (noise skipped)."""
+    return _distance_sums(np.asarray(block, dtype=np.float32), _labels(block, assign), sample, n_clusters, device, cosine)
 
 
 @threaded_blocks
-def _reference_sums(block, index: int, labels: np.ndarray, block_rows: int, sample: np.ndarray, n_clusters: int, device: str):
+def _reference_sums(
+    block, index: int, labels: np.ndarray, block_rows: int, sample: np.ndarray, n_clusters: int, device: str,
+    cosine: bool = False,
+):
     """:func:`_silhouette_sums` over a block of reference rows whose labels are known."""
-    return _distance_sums(block, labels[index * block_rows : (index + 1) * block_rows], sample, n_clusters, device)
+    return _distance_sums(block, labels[index * block_rows : (index + 1) * block_rows], sample, n_clusters, device, cosine)
 
 
-def _distance_sums(rows: np.ndarray, labels: np.ndarray, sample: np.ndarray, n_clusters: int, device: str) -> np.ndarray:
-    """Tiles of TILE x TILE distances from faiss (squared, so a square root in place), then
-    one GEMM with the tile's membership matrix adds them up per cluster."""
+def _distance_sums(
+    rows: np.ndarray, labels: np.ndarray, sample: np.ndarray, n_clusters: int, device: str, cosine: bool = False,
+) -> np.ndarray:
+    """Tiles of TILE x TILE distances from faiss (squared, so a square root in place; for unit rows
+    and ``cosine``, halved: ``1 - cos``), then one GEMM with the tile's membership matrix adds
+    them up per cluster."""
     membership = _one_hot(labels, n_clusters)
     sums = np.zeros((sample.shape[0], n_clusters))
+    if cosine:  # unit rows or rows of zeros: x.y = (|x|^2 + |y|^2 - |x - y|^2) / 2
+        half_sq_rows = 0.5 * np.einsum("ij,ij->i", rows, rows).astype(np.float32)
+        half_sq_sample = 0.5 * np.einsum("ij,ij->i", sample, sample).astype(np.float32)
     for q in range(0, sample.shape[0], TILE):
         queries = sample[q : q + TILE]
         for b in range(0, rows.shape[0], TILE):
             distances = pairwise_sqdist(queries, rows[b : b + TILE], device)
-            np.sqrt(distances, out=distances)
+            if cosine:  # 1 - x.y
+                distances *= 0.5
+                distances += 1.0
+                distances -= half_sq_sample[q : q + TILE, None]
+                distances -= half_sq_rows[None, b : b + TILE]
+                np.clip(distances, 0.0, 2.0, out=distances)
+            else:
+                np.sqrt(distances, out=distances)
             sums[q : q + TILE] += distances @ membership[b : b + TILE]
     return sums
 
@@ -141,6 +165,7 @@ def evaluate_clustering(
     reference_size: int | None = DEFAULT_SILHOUETTE_REFERENCE,
     seed: int = 0,
     device: str = "cpu",
+    metric: str = "euclidean",
 ) -> dict:
     """Silhouette (sampled), Davies–Bouldin and Calinski–Harabasz of a labelling.
 
@@ -157,6 +182,9 @@ def evaluate_clustering(
     reference_size : int or None
         Above this many non-noise rows, the queries are measured against a stratified
         sample of about this many rows instead of all rows (None or 0: always all rows).
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: rows are unit-normalized, the silhouette uses cosine distances and
+        Davies–Bouldin / Calinski–Harabasz are computed on the unit rows.
 
     Returns
     -------
@@ -167,6 +195,9 @@ def evaluate_clustering(
         ``silhouette_sample_size``, ``silhouette_reference_size`` (rows the queries were
         measured against).
     """
+    cosine = check_metric(metric) == "cosine"
+    if cosine:
+        blocks = unit_blocks(blocks)
     counts_all, sums = blocks.map_reduce(_cluster_sums, assign, n_clusters)
     counts, n_noise = counts_all[:n_clusters], int(counts_all[n_clusters])
     n_rows = int(counts_all.sum())
@@ -194,12 +225,12 @@ def evaluate_clustering(
         if use_reference:
             reference_blocks = ArrayBlocks(reference, block_rows=8192)
             sil_sums = reference_blocks.map_indexed_reduce(
-                _reference_sums, reference_labels, reference_blocks.block_rows, sample, n_clusters, device
+                _reference_sums, reference_labels, reference_blocks.block_rows, sample, n_clusters, device, cosine
             )
             sizes = np.bincount(reference_labels, minlength=n_clusters)
             self_counted = sample_in_reference
         else:
-            sil_sums = blocks.map_reduce(_silhouette_sums, assign, sample, n_clusters, device)
+            sil_sums = blocks.map_reduce(_silhouette_sums, assign, sample, n_clusters, device, cosine)
             sizes, self_counted = counts, np.ones(sample.shape[0], bool)
         result["silhouette"] = _silhouette_estimate(sil_sums, sample_labels, counts, n_rows, sizes, self_counted)
     return result

@@ -33,6 +33,7 @@ from .blocks import ArrayBlocks, Blocks, DaskBlocks
 from .config import TrainConfig
 from .data import Dataset, sample_frame
 from .device import resolve_device
+from .distance import unit_rows
 from .drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
 from .drift import build_reference
 from .errors import ClustraError, DataError
@@ -225,7 +226,7 @@ def fit_and_evaluate(
         n_clusters = estimator.n_clusters_found
         metrics = evaluate_clustering(
             validation, estimator.predict, n_clusters, sample_size=config.silhouette_sample,
-            reference_size=config.silhouette_reference, seed=config.seed, device=device,
+            reference_size=config.silhouette_reference, seed=config.seed, device=device, metric=config.metric,
         )
         sample = validation.sample_rows(PROFILE_SAMPLE_ROWS, config.seed)
         clusters = profile_clusters(sample, estimator.predict(sample), feature_names, n_clusters)
@@ -241,7 +242,9 @@ def fit_and_evaluate(
         if stability_rows is not None:
             blocks = discrete_blocks(stability_rows, feature_names)
             metrics.update(measure_stability(template, stability_rows, config.seed, config.stability_pairs, blocks))
-            metrics.update(validity_indices(stability_rows, estimator.predict(stability_rows)))
+            # the indices of the rows the metric sees (unit rows for cosine)
+            index_rows = unit_rows(stability_rows) if config.metric == "cosine" else stability_rows
+            metrics.update(validity_indices(index_rows, estimator.predict(stability_rows)))
         if truth is not None:
             labels = validation.map_reduce(_predict_block, estimator.predict, combine=concat_partials)
             metrics.update(agreement_with(truth, labels))
@@ -520,6 +523,7 @@ class TrainResult:
                 "n_train": self.data.n_train,
                 "n_validation": self.data.n_validation,
                 "seed": self.config.seed,
+                "metric": self.config.metric,
                 "fit_seconds": result.fit_seconds,
             }
             clusters = [dict(c, estimated_rows=int(round(c["share"] * self.n_rows))) for c in result.clusters]

@@ -13,6 +13,7 @@ The Python API::
     clustra.insights("runs/customers")                   # insights.json: profiles, observations, ...
     clustra.rename("runs/customers", cluster=0, name="FR visitors")
     clustra.report("runs/customers", "report.html")      # the self-contained HTML report
+    clustra.train_series(sales, series_id="store", time="date", k=3)   # one row per series (docs/series.md)
 
 and the scikit-learn estimators :class:`KMeans`, :class:`GaussianMixture`, :class:`HDBSCAN`.
 Names load on first use, so ``import clustra`` (and the ``clustra`` command) start fast.
@@ -36,12 +37,13 @@ _EXPORTS = {
     "rename": "clustra._api",
     "report": "clustra._api",
     "train": "clustra._api",
+    "train_series": "clustra._api",
 }
 _RENAMED = {"Model": "ClusteringModel"}
 
 __all__ = [
     "GaussianMixture", "HDBSCAN", "KMeans", "Model", "Run", "__version__", "insights", "load_model", "rename", "report",
-    "train",
+    "train", "train_series",
 ]
 
 

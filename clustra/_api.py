@@ -310,4 +310,58 @@ def report(run: str | os.PathLike, out: str | os.PathLike, *, models: list[str] 
     return write_report(run, out, model_ids=models, overwrite=overwrite)
 
 
-__all__ = ["Run", "insights", "load_model", "rename", "report", "train"]
+
+
+def train_series(
+    data: Any,
+    *,
+    series_id: str,
+    time: str,
+    values: list[str] | str | None = None,
+    method: str = "features",
+    k: list[int] | int | None = None,
+    algorithms: list[str] | str | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    cluster: Any = None,
+    progress: bool | Progress = False,
+    series: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Any:
+    """Segment the series of a long table, one row per series (docs/series.md).
+
+    Parameters
+    ----------
+    data : str, path, pandas.DataFrame or pyarrow.Table
+        One row per observation.
+    series_id, time : str
+        The columns naming the series and holding the timestamps.
+    values : str or list of str, optional
+        Value columns (default: every other numeric column).
+    method : {"features", "shape", "kshape"}
+    k, algorithms, out, overwrite, cluster, progress, **settings
+        As for :func:`train` (the sweep of the features method).
+    series : dict, optional
+        Other fields of :class:`cluster_core.series.SeriesSettings` (``shape_length``, ``max_length``, ...).
+
+    Returns
+    -------
+    cluster_core.series.SeriesOutcome
+        ``assignments`` (one row per series), ``report`` (dropped series), ``summary`` (series.json).
+    """
+    from cluster_core.engine import AUTO, scheduler_address
+    from cluster_core.series import train_series_run
+    from cluster_core.usecases import train_config
+
+    if isinstance(k, int):
+        k = [k]
+    if isinstance(algorithms, str):
+        algorithms = [algorithms]
+    if isinstance(values, str):
+        values = [values]
+    fields = dict(series or {}, series_id=series_id, time=time, values=values, method=method)
+    return train_series_run(data, fields, train_config(settings, k=k, algorithms=algorithms), out=out, overwrite=overwrite,
+                            cluster=cluster or scheduler_address() or AUTO, progress=_progress(progress))
+
+
+__all__ = ["Run", "insights", "load_model", "rename", "report", "train", "train_series"]

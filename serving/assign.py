@@ -139,6 +139,8 @@ class ServedModel:
         self._scalar_columns = [(c, kinds[c]) for c in self.required if kinds.get(c) in SCALAR_KINDS]
         names = model.cluster_names()
         self._names = [names.get(i) for i in range(model.n_clusters)]
+        # a model of series features (docs/series.md): one series per record, resampled and described here
+        self.series = model.metadata.get("series")
         # what each assignment carries besides the cluster id (nothing for a model with neither)
         if model.has_distance:
             self.scalar, self.detail = "distance", "distances"
@@ -149,7 +151,11 @@ class ServedModel:
 
     # -- checks ---------------------------------------------------------------------------
     def check_records(self, records: list[Any]) -> None:
-        """Raise InvalidInputError naming the record and column that is missing, unknown or mistyped."""
+        """Raise InvalidInputError naming the record and column that is missing, unknown or mistyped
+        (for a series model: the record that is not a series it can take)."""
+        if self.series is not None:
+            self._series_frame(records)
+            return
         for index, record in enumerate(records):
             if not isinstance(record, dict):
                 raise InvalidInputError(f"records[{index}] is not an object of column: value pairs")
@@ -175,6 +181,9 @@ class ServedModel:
         """Column checks for an Arrow table: missing, unknown, or nested where a scalar is expected."""
         import pyarrow as pa
 
+        if self.series is not None:
+            raise InvalidInputError(f"model {self.ref.name!r} clusters series: send JSON records, one series each "
+                                    "({\"values\": [...]} or {\"points\": [{\"time\": ..., ...}]})")
         if table.num_rows == 0:
             raise InvalidInputError("the Arrow stream has no rows; send at least one record")
         duplicated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
@@ -193,8 +202,18 @@ class ServedModel:
                 raise InvalidInputError(f"column {column!r} has Arrow type {arrow_type}, expected {SCALAR_KINDS[kind]}")
 
     # -- inference ------------------------------------------------------------------------
+    def _series_frame(self, records: list[Any]) -> pd.DataFrame:
+        from cluster_core.series.records import series_feature_frame
+        from cluster_core.series.settings import SeriesSettings
+
+        settings = SeriesSettings(**self.series["settings"])
+        return series_feature_frame(records, settings, list(self.series["values"]), self.required)
+
     def records_frame(self, records: list[dict]) -> pd.DataFrame:
-        """The model's input columns of ``records`` as a frame (checked records only)."""
+        """The model's input columns of ``records`` as a frame (checked records only; for a series
+        model, each record's series features)."""
+        if self.series is not None:
+            return self._series_frame(records)
         try:
             return pd.DataFrame({c: [r[c] for r in records] for c in self.required}, index=pd.RangeIndex(len(records)))
         except _FEATURIZE_ERRORS as exc:

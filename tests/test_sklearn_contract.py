@@ -11,6 +11,7 @@ from cluster_core.algorithms import HDBSCAN, GaussianMixture, KMeans
     [
         KMeans(3, n_init=1, device="cpu"),
         KMeans(device="cpu"),
+        KMeans(3, n_init=1, device="cpu", metric="cosine"),
         GaussianMixture(2, device="cpu"),
         GaussianMixture(device="cpu"),
         HDBSCAN(5, device="cpu"),

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..blocks import Blocks, as_blocks
 from ..device import resolve_device
+from ..distance import unit_blocks, unit_rows
 
 
 class Assignment(NamedTuple):
@@ -17,7 +18,8 @@ class Assignment(NamedTuple):
 
     ``labels`` are cluster ids (-1 = noise); ``probability`` is the membership
     probability of the assigned cluster (None when the model has none); ``distance`` is
-    the Euclidean distance to the assigned centroid (None for models without centroids).
+    the distance to the assigned centroid in the model's metric (Euclidean, or the cosine
+    distance ``1 - cos`` for ``metric="cosine"``; None for models without centroids).
     """
 
     labels: np.ndarray
@@ -37,14 +39,21 @@ class ClusterEstimator(ClusterMixin, BaseEstimator):
     _fitted_attribute: ClassVar[str] = ""
 
     # -- input handling -------------------------------------------------------------------
+    @property
+    def _cosine(self) -> bool:
+        """True for an estimator with ``metric="cosine"``: it sees unit-normalized rows only
+        (:mod:`cluster_core.distance`), in fit and in every inference call."""
+        return getattr(self, "metric", "euclidean") == "cosine"
+
     def _fit_blocks(self, X: Any) -> tuple[Blocks, np.ndarray | None]:
-        """Blocks to fit on, plus the validated array when ``X`` is in memory (for ``labels_``)."""
+        """Blocks to fit on, plus the validated array when ``X`` is in memory (for ``labels_``);
+        rows unit-normalized for ``metric="cosine"``."""
         if isinstance(X, Blocks) or type(X).__module__.startswith("dask."):
             blocks = as_blocks(X)
             self.n_features_in_ = blocks.n_features
-            return blocks, None
+            return (unit_blocks(blocks) if self._cosine else blocks), None
         array = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=1)
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = unit_rows(array) if self._cosine else np.ascontiguousarray(array, dtype=np.float32)
         return as_blocks(array), array
 
     def _fit_on_sample(self, X: Any, fit_sample: Callable[[np.ndarray], Assignment]) -> None:
@@ -70,10 +79,10 @@ class ClusterEstimator(ClusterMixin, BaseEstimator):
                 self.probabilities_ = rows.probability
 
     def _check_input(self, X: Any) -> np.ndarray:
-        """Validate ``X`` for inference (fitted, right width) and return float32."""
+        """Validate ``X`` for inference (fitted, right width) and return float32 (unit rows for cosine)."""
         check_is_fitted(self, self._fitted_attribute)
         array = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return np.ascontiguousarray(array, dtype=np.float32)
+        return unit_rows(array) if self._cosine else np.ascontiguousarray(array, dtype=np.float32)
 
     def _torch_device(self) -> str:
         return resolve_device(getattr(self, "device", "auto")).torch

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
 
 @register_algorithm(
     "kmeans", estimator="cluster_core.algorithms.kmeans:KMeans", needs_k=True, distances=True, distributed=True,
-    gpu_engine="torch", description="k-means: k-means++ seeding, Lloyd/Hamerly iterations (cuML for in-memory GPU data)",
+    gpu_engine="torch", metrics=("euclidean", "cosine"), description="k-means: k-means++ seeding, Lloyd/Hamerly iterations (cuML for in-memory GPU data)",
 )
 def build_kmeans(config: Any, n_clusters: int | None, device: str) -> ClusterEstimator:
     """:class:`~cluster_core.algorithms.KMeans` with the sweep's cluster count and restarts."""
     from .kmeans import KMeans
 
-    return KMeans(n_clusters, n_init=config.kmeans_n_init, max_iter=config.max_iter, random_state=config.seed, device=device)
+    return KMeans(n_clusters, n_init=config.kmeans_n_init, max_iter=config.max_iter, random_state=config.seed, device=device,
+                  metric=config.metric)
 
 
 def _gaussian_mixture(config: Any, n_clusters: int | None, device: str, covariance_type: str) -> ClusterEstimator:
@@ -60,7 +61,7 @@ def build_gmm_diag(config: Any, n_clusters: int | None, device: str) -> ClusterE
 
 @register_algorithm(
     "hdbscan", estimator="cluster_core.algorithms.hdbscan:HDBSCAN", needs_k=False, probabilities=True,
-    distributed=False, gpu_engine="cuml", description="HDBSCAN on a sample, other rows by approximate prediction; noise is -1",
+    distributed=False, gpu_engine="cuml", metrics=("euclidean", "cosine"), description="HDBSCAN on a sample, other rows by approximate prediction; noise is -1",
 )
 def build_hdbscan(config: Any, n_clusters: int | None, device: str) -> ClusterEstimator:
     """:class:`~cluster_core.algorithms.HDBSCAN`; it finds its own number of clusters."""
@@ -72,6 +73,7 @@ def build_hdbscan(config: Any, n_clusters: int | None, device: str) -> ClusterEs
         max_fit_samples=config.hdbscan_max_fit_samples,
         random_state=config.seed,
         device=device,
+        metric=config.metric,
     )
 
 
@@ -82,6 +84,7 @@ def _gini_variants(config: Any) -> list[tuple[str, dict]]:
 
 @register_algorithm(
     "genie", estimator="cluster_core.algorithms.genie:Genie", needs_k=True, distributed=False, sweep=_gini_variants,
+    metrics=("euclidean", "cosine"),
     description="Genie (genieclust): Gini-bounded single linkage on a sample, other rows by nearest sample row",
 )
 def build_genie(config: Any, n_clusters: int | None, device: str) -> ClusterEstimator:
@@ -90,5 +93,5 @@ def build_genie(config: Any, n_clusters: int | None, device: str) -> ClusterEsti
 
     return Genie(
         n_clusters, gini_threshold=config.genie_gini_threshold, max_fit_samples=config.genie_max_fit_samples,
-        random_state=config.seed, device=device,
+        random_state=config.seed, device=device, metric=config.metric,
     )

@@ -89,6 +89,10 @@ class AlgorithmSpec:
         the sweep trains side by side, each built from ``config`` updated with
         ``overrides`` (TrainConfig fields) and named ``NAME-LABEL`` (e.g. ``genie-g0.3``,
         models ``genie-g0.3-k4``). None: one variant, named ``NAME``.
+    metrics : tuple of str
+        The distances (``TrainConfig.metric``, :data:`cluster_core.distance.METRICS`) the
+        factory can build the estimator for; the factory reads ``config.metric``.
+        Default: ``("euclidean",)``.
     """
 
     name: str
@@ -101,6 +105,7 @@ class AlgorithmSpec:
     gpu_engine: str | None = None
     description: str = ""
     sweep: Callable[[Any], list[tuple[str, dict]]] | None = None
+    metrics: tuple[str, ...] = ("euclidean",)
 
     def variants(self, config: Any) -> list[tuple[str, dict]]:
         """``[(variant name, config overrides), ...]`` the sweep trains for this algorithm."""
@@ -155,13 +160,14 @@ def register_algorithm(
     distributed: bool = False,
     gpu_engine: str | None = None,
     sweep: Callable[[Any], list[tuple[str, dict]]] | None = None,
+    metrics: tuple[str, ...] = ("euclidean",),
     replace: bool = False,
 ) -> Any:
     """Register algorithm ``name``; with ``factory`` omitted, a decorator for the factory.
 
     Parameters
     ----------
-    name, factory, estimator, needs_k, description, probabilities, distances, distributed, gpu_engine, sweep
+    name, factory, estimator, needs_k, description, probabilities, distances, distributed, gpu_engine, sweep, metrics
         The fields of :class:`AlgorithmSpec`.
     replace : bool, default=False
         Replace an existing entry of the same name (otherwise that is an error, unless
@@ -180,7 +186,8 @@ def register_algorithm(
     ...     return KCenters(n_clusters, random_state=config.seed)
     """
     fields = dict(estimator=estimator, needs_k=needs_k, description=description, probabilities=probabilities,
-                  distances=distances, distributed=distributed, gpu_engine=gpu_engine, sweep=sweep)
+                  distances=distances, distributed=distributed, gpu_engine=gpu_engine, sweep=sweep,
+                  metrics=tuple(metrics))
     if factory is None:
 
         def decorate(function: EstimatorFactory) -> EstimatorFactory:
@@ -223,6 +230,9 @@ def _check_spec(spec: AlgorithmSpec) -> None:
         raise ValueError(f"description of algorithm {spec.name!r} is {spec.description!r}; expected one non-empty line")
     if spec.gpu_engine is not None and not (isinstance(spec.gpu_engine, str) and spec.gpu_engine):
         raise ValueError(f"gpu_engine of algorithm {spec.name!r} is {spec.gpu_engine!r}; expected a name such as 'torch' or None")
+    known = ("euclidean", "cosine")  # cluster_core.distance.METRICS (not imported: this module stays light)
+    if not spec.metrics or any(m not in known for m in spec.metrics):
+        raise ValueError(f"metrics of algorithm {spec.name!r} is {spec.metrics!r}; expected a non-empty tuple of {known}")
 
 
 def load_plugins() -> None:
@@ -305,6 +315,24 @@ def check_algorithms(names: list[str]) -> None:
     unknown = [name for name in names if name not in _ALGORITHMS]
     if unknown:
         raise InvalidInputError(_unknown_message(unknown), field=FIELD)
+
+
+def check_metric_support(names: list[str], metric: str) -> None:
+    """InvalidInputError (``field="metric"``) when an algorithm of ``names`` cannot use ``metric``."""
+    load_plugins()
+    unsupported = [name for name in names if name in _ALGORITHMS and metric not in _ALGORITHMS[name].metrics]
+    if unsupported:
+        able = [name for name, spec in _ALGORITHMS.items() if metric in spec.metrics]
+        raise InvalidInputError(
+            f"metric={metric!r} is not supported by {unsupported}; algorithms with it: {able} "
+            f"(drop {unsupported} from `algorithms`, or set `metric` to 'euclidean')", field="metric",
+        )
+
+
+def algorithms_with_metric(names: list[str], metric: str) -> list[str]:
+    """The names of ``names`` whose algorithm supports ``metric`` (unregistered names dropped)."""
+    load_plugins()
+    return [name for name in names if name in _ALGORITHMS and metric in _ALGORITHMS[name].metrics]
 
 
 def estimator_from_state(state: dict) -> ClusterEstimator:

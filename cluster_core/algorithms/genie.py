@@ -88,6 +88,12 @@ class Genie(ClusterEstimator):
     random_state : int, optional
     device : {"auto", "cpu", "cuda"}, default="auto"
         Used for the neighbour search at assignment time.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: rows are unit-normalized and the tree is built with Euclidean
+        distances between them, which are monotone in the cosine distance. Genie's merges
+        depend only on the order of the minimum spanning tree's edges and on cluster
+        sizes, so the partition is the one of ``genieclust.Genie(metric="cosine")``;
+        the nearest-sample assignment is the most-similar sample row.
 
     Attributes
     ----------
@@ -107,15 +113,17 @@ class Genie(ClusterEstimator):
         "max_fit_samples": [Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "metric": [StrOptions({"euclidean", "cosine"})],
     }
 
     def __init__(self, n_clusters=2, *, gini_threshold=0.3, max_fit_samples=DEFAULT_MAX_FIT_SAMPLES,
-                 random_state=None, device="auto"):
+                 random_state=None, device="auto", metric="euclidean"):
         self.n_clusters = n_clusters
         self.gini_threshold = gini_threshold
         self.max_fit_samples = max_fit_samples
         self.random_state = random_state
         self.device = device
+        self.metric = metric
 
     def fit(self, X, y=None):
         """Build the Genie partition of (a sample of) ``X``."""

@@ -45,6 +45,12 @@ class HDBSCAN(ClusterEstimator):
     random_state : int, optional
     device : {"auto", "cpu", "cuda"}, default="auto"
         Used for the neighbour search at prediction time.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: rows are unit-normalized and clustered with the Euclidean (chord)
+        distance between them, ``sqrt(2 * (1 - cos))``, monotone in the cosine distance:
+        the mutual-reachability spanning tree is the one cosine gives, the condensed tree's
+        stabilities are measured in chord length. (The hdbscan library's ``"cosine"`` is not
+        among the metrics of its KD/ball trees, which its prediction data needs.)
 
     Attributes
     ----------
@@ -64,6 +70,7 @@ class HDBSCAN(ClusterEstimator):
         "max_fit_samples": [Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "metric": [StrOptions({"euclidean", "cosine"})],
     }
 
     def __init__(
@@ -76,6 +83,7 @@ class HDBSCAN(ClusterEstimator):
         max_fit_samples=DEFAULT_MAX_FIT_SAMPLES,
         random_state=None,
         device="auto",
+        metric="euclidean",
     ):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
@@ -84,6 +92,7 @@ class HDBSCAN(ClusterEstimator):
         self.max_fit_samples = max_fit_samples
         self.random_state = random_state
         self.device = device
+        self.metric = metric
 
     def fit(self, X, y=None):
         """Build the cluster tree on (a sample of) ``X``."""

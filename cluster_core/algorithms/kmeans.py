@@ -9,6 +9,7 @@ from numbers import Integral, Real
 
 from .._compat import optional_import, require
 from ..blocks import Blocks, concat_partials, single_threaded_when_small
+from ..distance import unit_rows
 from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
 from . import _hamerly
 from ._base import Assignment, ClusterEstimator, seed_from
@@ -47,12 +48,20 @@ class KMeans(TransformerMixin, ClusterEstimator):
         (its fused distance/argmin kernels and k-means|| seeding are the right tool
         there), and Clustra's own blocked kernels otherwise — always for Dask partitions,
         whose per-block statistics must be reduced across workers.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"`` is spherical k-means: rows are unit-normalized (in fit and in every
+        inference call), centroids are renormalized to unit length after every update,
+        and a row goes to the centroid of largest dot product — the nearest unit
+        centroid, so the same kernels run (:mod:`cluster_core.distance`). Distances
+        reported by ``assign`` / ``transform`` are then cosine distances ``1 - cos``.
+        Always fitted by Clustra's kernels (cuML's KMeans has no spherical mode).
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
     inertia_ : float
-        Sum of squared distances of the training rows to their nearest center.
+        Sum of squared distances of the training rows to their nearest center (for
+        ``metric="cosine"``: of the unit rows to the unit centers, i.e. ``2 * sum(1 - cos)``).
     n_iter_ : int
     labels_ : ndarray of shape (n_samples,)
         Only when fitted on an in-memory array.
@@ -70,6 +79,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
         "random_state": ["random_state"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "engine": [StrOptions({"auto", "torch", "cuml"})],
+        "metric": [StrOptions({"euclidean", "cosine"})],
     }
 
     def __init__(
@@ -84,6 +94,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
         random_state=None,
         device="auto",
         engine="auto",
+        metric="euclidean",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -94,10 +105,11 @@ class KMeans(TransformerMixin, ClusterEstimator):
         self.random_state = random_state
         self.device = device
         self.engine = engine
+        self.metric = metric
 
     def _engine(self, in_memory: bool, device: str) -> str:
         """The engine that fits: cuML only for in-memory data on a GPU, when installed."""
-        if self.engine == "torch" or not in_memory or device != "cuda":
+        if self.engine == "torch" or not in_memory or device != "cuda" or self._cosine:
             if self.engine == "cuml" and device != "cuda":
                 raise ValueError("engine='cuml' needs a CUDA device; none is in use (device resolved to 'cpu')")
             return "torch"
@@ -133,7 +145,8 @@ class KMeans(TransformerMixin, ClusterEstimator):
         labels_pass_measures = array is not None and len(seeds) == 1
         best = None
         for centers in seeds:
-            result = fit_centers(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures)
+            result = fit_centers(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures,
+                                 spherical=self._cosine)
             if best is None or (result[1] is not None and result[1] < best[1]):
                 best = result
         self.cluster_centers_, self.inertia_, self.n_iter_, labels = best
@@ -177,7 +190,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
                 raise ValueError(
                     f"init has shape {centers.shape}, expected ({self.n_clusters}, {blocks.n_features})"
                 )
-            return [centers.copy()]
+            return [unit_rows(centers) if self._cosine else centers.copy()]
         size = self.init_sample_size or min(n_rows, max(DEFAULT_INIT_SAMPLE, 50 * self.n_clusters))
         sample = blocks.sample_rows(size, int(rng.integers(2**31)))
         if sample.shape[0] < self.n_clusters:  # a Bernoulli sample can fall short: take every row
@@ -191,15 +204,21 @@ class KMeans(TransformerMixin, ClusterEstimator):
         return seeds
 
     def assign(self, X) -> Assignment:
-        """Nearest center and the Euclidean distance to it."""
+        """Nearest center and the distance to it (Euclidean, or cosine distance for ``metric="cosine"``)."""
         array = self._check_input(X)
         labels, sqdist = assign_nearest(array, self.cluster_centers_, self._torch_device())
+        if self._cosine:  # 1 - x.c (a row of zeros: 1)
+            dots = np.einsum("ij,ij->i", array, self.cluster_centers_[labels], dtype=np.float64)
+            return Assignment(labels, None, np.clip(1.0 - dots, 0.0, 2.0))
         return Assignment(labels, None, np.sqrt(sqdist))
 
     def transform(self, X) -> np.ndarray:
-        """Euclidean distance of every row to every center, shape (n_samples, n_clusters)."""
+        """Distance of every row to every center, shape (n_samples, n_clusters): Euclidean,
+        or the cosine distance ``1 - cos`` for ``metric="cosine"``."""
         array = self._check_input(X).astype(np.float64)
         centers = self.cluster_centers_.astype(np.float64)
+        if self._cosine:
+            return np.clip(1.0 - array @ centers.T, 0.0, 2.0)
         sq = (array**2).sum(1)[:, None] - 2 * array @ centers.T + (centers**2).sum(1)[None, :]
         return np.sqrt(np.maximum(sq, 0.0))
 
@@ -222,22 +241,29 @@ class KMeans(TransformerMixin, ClusterEstimator):
         self.n_clusters_ = int(self.cluster_centers_.shape[0])
 
 
-def fit_centers(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
+def fit_centers(
+    blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True,
+    spherical: bool = False,
+):
     """Lloyd iterations from ``centers``, skipping distance computations with Hamerly bounds
     where they apply (:mod:`._hamerly`: in-memory data on the CPU); returns ``(centers,
     inertia, n_iter, labels)``, the same iterations either way. ``labels`` (of every row, for
     the returned centers) comes only from the bounded path, else None; so may ``inertia``
-    with ``final_inertia=False``, as for :func:`lloyd`."""
+    with ``final_inertia=False``, as for :func:`lloyd`. ``spherical``: the rows are unit
+    vectors and every update renormalizes the centers (spherical k-means)."""
     if not _hamerly.available(blocks, device):
-        return (*lloyd(blocks, centers, max_iter, tol, device, final_inertia), None)
+        return (*lloyd(blocks, centers, max_iter, tol, device, final_inertia, spherical), None)
 
     def update(current, counts, sums):
-        return _update_centers(blocks, current, counts, sums, device)
+        return _update_centers(blocks, current, counts, sums, device, spherical)
 
     return _hamerly.hamerly_lloyd(blocks, np.asarray(centers, np.float32), max_iter, tol, update)
 
 
-def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True):
+def lloyd(
+    blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True,
+    spherical: bool = False,
+):
     """Lloyd iterations from ``centers``; returns ``(centers, inertia, n_iter)``.
 
     Stops after ``max_iter`` iterations or when the squared center shift is at most ``tol``
@@ -253,7 +279,7 @@ def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device
     shift_sq = np.inf
     for n_iter in range(1, max_iter + 1):
         counts, sums, inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, shift)
-        updated = _update_centers(blocks, centers, counts, sums, device)
+        updated = _update_centers(blocks, centers, counts, sums, device, spherical)
         shift_sq = float(((updated.astype(np.float64) - centers) ** 2).sum())
         centers = updated
         if shift_sq <= tol:
@@ -266,8 +292,11 @@ def lloyd(blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device
     return centers, float(inertia), n_iter
 
 
-def _update_centers(blocks: Blocks, centers: np.ndarray, counts: np.ndarray, sums: np.ndarray, device: str) -> np.ndarray:
-    """New centers = means; empty clusters take the points farthest from their centers (one extra pass)."""
+def _update_centers(
+    blocks: Blocks, centers: np.ndarray, counts: np.ndarray, sums: np.ndarray, device: str, spherical: bool = False,
+) -> np.ndarray:
+    """New centers = means; empty clusters take the points farthest from their centers (one extra pass).
+    ``spherical``: every center is then scaled to unit length (the mean's direction)."""
     updated = centers.copy()
     filled = counts > 0
     updated[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
@@ -276,4 +305,4 @@ def _update_centers(blocks: Blocks, centers: np.ndarray, counts: np.ndarray, sum
         _, far_rows = blocks.map_reduce(farthest_points, centers, device, combine=combine_far)
         for slot, cluster in enumerate(empty[: far_rows.shape[0]]):
             updated[cluster] = far_rows[slot]
-    return updated
+    return unit_rows(updated) if spherical else updated

@@ -16,6 +16,13 @@ _FLAGS = {
     "kind_weights": "--kind-weight",
     "geo_pairs": "--geo",
     "view_sample_rows": "--view-rows",
+    # series mode (cluster_core.series.SeriesSettings)
+    "values": "--value",
+    "method": "--series-method",
+    "shape_length": "--series-length",
+    "profile_points": "--series-profile-points",
+    "max_length": "--series-max-length",
+    "min_points": "--series-min-points",
 }
 _BACKTICKED = re.compile(r"`([a-z][a-z0-9_]*)`")
 

@@ -41,6 +41,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "kmeans_n_init": args.kmeans_n_init,
         "persist": args.persist,
         "device": args.device,
+        "metric": args.metric,
         "weights": numbers(args.weight, "--weight"),
         "geo_pairs": args.geo,
         "text_method": args.text_method,
@@ -64,11 +65,71 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _series_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The :class:`~cluster_core.series.SeriesSettings` fields the --series-* flags set, or None without --series-id."""
+    from ._args import UsageError
+
+    fields = {
+        "time": args.time,
+        "values": args.value,
+        "method": args.series_method,
+        "profile_points": args.series_profile_points,
+        "shape_length": args.series_length,
+        "max_length": args.series_max_length,
+        "min_points": args.series_min_points,
+        "dtw_window": args.dtw_window,
+    }
+    given = [name for name, value in fields.items() if value is not None]
+    if args.series_id is None:
+        if given:
+            flag = "--" + {"values": "value", "method": "series-method", "shape_length": "series-length",
+                           "max_length": "series-max-length", "min_points": "series-min-points",
+                           "profile_points": "series-profile-points"}.get(given[0], given[0].replace("_", "-"))
+            raise UsageError(f"{flag} needs --series-id COL (series mode: one row per series)")
+        return None
+    if args.time is None:
+        raise UsageError("--series-id needs --time COL: the column of the timestamps")
+    return {"series_id": args.series_id, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def _cmd_train_series(args: argparse.Namespace, series: dict[str, Any]) -> int:
+    """clustra train DATA --series-id COL --time COL --out RUN_DIR."""
+    from cluster_core.progress import PrintProgress
+    from cluster_core.series import train_series_run
+    from cluster_core.usecases import train_config
+
+    progress = PrintProgress()
+    outcome = train_series_run(args.data, series, train_config(_train_settings(args)), out=args.out,
+                               overwrite=args.overwrite, cluster=cluster_setting(args), progress=progress)
+    progress.finish()
+    if outcome.result is not None and hasattr(outcome.result, "leaderboard"):
+        leaderboard = outcome.result.leaderboard()
+        print(leaderboard_table(leaderboard, args.rank_by))
+        print()
+        print("\n".join(recommendation_lines(leaderboard)))
+    else:
+        for entry in outcome.sweep:
+            silhouette = "n/a" if entry["silhouette"] is None else f"{entry['silhouette']:.3f}"
+            print(f"{entry['model_id']:<20} silhouette {silhouette:>6}  sizes {entry['cluster_sizes']}")
+    summary = outcome.summary
+    counts = outcome.assignments["cluster_id"].value_counts().sort_index()
+    print(f"{summary['n_series_kept']:,} series segmented by {summary['model_id']} ({summary['method']}) into "
+          f"{len(counts)} segment(s): " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if summary["n_series_dropped"]:
+        print(f"{summary['n_series_dropped']} series dropped (reasons in series.json)")
+    print(f"run written to {outcome.run_dir} (series_assignments.parquet, series_segments.csv, series_profiles.json, "
+          f"series.json); clustra apply {outcome.run_dir} LONG_TABLE assigns new series")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """clustra train DATA --out RUN_DIR."""
     from cluster_core.progress import PrintProgress
     from cluster_core.usecases import train_config, train_run
 
+    series = _series_settings(args)
+    if series is not None:
+        return _cmd_train_series(args, series)
     progress = PrintProgress()
     outcome = train_run(args.data, train_config(_train_settings(args)), out=args.out, overwrite=args.overwrite,
                         cluster=cluster_setting(args), progress=progress)
@@ -88,7 +149,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from cluster_core.usecases import apply_run
 
     from cluster_core.runs import LEADERBOARD_FILE, chosen_model, read_leaderboard
+    from cluster_core.series import apply_series_run, is_series_run
 
+    if is_series_run(args.model):
+        print(f"series run {args.model}: assigning each series of the long table", file=sys.stderr)
+        progress = PrintProgress()
+        summary = apply_series_run(args.model, args.data, args.out, overwrite=args.overwrite,
+                                   cluster=cluster_setting(args), device=args.device, progress=progress)
+        progress.finish()
+        print(json.dumps(summary, indent=2))
+        return 0
     if (Path(args.model) / LEADERBOARD_FILE).is_file():
         print(f"using the recommended model of run {args.model}: {chosen_model(read_leaderboard(args.model))}",
               file=sys.stderr)
@@ -204,6 +274,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                        help="share of rows held out to score the models (default 0.2)")
     train.add_argument("--max-iter", type=int, dest="max_iter", help="iteration cap for KMeans / GMM (default 300)")
     train.add_argument("--kmeans-n-init", type=int, dest="kmeans_n_init", help="k-means++ restarts per KMeans model (default 3)")
+    train.add_argument("--metric", choices=["euclidean", "cosine"],
+                       help="distance (default euclidean); cosine = spherical k-means, hdbscan/genie on unit-normalized "
+                       "rows, cosine silhouette; without --algorithms it runs kmeans,hdbscan,genie (docs/series.md#cosine)")
     train.add_argument("--persist", choices=["auto", "always", "never"],
                        help="keep features in worker memory (auto: when they fit in half of it) or re-read Parquet each pass")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -218,10 +291,32 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
                        help="score every model against this column (ARI, NMI, homogeneity, completeness); "
                        "COL is excluded from the features and never used for the recommendation")
     _add_rank_by(train)
+    _add_series_options(train)
     add_column_options(train)
     _add_multimodal_options(train)
     add_cluster_options(train)
     train.set_defaults(func=cmd_train)
+
+
+def _add_series_options(parser: argparse.ArgumentParser) -> None:
+    """Series mode (docs/series.md): one row per series of a long table."""
+    group = parser.add_argument_group("series mode (a long table: one row per observation; docs/series.md)")
+    group.add_argument("--series-id", dest="series_id", metavar="COL", help="cluster series, one row per value of COL")
+    group.add_argument("--time", metavar="COL", help="the timestamps (datetime or numbers)")
+    group.add_argument("--value", type=csv_list, metavar="COL,...", help="value columns (default: every other numeric column)")
+    group.add_argument("--series-method", dest="series_method", choices=["features", "shape", "kshape"],
+                       help="features (default: level, trend, seasonality, autocorrelation, volatility, shape profile, "
+                       "fed to --algorithms), shape (DTW k-means on z-normalized series) or kshape")
+    group.add_argument("--series-length", dest="series_length", type=int,
+                       help="points every series is resampled to for shapes and profiles (default 64)")
+    group.add_argument("--series-profile-points", dest="series_profile_points", type=int,
+                       help="points of the shape profile among the features (default 16)")
+    group.add_argument("--series-max-length", dest="series_max_length", type=int,
+                       help="longest series allowed, in points of its regular grid (default 10000)")
+    group.add_argument("--series-min-points", dest="series_min_points", type=int,
+                       help="series with fewer observations are dropped and reported (default 3)")
+    group.add_argument("--dtw-window", dest="dtw_window", type=float,
+                       help="Sakoe-Chiba band of DTW, a fraction of --series-length (default 0.1)")
 
 
 def _add_rank_by(parser: argparse.ArgumentParser) -> None:
