@@ -1,0 +1,223 @@
+"""Never hang on memory: partitions sized from the workers' memory limit, and a watchdog that
+stops a job whose workers are all paused (issue 20, deliverable 4)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cluster_core.data import dataset_from_table, fit_partitions, read_dataset
+from cluster_core.engine.memory import PARTITION_COPIES, WorkerMemory
+from cluster_core.errors import MemoryLimitError
+
+MiB = 1 << 20
+ROWS, COLUMNS, GROUP_ROWS = 400_000, 16, 25_000  # 51 MB of float64 in row groups of 3.2 MB
+
+
+def _write(path, rows=ROWS, row_group_size=GROUP_ROWS, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 8, size=(3, COLUMNS))
+    values = centers[rng.integers(0, 3, rows)] + rng.normal(size=(rows, COLUMNS))
+    table = pa.table({f"x{i}": values[:, i] for i in range(COLUMNS)})
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """One 51 MB file in 16 row groups."""
+    return str(_write(tmp_path_factory.mktemp("grouped") / "data.parquet"))
+
+
+@pytest.fixture(scope="module")
+def one_group(tmp_path_factory):
+    """One 51 MB file in a single row group."""
+    return str(_write(tmp_path_factory.mktemp("one-group") / "data.parquet", row_group_size=ROWS))
+
+
+def _memory(budget_mib: float, pause=0.8, in_use=256 * MiB) -> WorkerMemory:
+    """A worker whose partition budget is ``budget_mib`` MiB."""
+    limit = int((budget_mib * MiB * PARTITION_COPIES + in_use) / pause) + 1
+    return WorkerMemory(limit=limit, pause_fraction=pause, in_use=in_use)
+
+
+# -- sizing, no cluster ------------------------------------------------------------------------
+
+
+def test_partitions_that_fit_are_left_alone(grouped):
+    dataset = read_dataset(grouped)
+    fitted, note = fit_partitions(dataset, _memory(200))
+    assert note is None and fitted.frame is dataset.frame
+    assert 48 * MiB <= fitted.partition_bytes <= 200 * MiB  # the whole file, decoded
+    assert fit_partitions(dataset, None) == (dataset, None)  # no cluster or no memory limit: nothing to fit
+
+
+def test_partitions_too_big_for_the_workers_are_read_in_smaller_pieces(grouped):
+    dataset = read_dataset(grouped)
+    assert dataset.frame.npartitions == 1
+    fitted, note = fit_partitions(dataset, _memory(10))
+    assert 5 <= fitted.frame.npartitions <= 16
+    assert fitted.partition_bytes <= 10 * MiB
+    sizes = fitted.frame.map_partitions(lambda p: p.memory_usage(deep=True).sum()).compute()
+    assert sizes.max() <= 10 * MiB  # the estimate holds for what is actually decoded
+    assert len(fitted.frame) == ROWS
+    pd.testing.assert_frame_equal(fitted.frame.compute().reset_index(drop=True), pq.read_table(grouped).to_pandas())
+    assert "memory limit of" in note and "1 -> " in note
+
+
+def test_a_row_group_too_big_for_the_workers_fails_naming_the_limit_and_the_size(one_group):
+    memory = _memory(20)
+    with pytest.raises(MemoryLimitError) as caught:
+        fit_partitions(read_dataset(one_group), memory)
+    message = str(caught.value)
+    assert "\n" not in message
+    size = re.search(r"a partition of ([\d.]+) MiB decoded \(a Parquet row group of 400,000 rows", message)
+    assert size and 45 <= float(size.group(1)) <= 60  # 400,000 x 16 float64 = 48.8 MiB
+    assert f"memory limit of {memory.limit / MiB:.0f} MiB" in message  # the limit
+    suggested = re.search(r"--memory-limit (\d+)MiB", message)  # a limit that would hold the partition
+    assert suggested and WorkerMemory(int(suggested.group(1)) * MiB, 0.8, 256 * MiB).partition_budget >= float(size.group(1)) * MiB
+    rows = re.search(r"row_group_size=(\d+)\)", message)
+    assert rows and int(rows.group(1)) * 16 * 8 <= memory.partition_budget  # row groups that would fit
+
+
+def test_workers_whose_libraries_fill_them_are_refused():
+    memory = WorkerMemory(limit=300 * MiB, pause_fraction=0.8, in_use=256 * MiB)
+    with pytest.raises(MemoryLimitError, match=r"memory limit of 300 MiB already use 256 MiB before any data"):
+        fit_partitions(dataset_from_table(pd.DataFrame({"x": range(10)})), memory)
+
+
+def test_an_in_memory_table_is_split_to_fit():
+    table = pd.DataFrame(np.random.default_rng(0).normal(size=(200_000, 8)), columns=list("abcdefgh"))
+    dataset = dataset_from_table(table)
+    fitted, note = fit_partitions(dataset, _memory(2))
+    assert fitted.frame.npartitions >= 7 and fitted.partition_bytes <= 2 * MiB
+    assert "memory limit" in note
+    pd.testing.assert_frame_equal(fitted.frame.compute(), table)
+
+
+def test_text_is_sized_decoded_not_as_stored(tmp_path):
+    """Dictionary-encoded text is small in Parquet and large as Python strings: the estimate is the decoded size."""
+    words = np.array([f"category-number-{i:04d}-with-a-long-name" for i in range(50)])
+    table = pa.table({"label": words[np.random.default_rng(0).integers(0, 50, 200_000)]})
+    path = tmp_path / "text.parquet"
+    pq.write_table(table, path, row_group_size=20_000)
+    dataset = read_dataset(str(path))
+    fitted, _ = fit_partitions(dataset, _memory(500))
+    decoded = pq.read_table(path).to_pandas().memory_usage(deep=True, index=False).sum()
+    assert fitted.partition_bytes >= 0.8 * decoded > 10 * dataset.nbytes
+
+
+# -- on a real LocalCluster with small workers ---------------------------------------------------
+
+WORKER_LIMIT = "512MiB"
+
+
+@pytest.fixture(scope="module")
+def small_workers():
+    """Two 512 MiB workers: a partition may take about 38 MiB."""
+    from cluster_core.engine import dask_client
+
+    with dask_client(None, device="cpu", n_workers=2, memory_limit=WORKER_LIMIT) as client:
+        client.wait_for_workers(2, timeout=30)
+        yield client
+
+
+@pytest.mark.dask_cluster
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_job_on_small_workers_completes_with_smaller_partitions(grouped, small_workers, tmp_path):
+    from cluster_core.progress import Progress
+    from cluster_core.usecases import train_run
+
+    lines = []
+
+    class Recorder(Progress):
+        def message(self, text):
+            lines.append(text)
+
+    config = {"algorithms": ["kmeans"], "k": [2, 3], "insights": False, "stability": False, "kmeans_n_init": 1}
+    outcome = train_run(grouped, config, out=tmp_path / "run", cluster=small_workers, progress=Recorder())
+    assert outcome.leaderboard()["best"] in {"kmeans-k2", "kmeans-k3"}
+    sized = [line for line in lines if line.startswith("partitions sized")]
+    assert sized and "memory limit of 512 MiB: 1 -> " in sized[0]
+    assert outcome.result.data.n_train + outcome.result.data.n_validation == ROWS
+
+
+@pytest.mark.dask_cluster
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_cli_fails_at_once_with_exit_2_when_a_row_group_does_not_fit(one_group, tmp_path):
+    """`clustra train` on a cluster whose workers cannot hold the row group: one line, exit 2, before any work."""
+    from cluster_core.engine import dask_client
+
+    with dask_client(None, device="cpu", n_workers=1, memory_limit=WORKER_LIMIT) as client:
+        address = client.scheduler.address
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "clustra.cli", "train", one_group, "--out", str(tmp_path / "run"),
+             "--scheduler", address, "--algorithms", "kmeans", "--k", "2"],
+            capture_output=True, text=True, timeout=50,
+        )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("clustra: error:")]
+    assert len(errors) == 1
+    assert "does not fit Dask workers with a memory limit of 512 MiB" in errors[0]
+    assert re.search(r"a partition of [\d.]+ MiB decoded", errors[0])
+    assert time.monotonic() - started < 50
+    assert not (tmp_path / "run").exists()
+
+
+def _hold_memory(target_bytes: int) -> int:
+    """On a worker: keep memory Dask cannot spill (a module global) until the process reaches ``target_bytes``."""
+    import psutil
+
+    import cluster_core.engine.watchdog as module
+
+    missing = max(0, target_bytes - psutil.Process().memory_info().rss)
+    module._test_ballast = np.ones(missing // 8, dtype=np.float64)
+    return psutil.Process().memory_info().rss
+
+
+def _wait_until_paused(client, timeout=20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(w.get("status") == "paused" for w in client.scheduler_info()["workers"].values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"workers not paused: {[w.get('status') for w in client.scheduler_info()['workers'].values()]}")
+
+
+@pytest.mark.dask_cluster
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_work_on_paused_workers_stops_with_the_memory_error_instead_of_hanging():
+    """Both workers over the pause threshold with nothing to spill: the work ends within the
+    stall time with the clear error, and new work is refused before it starts."""
+    from cluster_core.engine import dask_client
+    from cluster_core.engine.memory import worker_memory
+    from cluster_core.engine.watchdog import memory_watchdog
+
+    with dask_client(None, device="cpu", n_workers=2, memory_limit=WORKER_LIMIT) as client:
+        client.wait_for_workers(2, timeout=30)
+        client.run(_hold_memory, int(0.87 * 512 * MiB))  # above the 80 % pause, below the 95 % restart
+        _wait_until_paused(client)
+        with pytest.raises(MemoryLimitError, match="already use"):  # sizing a new job refuses at once
+            fit_partitions(dataset_from_table(pd.DataFrame({"x": range(100)})), worker_memory(client))
+        started = time.monotonic()
+        with pytest.raises(MemoryLimitError) as caught:
+            with memory_watchdog(client, stall_s=3, poll_s=0.25):
+                client.submit(sum, [1, 2], pure=False).result()  # would wait forever
+        waited = time.monotonic() - started
+    message = str(caught.value)
+    assert 3 <= waited < 20
+    assert "every Dask worker was paused for memory" in message
+    assert "of a 512 MiB memory limit per worker" in message and "80% pause threshold" in message
+    assert "--memory-limit" in message and "\n" not in message
