@@ -238,9 +238,10 @@ def fit_partitions(dataset: Dataset, memory: Any) -> tuple[Dataset, str | None]:
     budget, limit = memory.partition_budget, format_bytes(memory.limit)
     if budget <= 0:
         raise MemoryLimitError(
-            f"Dask workers with a memory limit of {limit} already use {format_bytes(memory.in_use)} before any data, "
-            f"over the {memory.pause_fraction:.0%} at which Dask pauses them (distributed.worker.memory.pause): "
-            f"give each worker more memory (memory_limit, e.g. --memory-limit {_enough_memory(memory, 64 << 20)})"
+            f"Dask workers with a memory limit of {limit} leave no room for data: Clustra's libraries and model fits "
+            f"take about {format_bytes(memory.in_use)} of a worker, over the {memory.pause_fraction:.0%} of its limit at "
+            f"which Dask pauses it (distributed.worker.memory.pause); give each worker more memory "
+            f"(memory_limit, e.g. --memory-limit {_enough_memory(memory, 64 << 20)})"
         )
     if not dataset.footers:
         return _fit_table(dataset, budget, limit)

@@ -10,8 +10,9 @@ job waiting on it waits forever. So a partition is sized before any work starts:
     budget = (pause fraction x memory limit - memory the worker already uses) / PARTITION_COPIES
 
 *Memory the worker already uses* is the largest process memory, less the Dask data it holds,
-among the workers (at least :data:`WORKER_BASELINE_BYTES`, what a worker that imported
-Clustra's libraries holds: ~210 MiB measured). *PARTITION_COPIES* is how many times a
+among the workers, and at least :data:`WORKER_BASELINE_BYTES`: measured on a worker of
+Clustra's LocalCluster, ~210 MiB once the libraries are imported, 430-460 MiB once it has
+featurized partitions and fitted a model (torch's and BLAS's thread pools and caches stay). *PARTITION_COPIES* is how many times a
 streaming task holds its partition's decoded size at its peak: the Arrow table being
 decoded, the pandas partition, its float32 features and their train/validation copies
 (four, for numeric data; text and categories decode larger, which the decoded-size
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PARTITION_COPIES = 4
-WORKER_BASELINE_BYTES = 256 << 20
+WORKER_BASELINE_BYTES = 448 << 20
 PAUSE_CONFIG = "distributed.worker.memory.pause"
 
 
@@ -39,8 +40,8 @@ class WorkerMemory:
     pause_fraction : float
         ``distributed.worker.memory.pause`` (1.0 when pausing is off).
     in_use : int
-        Process memory the busiest worker holds outside Dask's data, in bytes (at least
-        :data:`WORKER_BASELINE_BYTES`).
+        Process memory a worker holds outside Dask's data, in bytes: the most any worker
+        holds now, and at least :data:`WORKER_BASELINE_BYTES`.
     """
 
     limit: int
@@ -62,7 +63,7 @@ class WorkerMemory:
         from . import format_bytes
 
         return (f"({self.pause_fraction:.0%} pause threshold x {format_bytes(self.limit)} limit - "
-                f"{format_bytes(self.in_use)} already in use) / {PARTITION_COPIES} copies a task holds")
+                f"{format_bytes(self.in_use)} for libraries and fits) / {PARTITION_COPIES} copies a task holds")
 
 
 def pause_fraction() -> float:

@@ -9,12 +9,15 @@ it never resumes; when every worker is in that state the work waits forever with
 through ``client.scheduler_info()`` (each worker's ``status`` and ``metrics``). The job is
 *stalled* when, for :data:`STALL_SECONDS` in a row (``CLUSTRA_MEMORY_STALL_S``):
 
-* every worker's status is ``paused``;
+* a worker's status is ``paused`` (all of them, or some holding the work the others wait for);
 * no worker is executing a task;
 * the client is waiting on results (it holds pending futures);
 * nothing moves: no worker's task counts, Dask data or spilled bytes change.
 
-Then the watchdog closes the client (the scheduler releases every task of the job and the
+After :data:`TRIM_AFTER_SECONDS` of that, the workers are asked once to hand the memory
+their processes freed back to the OS (:func:`trim_memory`): memory a finished task freed
+but the allocator kept counts against the pause threshold too, and once returned the
+workers resume on their own. If the stall lasts, the watchdog closes the client (the scheduler releases every task of the job and the
 waiting calls return) and the work ends with a :class:`~cluster_core.errors.MemoryLimitError`
 naming the memory limit, the memory the workers hold and the partition size.
 """
@@ -34,6 +37,7 @@ from ..errors import InvalidInputError, MemoryLimitError
 STALL_ENV = "CLUSTRA_MEMORY_STALL_S"
 STALL_SECONDS = 60.0
 POLL_SECONDS = 1.0
+TRIM_AFTER_SECONDS = 5.0
 RUNNING_STATES = ("executing", "long-running")
 
 log = logging.getLogger("clustra.engine")
@@ -93,6 +97,7 @@ class MemoryWatchdog:
     def _watch(self) -> None:
         since: float | None = None
         last: Any = None
+        trimmed = False
         while not self._stop.wait(self.poll_s):
             try:
                 workers = self._stalled_workers()
@@ -105,7 +110,11 @@ class MemoryWatchdog:
             signature = _signature(workers)
             now = time.monotonic()
             if since is None or signature != last:
-                since, last = now, signature
+                since, last, trimmed = now, signature, False
+            elif not trimmed and now - since >= min(TRIM_AFTER_SECONDS, self.stall_s / 2):
+                trimmed = True  # first hand back what the processes freed but still hold
+                with contextlib.suppress(Exception):
+                    self.client.run(trim_memory)
             elif now - since >= self.stall_s:
                 self.error = MemoryLimitError(self._describe(workers, now - since))
                 log.warning("%s", self.error)
@@ -114,9 +123,12 @@ class MemoryWatchdog:
                 return
 
     def _stalled_workers(self) -> list[dict] | None:
-        """The workers, when all are paused, none runs a task and the client waits; else None."""
+        """The workers, when one is paused, none runs a task and the client waits; else None.
+
+        Not only all paused: a task left ready on a paused worker waits there as long while
+        the other workers sit idle (seen: the second model of a sweep, on 768 MiB workers)."""
         workers = list(self.client.scheduler_info()["workers"].values())
-        if not workers or any(w.get("status") != "paused" for w in workers):
+        if not any(w.get("status") == "paused" for w in workers):
             return None
         if any(_task_counts(w).get(state) for w in workers for state in RUNNING_STATES):
             return None
@@ -129,14 +141,27 @@ class MemoryWatchdog:
         from .memory import pause_fraction
 
         limit = min(int(w.get("memory_limit") or 0) for w in workers)
-        used = max(int((w.get("metrics") or {}).get("memory") or 0) for w in workers)
+        paused = [w for w in workers if w.get("status") == "paused"] or workers
+        used = max(int((w.get("metrics") or {}).get("memory") or 0) for w in paused)
         partition = (f"partitions of up to {format_bytes(self.partition_bytes)} decoded"
                      if self.partition_bytes else "its partitions")
-        return (f"every Dask worker was paused for memory for {seconds:.0f}s with no task running: "
+        return (f"Dask workers were paused for memory for {seconds:.0f}s with no task running anywhere: "
                 f"{format_bytes(used)} in use of a {format_bytes(limit)} memory limit per worker, over the "
                 f"{pause_fraction():.0%} pause threshold, with nothing left to spill; the job (with {partition}) "
                 "does not fit: give each worker more memory (memory_limit, e.g. --memory-limit) or use smaller "
                 "partitions (smaller Parquet row groups)")
+
+
+def trim_memory() -> int:
+    """On a worker: return the memory freed by Python and the libraries but kept by glibc's
+    allocator to the OS (``malloc_trim(0)``, Dask's documented remedy for "memory not released
+    back to the OS"); 0 where there is no glibc."""
+    import ctypes
+
+    try:
+        return int(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return 0
 
 
 def _task_counts(worker: dict) -> dict:
