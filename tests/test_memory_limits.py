@@ -232,3 +232,32 @@ def test_work_on_paused_workers_stops_with_the_memory_error_instead_of_hanging()
     assert "Dask workers were paused for memory for" in message
     assert "of a 512 MiB memory limit per worker" in message and "80% pause threshold" in message
     assert "--memory-limit" in message and "\n" not in message
+
+
+@pytest.mark.dask_cluster
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_jobs_api_train_job_that_cannot_fit_ends_failed_with_the_message(one_group, tmp_path):
+    """`clustra api --memory-limit 768MiB`: the job fails (not hangs) and its error is the one line."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from jobs.api import create_app
+    from jobs.settings import ServiceSettings
+    from jobs_support import wait_job
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(one_group, data / "big.parquet")
+    settings = ServiceSettings(
+        store=str(tmp_path / "state" / "jobs.db"), data_roots=[str(data)], output_root=str(tmp_path / "outputs"),
+        workers=1, memory_limit=WORKER_LIMIT,
+    )
+    with TestClient(create_app(settings)) as http:
+        response = http.post("/v1/jobs", json={"kind": "train", "data": "big.parquet", "algorithms": ["kmeans"], "k": [2]})
+        assert response.status_code == 201, response.text
+        job = wait_job(http, response.json()["id"], timeout=50)
+    assert job["state"] == "failed"
+    assert "does not fit Dask workers with a memory limit of 768 MiB" in job["error"]
+    assert re.search(r"a partition of [\d.]+ MiB decoded", job["error"]) and "\n" not in job["error"]
