@@ -20,6 +20,10 @@ but the allocator kept counts against the pause threshold too, and once returned
 workers resume on their own. If the stall lasts, the watchdog closes the client (the scheduler releases every task of the job and the
 waiting calls return) and the work ends with a :class:`~cluster_core.errors.MemoryLimitError`
 naming the memory limit, the memory the workers hold and the partition size.
+
+Work Dask gave up on because its workers kept dying (``distributed.KilledWorker``: a nanny
+restarts a worker above ``distributed.worker.memory.terminate``, 95 %) ends with a
+:class:`~cluster_core.errors.MemoryLimitError` too, instead of an internal error.
 """
 
 from __future__ import annotations
@@ -136,6 +140,23 @@ class MemoryWatchdog:
             return None
         return workers
 
+    def describe_killed(self, exc: BaseException) -> str:
+        """The message for work Dask gave up on because its workers kept dying (``KilledWorker``):
+        a nanny restarts a worker whose memory passes ``distributed.worker.memory.terminate``."""
+        from . import format_bytes
+
+        limits = []
+        with contextlib.suppress(Exception):
+            limits = [int(w.get("memory_limit") or 0) for w in self.client.scheduler_info()["workers"].values()]
+        limit = f"{format_bytes(min(limits))} memory limit" if limits and all(limits) else "memory limit"
+        partition = (f"partitions of up to {format_bytes(self.partition_bytes)} decoded"
+                     if self.partition_bytes else "its partitions")
+        task = getattr(exc, "task", None) or "a task"
+        return (f"Dask workers died running {task} until Dask gave up (distributed.scheduler.allowed-failures); "
+                f"most often a worker's memory passed {_terminate_fraction():.0%} of its {limit} and its nanny "
+                f"restarted it: the job (with {partition}) does not fit: give each worker more memory "
+                "(memory_limit, e.g. --memory-limit) or use smaller partitions (smaller Parquet row groups)")
+
     def _describe(self, workers: list[dict], seconds: float) -> str:
         from . import format_bytes
         from .memory import pause_fraction
@@ -152,6 +173,12 @@ class MemoryWatchdog:
                 "partitions (smaller Parquet row groups)")
 
 
+def _is_killed_worker(exc: BaseException) -> bool:
+    from distributed import KilledWorker
+
+    return isinstance(exc, KilledWorker)
+
+
 def trim_memory() -> int:
     """On a worker: return the memory freed by Python and the libraries but kept by glibc's
     allocator to the OS (``malloc_trim(0)``, Dask's documented remedy for "memory not released
@@ -162,6 +189,13 @@ def trim_memory() -> int:
         return int(ctypes.CDLL("libc.so.6").malloc_trim(0))
     except (OSError, AttributeError):
         return 0
+
+
+def _terminate_fraction() -> float:
+    import dask
+
+    value = dask.config.get("distributed.worker.memory.terminate", 0.95)
+    return float(value) if value else 1.0
 
 
 def _task_counts(worker: dict) -> dict:
@@ -207,6 +241,8 @@ def memory_watchdog(client: Any, stall_s: float | None = None, poll_s: float = P
         watchdog.stop()
         if watchdog.error is not None:
             raise watchdog.error from exc
+        if _is_killed_worker(exc):
+            raise MemoryLimitError(watchdog.describe_killed(exc)) from exc
         raise
     watchdog.stop()
     if watchdog.error is not None:  # the work ended anyway, on a closed client: its results are not to be trusted
