@@ -105,9 +105,11 @@ class MemoryWatchdog:
         while not self._stop.wait(self.poll_s):
             try:
                 workers = self._stalled_workers()
-            except Exception as exc:  # noqa: BLE001 - a closed or lost client: nothing left to watch
-                log.debug("memory watchdog stops: %s", exc)
-                return
+            except Exception as exc:  # noqa: BLE001 - a closed client: nothing left to watch; else try again
+                if getattr(self.client, "status", "closed") in ("closed", "closing"):
+                    return
+                log.debug("memory watchdog could not look at the cluster: %s", exc)
+                continue
             if workers is None:
                 since, last = None, None
                 continue
