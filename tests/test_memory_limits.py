@@ -282,3 +282,41 @@ def test_a_jobs_api_train_job_that_cannot_fit_ends_failed_with_the_message(one_g
     assert job["state"] == "failed"
     assert "does not fit Dask workers with a memory limit of 768 MiB" in job["error"]
     assert re.search(r"a partition of [\d.]+ MiB decoded", job["error"]) and "\n" not in job["error"]
+
+
+@pytest.mark.dask_cluster
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_jobs_service_frees_embedded_workers_left_paused_after_a_memory_failure(tmp_path):
+    """A worker paused for good (memory nothing can spill) fails the job at once, then is restarted,
+    so the next job does not inherit it."""
+    from fastapi.testclient import TestClient
+
+    from jobs.api import create_app
+    from jobs.settings import ServiceSettings
+    from jobs_support import wait_for, wait_job
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame({"x": np.arange(200.0), "y": np.arange(200.0) % 7}).to_parquet(data / "small.parquet")
+    settings = ServiceSettings(
+        store=str(tmp_path / "state" / "jobs.db"), data_roots=[str(data)], output_root=str(tmp_path / "outputs"),
+        workers=1, memory_limit="512MiB",
+    )
+    app = create_app(settings)
+    with TestClient(app) as http:
+        wait_for(lambda: http.get("/healthz").json()["dask"] == "ready", 40, "the embedded cluster")
+        control = app.state.service.runner.dask._control
+        control.run(_hold_memory, int(0.87 * 512 * MiB))
+        _wait_until_paused(control)
+        response = http.post("/v1/jobs", json={"kind": "train", "data": "small.parquet", "algorithms": ["kmeans"], "k": [2]})
+        job = wait_job(http, response.json()["id"], timeout=30)
+        assert job["state"] == "failed" and "leave no room for data" in job["error"]
+
+        def restarted():
+            lines = [line["text"] for line in http.get(f"/v1/jobs/{job['id']}/logs").json()["lines"]]
+            return any(line.startswith("restarted Dask worker(s)") and "paused for memory" in line for line in lines)
+
+        wait_for(restarted, 30, "the paused worker to be restarted")
+        workers = list(control.scheduler_info()["workers"].values())
+    assert [w.get("status") for w in workers] == ["running"]
