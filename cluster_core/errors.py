@@ -45,6 +45,12 @@ class DataError(InvalidInputError):
     """The dataset itself cannot be used: missing path, empty, corrupt file, no usable column."""
 
 
+class MemoryLimitError(DataError):
+    """The data does not fit the Dask workers' memory: a partition larger than a worker can
+    hold, or every worker paused at its memory limit with nothing left to spill. The message
+    names the memory limit, the partition size and what to change."""
+
+
 class NotFoundError(ClustraError, LookupError):
     """A named thing (model, version, alias, job) does not exist."""
 

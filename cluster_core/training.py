@@ -31,7 +31,7 @@ from .algorithms import get_algorithm
 from .algorithms._base import ClusterEstimator
 from .blocks import ArrayBlocks, Blocks, DaskBlocks
 from .config import TrainConfig
-from .data import Dataset, sample_frame
+from .data import Dataset, fit_dataset_partitions, sample_frame
 from .device import resolve_device
 from .distance import unit_rows
 from .drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
@@ -585,9 +585,24 @@ def train_models(dataset: Dataset, config: TrainConfig, *, client: Any = None, p
     DataError
         No usable columns, too few rows, a cluster count above the training rows, or
         every model failed.
+    MemoryLimitError
+        A partition does not fit the workers' memory, or every worker stayed paused for
+        memory (:mod:`cluster_core.engine.watchdog`).
     """
+    from .engine.watchdog import memory_watchdog
+
     progress = progress or Progress()
     started = time.perf_counter()
+    with memory_watchdog(client) as watchdog:
+        return _train_models(dataset, config, client, progress, watchdog, started)
+
+
+def _train_models(dataset: Dataset, config: TrainConfig, client: Any, progress: Progress, watchdog: Any,
+                  started: float) -> TrainResult:
+    """The body of :func:`train_models`, watched by ``watchdog`` (None without a cluster)."""
+    dataset = fit_dataset_partitions(dataset, client, progress)
+    if watchdog is not None:
+        watchdog.partition_bytes = dataset.partition_bytes
     data = prepare_data(dataset, config, client, progress)
     specs = plan_models(config, data.n_train, dataset.n_rows)
     small = data.n_train * data.pipeline.n_features * 4 <= config.local_fit_max_bytes

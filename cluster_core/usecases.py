@@ -16,8 +16,9 @@ from typing import Any
 
 from ._state import check_output
 from .config import TrainConfig
-from .data import Dataset, dataset_from_table, read_dataset
+from .data import Dataset, dataset_from_table, fit_dataset_partitions, read_dataset
 from .engine import AUTO, describe_choice, open_engine, resolve_engine
+from .engine.watchdog import memory_watchdog
 from .errors import InvalidInputError
 from .progress import Progress
 from .validation import validated
@@ -187,7 +188,10 @@ def apply_run(
     model.pipeline.check_columns(dataset.frame._meta)
     engine = resolve_engine(cluster, dataset.nbytes)
     progress.step(describe_choice(cluster, engine, dataset.nbytes))
-    with open_engine(engine, device=device):
+    with open_engine(engine, device=device) as client, memory_watchdog(client) as watchdog:
+        dataset = fit_dataset_partitions(dataset, client, progress)
+        if watchdog is not None:
+            watchdog.partition_bytes = dataset.partition_bytes
         summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress, explain=explain)
     summary["model_id"] = model.model_id
     return summary

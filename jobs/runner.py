@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster_core.errors import ArtifactError, ClustraError
+from cluster_core.errors import ArtifactError, ClustraError, MemoryLimitError
 from cluster_core.progress import Progress
 
 from .paths import PathPolicy
@@ -162,6 +162,17 @@ class DaskConnection:
         except Exception:  # noqa: BLE001 - a lost scheduler has no workers to free
             return []
         return sorted(address for address, keys in found.items() if isinstance(keys, list) and keys)
+
+    def paused_idle_workers(self) -> list[str]:
+        """Workers paused for memory (``distributed.worker.memory.pause``) that execute no task."""
+        if self._control is None:
+            return []
+        try:
+            workers = self._control.scheduler_info()["workers"]
+        except Exception:  # noqa: BLE001 - a lost scheduler has no workers to free
+            return []
+        return sorted(address for address, w in workers.items() if w.get("status") == "paused"
+                      and not (w.get("metrics") or {}).get("task_counts", {}).get("executing"))
 
     def restart_workers(self, workers: list[str]) -> list[str]:
         """Restart these workers through their nannies (their memory and threads are freed); the ones restarted."""
@@ -401,6 +412,24 @@ class Runner:
         if not isinstance(exc, (ClustraError, ValueError)):
             self.store.append_log(active.job.id, "".join(traceback.format_exception(exc)).rstrip())
         self._finish(active.job.id, "failed", error=describe_failure(exc))
+        if isinstance(exc, MemoryLimitError):
+            self._free_paused_workers(active)
+
+    def _free_paused_workers(self, active: ActiveJob) -> None:
+        """After a job failed for memory, restart the embedded workers left paused with nothing
+        running (what fills them cannot be spilled: every next job would wait on them too),
+        unless another job is running on them. Not done to the workers of ``--scheduler``."""
+        if self.settings.scheduler is not None or self._stopping.is_set():
+            return
+        with self._lock:
+            if any(job is not active for job in self.active.values()):
+                return
+        stuck = self.dask.paused_idle_workers()
+        restarted = self.dask.restart_workers(stuck)
+        if restarted:
+            with contextlib.suppress(ClustraError):
+                self.store.append_log(active.job.id, f"restarted Dask worker(s) {', '.join(restarted)}, "
+                                                     "left paused for memory with nothing running")
 
     def _finish(self, job_id: str, state: str, **fields: Any) -> None:
         """End a running job in the store; then tell :attr:`on_finish` (metrics), whose errors are only logged."""
