@@ -42,6 +42,7 @@ EXPECTED = {
     "PayloadTooLargeError": (413, "payload_too_large"),
     "InvalidInputError": (422, "invalid_input"),
     "DataError": (422, "invalid_input"),
+    "MemoryLimitError": (422, "invalid_input"),
     "FieldError": (422, "invalid_spec"),
     "PathMissingError": (422, "invalid_spec"),
     "SpecError": (422, "invalid_spec"),
