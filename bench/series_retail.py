@@ -4,8 +4,9 @@
 ``cluster_core.series.synthetic.retail_series``: daily sales of N stores over D days, a third
 each flat, trending up and weekly-seasonal, levels from 10 to 1,000, 8% noise, late starts,
 5% missing days and 7-21 day gaps in a third of the series. The table is written as Parquet
-and segmented through the CLI (features method, KMeans at k = 3, then the default sweep of
-k 2..6), timed end to end (one process, as a user runs it)::
+and segmented through the CLI (features method: KMeans at k = 3, KMeans over k 2..6, then
+everything at its defaults: algorithms, sweep of k, recommendation), timed end to end (one
+process, as a user runs it)::
 
     python bench/series_retail.py --series 10000 --days 365 --out /tmp/series-retail
 """
@@ -57,6 +58,7 @@ def main() -> None:
     runs = {
         "features, kmeans k=3": ["--algorithms", "kmeans", "--k", "3", "--no-insights"],
         "features, kmeans k=2..6 (recommended)": ["--algorithms", "kmeans", "--k", "2,3,4,5,6", "--no-insights"],
+        "features, defaults (recommended)": [],  # what a new user runs: the default algorithms and sweep of k
     }
     for name, flags in runs.items():
         seconds, assigned, stdout = segment(data, args.out / name.split(",")[0].replace(" ", "_") / name[-3:],

@@ -225,8 +225,11 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
        structureless data of the data's shape (:func:`null_sample`) by >= ``MIN_EXCESS``.
     3. Each algorithm variant chooses its k among its reproducible models by its own
        criterion (:func:`own_choice`: BIC for mixtures, silhouette otherwise).
-    4. The variants' choices compete on stability: the most reproducible wins; ties
-       (often several at 1.0) go to the higher silhouette, the better separated.
+    4. The variants' choices compete on stability: the most reproducible wins. Ties
+       (stability saturates: often several choices at 1.0) go to the finer partition,
+       more clusters found: equally reproducible, it holds the coarser split's
+       structure and more (three planted behaviours were merged into two when the
+       tie went to silhouette, which favours coarse splits); then the higher silhouette.
     5. When no model is reproducible: the highest silhouette, and the reason says so.
 
     Evaluation columns (``--evaluate-against``) are never read.
@@ -245,7 +248,7 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
     for entry in stable:
         by_variant.setdefault(entry.get("variant") or variant_of(entry), []).append(entry)
     choices = [own_choice(models) for models in by_variant.values()]
-    best = max(choices, key=lambda e: (e["stability"], e["silhouette"]))
+    best = max(choices, key=lambda e: (e["stability"], e["n_clusters_found"], e["silhouette"]))
     return best["model_id"], (
         f"the most stable of {len(choices)} algorithms' choices ({len(stable)} reproducible models): refits agree "
         f"ARI {best['stability']:.2f} vs {best['null_stability']:.2f} on structureless data of the same shape "
@@ -260,7 +263,7 @@ def selection_rule() -> str:
         f"models are reproducible when refits on two subsamples agree (stability >= {MIN_STABILITY}) at least "
         f"{MIN_EXCESS} more than on structureless data of the same shape; each algorithm picks its k among its "
         "reproducible models (BIC for mixtures, silhouette otherwise) and the most stable pick wins "
-        "(ties: the higher silhouette); silhouette alone only when no model is reproducible"
+        "(ties: more clusters, then the higher silhouette); silhouette alone only when no model is reproducible"
     )
 
 

@@ -75,9 +75,14 @@ def test_each_algorithm_picks_its_k_then_the_most_stable_pick_wins():
     models[4]["stability"] = 0.93
     models[4]["stability_excess"] = 0.63
     assert recommend(models)[0] == "kmeans-k8"
-    models[1]["stability"] = 0.93  # a tie on stability goes to the better silhouette
+    models[1]["stability"] = 0.93  # a tie on stability goes to the finer partition (8 clusters > 5)
     models[1]["stability_excess"] = 0.63
     assert recommend(models)[0] == "kmeans-k8"
+    models[4]["stability"] = models[1]["stability"] = 1.0  # saturated: 8 > 5 clusters again, silhouette aside
+    models[1]["silhouette"] = 0.45  # still k-means' own pick (k = 2 has 0.40), below gmm-k5's 0.50
+    assert recommend(models)[0] == "kmeans-k8"
+    models[4]["n_clusters_found"] = 8  # same stability, same clusters found: the higher silhouette
+    assert recommend(models)[0] == "gmm-k5"
 
 
 def test_without_a_reproducible_model_the_silhouette_decides():
