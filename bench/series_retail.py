@@ -61,7 +61,7 @@ def main() -> None:
         "features, defaults (recommended)": [],  # what a new user runs: the default algorithms and sweep of k
     }
     for name, flags in runs.items():
-        seconds, assigned, stdout = segment(data, args.out / name.split(",")[0].replace(" ", "_") / name[-3:],
+        seconds, assigned, stdout = segment(data, args.out / "".join(c if c.isalnum() else "_" for c in name),
                                             [*flags, "--scheduler", args.scheduler])
         ari = adjusted_rand_score(truth.loc[assigned["store"]], assigned["cluster_id"])
         summary = [line for line in stdout.splitlines() if "series segmented by" in line]
