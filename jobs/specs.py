@@ -6,10 +6,13 @@ Three kinds, told apart by ``kind``::
      "publish": {"name": "customers", "alias": "production"}}
     {"kind": "apply", "job": "3f2a9c0d1b2e", "data": "customers/", "output": "scored/customers"}
     {"kind": "drift", "job": "3f2a9c0d1b2e", "data": "customers-2026-06/"}
+    {"kind": "train", "data": "sales/", "series": {"series_id": "store", "time": "date", "values": ["sales"]}, "k": [3]}
 
 A train spec *is* a :class:`cluster_core.config.TrainConfig` (every field, default and check
 of ``clustra train``) plus the job fields (``data``, ``output``, ``name``, ``timeout_s``,
-``version``); ``columns`` is accepted as another name for ``include``. An apply spec names a
+``version``); ``columns`` is accepted as another name for ``include``. With ``series`` (the
+fields of :class:`cluster_core.series.SeriesSettings`, as ``clustra train --series-id``), the
+data is a long table and one row per series is clustered (docs/series.md). An apply spec names a
 model (a model or run directory, or a train job of this service and optionally one of its
 models), the data to score and where to write it; a drift spec names a model the same way and
 the batch to compare with its training sample. Paths are checked against the service's roots
@@ -23,11 +26,22 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cluster_core.config import MAX_NAMES, ColumnName, PathRole, PathText, TrainConfig, path_fields
 from cluster_core.drift import DEFAULT_BATCH_ROWS, DEFAULT_PSI_THRESHOLD, DEFAULT_SHARE_THRESHOLD
 from cluster_core.errors import InvalidInputError
+from cluster_core.series.settings import SeriesSettings
 from cluster_core.validation import error_message
 
 SPEC_VERSION = 1
@@ -37,6 +51,9 @@ MAX_TIMEOUT_S = 30 * 24 * 3600.0
 MAX_ID_LENGTH = 64
 
 DataPath = Annotated[PathText, PathRole("data")]
+# series methods whose chosen model is a registry model (the features method's is a regular model;
+# the shape methods keep only their centers, which the registry and serving do not take yet)
+PUBLISHABLE_SERIES_METHODS = ("features",)
 
 
 class _JobFields(BaseModel):
@@ -111,6 +128,10 @@ class TrainSpec(_JobFields, TrainConfig):
     ``data`` is a Parquet file, directory or glob under a data root; the run directory is
     written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``). With ``publish``, the
     recommended (or named) model goes to the model registry once the sweep has trained.
+    With ``series``, ``data`` is a long table (one row per observation) and the job
+    segments its series as ``clustra train --series-id`` does; the sweep fields then apply
+    to the per-series table (method ``features``) or give ``k``, ``seed``, ``kmeans_n_init``
+    and ``max_iter`` to the shape methods.
     """
 
     kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
@@ -124,11 +145,30 @@ class TrainSpec(_JobFields, TrainConfig):
         None, description="after training, publish the recommended model (or model_id) as registry model "
                           "NAME, moving ALIAS to it: {name, alias, model_id}"
     )
+    series: SeriesSettings | None = Field(
+        None, description="series mode (docs/series.md): data is a long table, one row per observation, and one row "
+                          "per series is clustered: {series_id, time, values, method, profile_points, shape_length, "
+                          "max_length, min_points, dtw_window, max_period} (the fields of clustra train --series-id ...)"
+    )
 
     @field_validator("data", "output")
     @classmethod
     def _paths_not_blank(cls, value: str | None) -> str | None:
         return _non_blank(value, "the path")
+
+    @model_validator(mode="after")
+    def _series_method_fits(self) -> TrainSpec:
+        if self.series is None or self.series.method == "features":
+            return self
+        method = self.series.method
+        if self.metric != "euclidean":
+            raise ValueError(f"metric={self.metric!r} applies to the features method; series.method={method!r} "
+                             "uses its own distance (DTW or k-Shape's): drop metric or use series.method 'features'")
+        if self.publish is not None and method not in PUBLISHABLE_SERIES_METHODS:
+            raise ValueError(f"publish is not possible with series.method={method!r}: its model (shape centers) is not "
+                             f"a registry model; use series.method one of {list(PUBLISHABLE_SERIES_METHODS)} to "
+                             "publish, or drop publish")
+        return self
 
     def train_config(self) -> TrainConfig:
         """The library's settings for this spec (the job fields left out)."""
@@ -423,6 +463,6 @@ def spec_json_schema() -> dict[str, Any]:
 
 
 __all__ = [
-    "ApplySpec", "DriftSpec", "FieldError", "JobSpec", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
+    "ApplySpec", "DriftSpec", "FieldError", "JobSpec", "PUBLISHABLE_SERIES_METHODS", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
     "MAX_YAML_DEPTH", "MAX_YAML_NODES", "SpecYAMLError", "format_errors", "load_spec_file", "load_spec_yaml", "parse_spec", "spec_json_schema", "spec_path_fields",
 ]
