@@ -243,6 +243,16 @@ def test_the_spec_schema_describes_series():
     assert list(Draft202012Validator(schema).iter_errors({**TRAIN, "series": {"series_id": "store"}}))
 
 
+def test_the_spec_example_of_the_docs_is_a_valid_spec():
+    from jobs.specs import load_spec_yaml, parse_spec
+
+    text = (Path(__file__).parents[1] / "docs" / "series.md").read_text()
+    section = text.split("### Series in job specs", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = parse_spec(load_spec_yaml(example))
+    assert spec.series.series_id == "store" and spec.series.values == ["sales"] and spec.publish.name == "store-segments"
+
+
 @pytest.mark.slow  # the first DTW fit of a process compiles tslearn's numba kernels (seconds)
 def test_a_shape_method_job_and_an_apply_job_on_it(api):
     job = _run(api, {**TRAIN, "series": {**SERIES, "method": "shape", "shape_length": 16}, "k": [2, 3]})
