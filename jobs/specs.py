@@ -175,32 +175,25 @@ class TrainSpec(_JobFields, TrainConfig):
         return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
 
 
-class ApplySpec(_JobFields):
-    """Score a dataset with a model: adds ``cluster_id`` (and probability / distance) columns.
+class _ModelSourceSpec(_JobFields):
+    """The model an apply or drift spec reads: ``model`` (a model directory, or a run directory
+    for its recommended model) or ``job`` (a train job of this service) with an optional
+    ``model_id`` (default: the recommended model)."""
 
-    The model is either ``model`` (a model directory, or a run directory for its best model)
-    or ``job`` (a train job of this service) with an optional ``model_id`` (default: the best).
-    """
-
-    kind: Literal["apply"] = Field(description="apply: add cluster columns to a dataset")
-    model: Annotated[PathText | None, PathRole("data")] = Field(None, description="model directory, or run directory (its best model)")
+    model: Annotated[PathText | None, PathRole("data")] = Field(
+        None, description="model directory, or run directory (its recommended model)")
     job: str | None = Field(
         None, min_length=1, max_length=MAX_ID_LENGTH, validate_default=True,
         description="id of a succeeded train job (its run directory)"
     )
     model_id: str | None = Field(
         None, min_length=1, max_length=200, validate_default=True,
-        description="a model of that job's leaderboard (default: the best)"
+        description="a model of that job's leaderboard (default: the recommended model)"
     )
-    data: DataPath = Field(description="Parquet file, directory or glob under a data root")
-    output: Annotated[PathText | None, PathRole("output")] = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
-    overwrite: bool = Field(False, description="replace an existing output directory")
-    explain: bool = Field(False, description="also write runner_up, margin and explanation (the columns that decided "
-                                             "each row's cluster), as clustra apply --explain")
 
-    @field_validator("model", "data", "output")
+    @field_validator("model")
     @classmethod
-    def _paths_not_blank(cls, value: str | None) -> str | None:
+    def _model_not_blank(cls, value: str | None) -> str | None:
         return _non_blank(value, "the path")
 
     @field_validator("job")
@@ -218,11 +211,33 @@ class ApplySpec(_JobFields):
         return value
 
 
+class ApplySpec(_ModelSourceSpec):
+    """Score a dataset with a model: adds ``cluster_id`` (and probability / distance) columns.
+
+    The model is either ``model`` (a model directory, or a run directory for its recommended
+    model) or ``job`` (a train job of this service) with an optional ``model_id`` (default:
+    the recommended model). On a series run (docs/series.md) the new series of a long table
+    are assigned instead.
+    """
+
+    kind: Literal["apply"] = Field(description="apply: add cluster columns to a dataset")
+    data: DataPath = Field(description="Parquet file, directory or glob under a data root")
+    output: Annotated[PathText | None, PathRole("output")] = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
+    overwrite: bool = Field(False, description="replace an existing output directory")
+    explain: bool = Field(False, description="also write runner_up, margin and explanation (the columns that decided "
+                                             "each row's cluster), as clustra apply --explain")
+
+    @field_validator("data", "output")
+    @classmethod
+    def _paths_not_blank(cls, value: str | None) -> str | None:
+        return _non_blank(value, "the path")
+
+
 MAX_DRIFT_ROWS = 10_000_000
 MAX_PSI_THRESHOLD = 10.0
 
 
-class DriftSpec(_JobFields):
+class DriftSpec(_ModelSourceSpec):
     """Compare a batch with a model's training sample (``clustra drift`` as a job): cluster shares and per-feature PSI.
 
     The model is named as in an apply spec: ``model`` (a model directory, or a run directory
@@ -232,15 +247,6 @@ class DriftSpec(_JobFields):
     """
 
     kind: Literal["drift"] = Field(description="drift: has a batch drifted from the model's training sample?")
-    model: Annotated[PathText | None, PathRole("data")] = Field(None, description="model directory, or run directory (its recommended model)")
-    job: str | None = Field(
-        None, min_length=1, max_length=MAX_ID_LENGTH, validate_default=True,
-        description="id of a succeeded train job (its run directory)"
-    )
-    model_id: str | None = Field(
-        None, min_length=1, max_length=200, validate_default=True,
-        description="a model of that job's leaderboard (default: the recommended model)"
-    )
     data: DataPath = Field(description="the batch: Parquet file, directory or glob under a data root")
     output: Annotated[PathText | None, PathRole("output")] = Field(
         None, description="directory to create for drift.json (default: OUTPUT_ROOT/JOB_ID)")
@@ -253,20 +259,10 @@ class DriftSpec(_JobFields):
     share_threshold: float = Field(DEFAULT_SHARE_THRESHOLD, gt=0, le=1,
                                    description="absolute change of one cluster's share that counts as drift")
 
-    @field_validator("model", "data", "output")
+    @field_validator("data", "output")
     @classmethod
     def _paths_not_blank(cls, value: str | None) -> str | None:
         return _non_blank(value, "the path")
-
-    @field_validator("job")
-    @classmethod
-    def _one_model_source(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return ApplySpec._one_model_source(value, info)
-
-    @field_validator("model_id")
-    @classmethod
-    def _model_id_needs_job(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return ApplySpec._model_id_needs_job(value, info)
 
 
 def spec_path_fields(spec: TrainSpec | ApplySpec | DriftSpec) -> dict[str, str]:
