@@ -121,6 +121,9 @@ def test_a_series_train_job_writes_the_series_run(api, trained):
     logs = _logs(api, trained["id"])
     assert any(text.startswith("24 series segmented by kmeans-k3 (features)") for text in logs), logs
     assert not any("Traceback" in text for text in logs)
+    page = api.http.client.get(f"/ui/jobs/{trained['id']}")
+    assert page.status_code == 200 and 'data-section="series-result"' in page.text
+    assert 'data-section="leaderboard"' in page.text and "Segmented <b>24</b> series" in page.text
 
 
 def test_publish_of_a_features_series_run_puts_a_series_model_in_the_registry(api, trained):
@@ -146,6 +149,8 @@ def test_an_apply_job_on_a_series_run_assigns_new_series(api, trained, by, tmp_p
     assert (result["n_series"], result["n_series_dropped"], result["model_id"]) == (9, 0, "kmeans-k3")
     assert result["model"] == trained["result"]["run_dir"] and sum(result["cluster_counts"].values()) == 9
     assert result["outputs"]["assignments"] == str(out / "series_assignments.parquet")
+    page = api.http.client.get(f"/ui/jobs/{job['id']}")
+    assert page.status_code == 200 and "Scored <b>9</b> series" in page.text
     scored = pd.read_parquet(out / "series_assignments.parquet")
     report = json.loads((out / "series_report.json").read_text())
     assert report["n_series"] == 9 and report["dropped"] == []
@@ -265,6 +270,9 @@ def test_a_shape_method_job_and_an_apply_job_on_it(api):
     assert all(Path(path).is_file() for path in series["outputs"].values())
     response = api.http.get(f"/v1/jobs/{job['id']}/leaderboard")
     assert response.status_code == 409 and "series.sweep" in response.json()["message"]
+    page = api.http.client.get(f"/ui/jobs/{job['id']}")  # the result, no leaderboard
+    assert page.status_code == 200 and 'data-section="series-result"' in page.text
+    assert 'data-section="leaderboard"' not in page.text
 
     applied = _run(api, {"kind": "apply", "job": job["id"], "data": "new_sales.parquet"})
     assert applied["state"] == "succeeded", applied
