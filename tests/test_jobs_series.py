@@ -218,6 +218,20 @@ def test_bad_series_specs_are_422_naming_the_field(api, changes, field, words):
     assert body["field"] == field and words in body["message"], body
 
 
+@pytest.mark.parametrize("changes, status, field", [
+    ({"data": "../outside.parquet"}, 403, "data"),
+    ({"data": "/etc/passwd"}, 403, "data"),
+    ({"data": "missing.parquet"}, 422, "data"),
+    ({"output": "/tmp/clustra-series-elsewhere"}, 403, "output"),
+], ids=["parent", "absolute", "missing", "output-outside"])
+def test_path_rules_are_those_of_every_spec(api, changes, status, field):
+    before = api.http.get("/v1/jobs").json()["total"]
+    response = api.http.post("/v1/jobs", json={**TRAIN, **changes})
+    assert response.status_code == status, response.text
+    assert response.json()["field"] == field
+    assert api.http.get("/v1/jobs").json()["total"] == before  # nothing recorded
+
+
 def test_apply_and_drift_specs_that_do_not_fit_a_series_run_are_422(api, trained):
     for spec, field, words in [
         ({"kind": "apply", "job": trained["id"], "model_id": "kmeans-k3", "data": "new_sales.parquet"}, "model_id",
