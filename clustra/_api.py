@@ -138,6 +138,18 @@ def _progress(progress: bool | Progress) -> Progress:
     return PrintProgress() if progress else Progress()
 
 
+def _sweep_config(settings: dict[str, Any], k: list[int] | int | None, algorithms: list[str] | str | None) -> Any:
+    """The validated :class:`~cluster_core.config.TrainConfig` of :func:`train` / :func:`train_series`
+    (``k`` and ``algorithms`` may be one value)."""
+    from cluster_core.usecases import train_config
+
+    if isinstance(k, int):
+        k = [k]
+    if isinstance(algorithms, str):
+        algorithms = [algorithms]
+    return train_config(settings, k=k, algorithms=algorithms)
+
+
 def train(
     data: Any,
     *,
@@ -183,13 +195,9 @@ def train(
         A bad setting (its ``field`` names it), unknown columns, unreadable data.
     """
     from cluster_core.engine import AUTO, scheduler_address
-    from cluster_core.usecases import train_config, train_run
+    from cluster_core.usecases import train_run
 
-    if isinstance(k, int):
-        k = [k]
-    if isinstance(algorithms, str):
-        algorithms = [algorithms]
-    config = train_config(settings, k=k, algorithms=algorithms)
+    config = _sweep_config(settings, k, algorithms)
     outcome = train_run(data, config, out=out, overwrite=overwrite, cluster=cluster or scheduler_address() or AUTO,
                         progress=_progress(progress))
     return Run(outcome.result, outcome.run_dir)
@@ -310,8 +318,6 @@ def report(run: str | os.PathLike, out: str | os.PathLike, *, models: list[str] 
     return write_report(run, out, model_ids=models, overwrite=overwrite)
 
 
-
-
 def train_series(
     data: Any,
     *,
@@ -351,16 +357,11 @@ def train_series(
     """
     from cluster_core.engine import AUTO, scheduler_address
     from cluster_core.series import train_series_run
-    from cluster_core.usecases import train_config
 
-    if isinstance(k, int):
-        k = [k]
-    if isinstance(algorithms, str):
-        algorithms = [algorithms]
     if isinstance(values, str):
         values = [values]
     fields = dict(series or {}, series_id=series_id, time=time, values=values, method=method)
-    return train_series_run(data, fields, train_config(settings, k=k, algorithms=algorithms), out=out, overwrite=overwrite,
+    return train_series_run(data, fields, _sweep_config(settings, k, algorithms), out=out, overwrite=overwrite,
                             cluster=cluster or scheduler_address() or AUTO, progress=_progress(progress))
 
 

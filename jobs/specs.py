@@ -6,10 +6,13 @@ Three kinds, told apart by ``kind``::
      "publish": {"name": "customers", "alias": "production"}}
     {"kind": "apply", "job": "3f2a9c0d1b2e", "data": "customers/", "output": "scored/customers"}
     {"kind": "drift", "job": "3f2a9c0d1b2e", "data": "customers-2026-06/"}
+    {"kind": "train", "data": "sales/", "series": {"series_id": "store", "time": "date", "values": ["sales"]}, "k": [3]}
 
 A train spec *is* a :class:`cluster_core.config.TrainConfig` (every field, default and check
 of ``clustra train``) plus the job fields (``data``, ``output``, ``name``, ``timeout_s``,
-``version``); ``columns`` is accepted as another name for ``include``. An apply spec names a
+``version``); ``columns`` is accepted as another name for ``include``. With ``series`` (the
+fields of :class:`cluster_core.series.SeriesSettings`, as ``clustra train --series-id``), the
+data is a long table and one row per series is clustered (docs/series.md). An apply spec names a
 model (a model or run directory, or a train job of this service and optionally one of its
 models), the data to score and where to write it; a drift spec names a model the same way and
 the batch to compare with its training sample. Paths are checked against the service's roots
@@ -23,11 +26,22 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cluster_core.config import MAX_NAMES, ColumnName, PathRole, PathText, TrainConfig, path_fields
 from cluster_core.drift import DEFAULT_BATCH_ROWS, DEFAULT_PSI_THRESHOLD, DEFAULT_SHARE_THRESHOLD
 from cluster_core.errors import InvalidInputError
+from cluster_core.series.settings import SeriesSettings
 from cluster_core.validation import error_message
 
 SPEC_VERSION = 1
@@ -37,6 +51,9 @@ MAX_TIMEOUT_S = 30 * 24 * 3600.0
 MAX_ID_LENGTH = 64
 
 DataPath = Annotated[PathText, PathRole("data")]
+# series methods whose chosen model is a registry model (the features method's is a regular model;
+# the shape methods keep only their centers, which the registry and serving do not take yet)
+PUBLISHABLE_SERIES_METHODS = ("features",)
 
 
 class _JobFields(BaseModel):
@@ -111,6 +128,10 @@ class TrainSpec(_JobFields, TrainConfig):
     ``data`` is a Parquet file, directory or glob under a data root; the run directory is
     written to ``output`` (default: ``OUTPUT_ROOT/JOB_ID``). With ``publish``, the
     recommended (or named) model goes to the model registry once the sweep has trained.
+    With ``series``, ``data`` is a long table (one row per observation) and the job
+    segments its series as ``clustra train --series-id`` does; the sweep fields then apply
+    to the per-series table (method ``features``) or give ``k``, ``seed``, ``kmeans_n_init``
+    and ``max_iter`` to the shape methods.
     """
 
     kind: Literal["train"] = Field(description="train: a sweep of models, ranked on a leaderboard")
@@ -124,43 +145,55 @@ class TrainSpec(_JobFields, TrainConfig):
         None, description="after training, publish the recommended model (or model_id) as registry model "
                           "NAME, moving ALIAS to it: {name, alias, model_id}"
     )
+    series: SeriesSettings | None = Field(
+        None, description="series mode (docs/series.md): data is a long table, one row per observation, and one row "
+                          "per series is clustered: {series_id, time, values, method, profile_points, shape_length, "
+                          "max_length, min_points, dtw_window, max_period} (the fields of clustra train --series-id ...)"
+    )
 
     @field_validator("data", "output")
     @classmethod
     def _paths_not_blank(cls, value: str | None) -> str | None:
         return _non_blank(value, "the path")
 
+    @model_validator(mode="after")
+    def _series_method_fits(self) -> TrainSpec:
+        if self.series is None or self.series.method == "features":
+            return self
+        method = self.series.method
+        if self.metric != "euclidean":
+            raise ValueError(f"metric={self.metric!r} applies to the features method; series.method={method!r} "
+                             "uses its own distance (DTW or k-Shape's): drop metric or use series.method 'features'")
+        if self.publish is not None and method not in PUBLISHABLE_SERIES_METHODS:
+            raise ValueError(f"publish is not possible with series.method={method!r}: its model (shape centers) is not "
+                             f"a registry model; use series.method one of {list(PUBLISHABLE_SERIES_METHODS)} to "
+                             "publish, or drop publish")
+        return self
+
     def train_config(self) -> TrainConfig:
         """The library's settings for this spec (the job fields left out)."""
         return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
 
 
-class ApplySpec(_JobFields):
-    """Score a dataset with a model: adds ``cluster_id`` (and probability / distance) columns.
+class _ModelSourceSpec(_JobFields):
+    """The model an apply or drift spec reads: ``model`` (a model directory, or a run directory
+    for its recommended model) or ``job`` (a train job of this service) with an optional
+    ``model_id`` (default: the recommended model)."""
 
-    The model is either ``model`` (a model directory, or a run directory for its best model)
-    or ``job`` (a train job of this service) with an optional ``model_id`` (default: the best).
-    """
-
-    kind: Literal["apply"] = Field(description="apply: add cluster columns to a dataset")
-    model: Annotated[PathText | None, PathRole("data")] = Field(None, description="model directory, or run directory (its best model)")
+    model: Annotated[PathText | None, PathRole("data")] = Field(
+        None, description="model directory, or run directory (its recommended model)")
     job: str | None = Field(
         None, min_length=1, max_length=MAX_ID_LENGTH, validate_default=True,
         description="id of a succeeded train job (its run directory)"
     )
     model_id: str | None = Field(
         None, min_length=1, max_length=200, validate_default=True,
-        description="a model of that job's leaderboard (default: the best)"
+        description="a model of that job's leaderboard (default: the recommended model)"
     )
-    data: DataPath = Field(description="Parquet file, directory or glob under a data root")
-    output: Annotated[PathText | None, PathRole("output")] = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
-    overwrite: bool = Field(False, description="replace an existing output directory")
-    explain: bool = Field(False, description="also write runner_up, margin and explanation (the columns that decided "
-                                             "each row's cluster), as clustra apply --explain")
 
-    @field_validator("model", "data", "output")
+    @field_validator("model")
     @classmethod
-    def _paths_not_blank(cls, value: str | None) -> str | None:
+    def _model_not_blank(cls, value: str | None) -> str | None:
         return _non_blank(value, "the path")
 
     @field_validator("job")
@@ -178,11 +211,33 @@ class ApplySpec(_JobFields):
         return value
 
 
+class ApplySpec(_ModelSourceSpec):
+    """Score a dataset with a model: adds ``cluster_id`` (and probability / distance) columns.
+
+    The model is either ``model`` (a model directory, or a run directory for its recommended
+    model) or ``job`` (a train job of this service) with an optional ``model_id`` (default:
+    the recommended model). On a series run (docs/series.md) the new series of a long table
+    are assigned instead.
+    """
+
+    kind: Literal["apply"] = Field(description="apply: add cluster columns to a dataset")
+    data: DataPath = Field(description="Parquet file, directory or glob under a data root")
+    output: Annotated[PathText | None, PathRole("output")] = Field(None, description="directory to create (default: OUTPUT_ROOT/JOB_ID)")
+    overwrite: bool = Field(False, description="replace an existing output directory")
+    explain: bool = Field(False, description="also write runner_up, margin and explanation (the columns that decided "
+                                             "each row's cluster), as clustra apply --explain")
+
+    @field_validator("data", "output")
+    @classmethod
+    def _paths_not_blank(cls, value: str | None) -> str | None:
+        return _non_blank(value, "the path")
+
+
 MAX_DRIFT_ROWS = 10_000_000
 MAX_PSI_THRESHOLD = 10.0
 
 
-class DriftSpec(_JobFields):
+class DriftSpec(_ModelSourceSpec):
     """Compare a batch with a model's training sample (``clustra drift`` as a job): cluster shares and per-feature PSI.
 
     The model is named as in an apply spec: ``model`` (a model directory, or a run directory
@@ -192,15 +247,6 @@ class DriftSpec(_JobFields):
     """
 
     kind: Literal["drift"] = Field(description="drift: has a batch drifted from the model's training sample?")
-    model: Annotated[PathText | None, PathRole("data")] = Field(None, description="model directory, or run directory (its recommended model)")
-    job: str | None = Field(
-        None, min_length=1, max_length=MAX_ID_LENGTH, validate_default=True,
-        description="id of a succeeded train job (its run directory)"
-    )
-    model_id: str | None = Field(
-        None, min_length=1, max_length=200, validate_default=True,
-        description="a model of that job's leaderboard (default: the recommended model)"
-    )
     data: DataPath = Field(description="the batch: Parquet file, directory or glob under a data root")
     output: Annotated[PathText | None, PathRole("output")] = Field(
         None, description="directory to create for drift.json (default: OUTPUT_ROOT/JOB_ID)")
@@ -213,20 +259,10 @@ class DriftSpec(_JobFields):
     share_threshold: float = Field(DEFAULT_SHARE_THRESHOLD, gt=0, le=1,
                                    description="absolute change of one cluster's share that counts as drift")
 
-    @field_validator("model", "data", "output")
+    @field_validator("data", "output")
     @classmethod
     def _paths_not_blank(cls, value: str | None) -> str | None:
         return _non_blank(value, "the path")
-
-    @field_validator("job")
-    @classmethod
-    def _one_model_source(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return ApplySpec._one_model_source(value, info)
-
-    @field_validator("model_id")
-    @classmethod
-    def _model_id_needs_job(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return ApplySpec._model_id_needs_job(value, info)
 
 
 def spec_path_fields(spec: TrainSpec | ApplySpec | DriftSpec) -> dict[str, str]:
@@ -423,6 +459,6 @@ def spec_json_schema() -> dict[str, Any]:
 
 
 __all__ = [
-    "ApplySpec", "DriftSpec", "FieldError", "JobSpec", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
+    "ApplySpec", "DriftSpec", "FieldError", "JobSpec", "PUBLISHABLE_SERIES_METHODS", "SPEC_VERSION", "SpecError", "TrainSpec", "describe_errors", "error_field",
     "MAX_YAML_DEPTH", "MAX_YAML_NODES", "SpecYAMLError", "format_errors", "load_spec_file", "load_spec_yaml", "parse_spec", "spec_json_schema", "spec_path_fields",
 ]

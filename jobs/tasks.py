@@ -1,8 +1,10 @@
 """What a job does: the checks made when it is submitted, and its body when it runs.
 
 Every kind calls the library (:func:`cluster_core.usecases.train_run`,
-:func:`cluster_core.usecases.apply_run`, :func:`cluster_core.drift_check.check_drift`) on the Dask
-client the runner gives them. Every path is checked against the roots on submission and
+:func:`cluster_core.usecases.apply_run`, :func:`cluster_core.drift_check.check_drift`; for a
+train spec with ``series`` and an apply spec on a series run,
+:func:`cluster_core.series.train_series_run` and :func:`cluster_core.series.apply_series_run`)
+on the Dask client the runner gives them. Every path is checked against the roots on submission and
 again right before it is used.
 """
 
@@ -12,12 +14,19 @@ import os
 import time
 from typing import Any
 
-from cluster_core.errors import ArtifactError, InvalidInputError, NotFoundError
+from cluster_core.errors import ArtifactError, ClustraError, InvalidInputError, NotFoundError
 from cluster_core.progress import Progress
 
 from .paths import PathPolicy
 from .specs import ApplySpec, DriftSpec, FieldError, PublishSpec, TrainSpec, parse_spec, spec_path_fields
 from .store import JobRecord, JobStateError, JobStore
+
+
+def is_series_run(path: str) -> bool:
+    """Whether ``path`` is a series run directory (:func:`cluster_core.series.is_series_run`)."""
+    from cluster_core.series import is_series_run as _is_series_run
+
+    return _is_series_run(path)
 
 
 def default_output(policy: PathPolicy, job_id: str) -> str:
@@ -49,6 +58,9 @@ def model_source(spec: ApplySpec | DriftSpec, policy: PathPolicy, store: JobStor
     run_dir = _train_job_run_dir(spec, store)
     if spec.model_id is None:
         return policy.readable(run_dir, "job")
+    if is_series_run(run_dir):
+        raise FieldError("model_id", f"job {spec.job} is a series run: it assigns new series with the model it chose "
+                                     "(series.json's model_id); drop model_id")
     board = read_leaderboard(run_dir)
     usable = [m["model_id"] for m in board["models"] if m.get("status") == "ok"]
     if spec.model_id not in usable:
@@ -124,6 +136,8 @@ def check_columns(spec: TrainSpec, data: str) -> None:
     """
     from cluster_core.usecases import check_named_columns
 
+    if spec.series is not None:  # these settings name columns of the per-series table, made by the job
+        return
     if not (spec.include or spec.exclude or spec.kinds or spec.weights or spec.geo_pairs):
         return
     columns = _dataset_column_names(data)
@@ -138,6 +152,9 @@ def check_drift_reference(spec: DriftSpec, model: str) -> None:
     from cluster_core.runs import resolve_model_dir
 
     field = "job" if spec.job is not None and spec.model_id is None else ("model_id" if spec.job else "model")
+    if is_series_run(model):
+        raise FieldError(field, f"{model!r} is a series run: drift compares rows with a model's training sample, "
+                                "which series runs do not keep; name a model trained on rows")
     try:
         model_dir = resolve_model_dir(model)
     except ClustraError as exc:
@@ -163,6 +180,9 @@ def admit(spec: TrainSpec | ApplySpec | DriftSpec, job_id: str, policy: PathPoli
     model = model_source(spec, policy, store)
     if isinstance(spec, DriftSpec):
         check_drift_reference(spec, model)
+    elif spec.explain and is_series_run(model):
+        raise FieldError("explain", f"{model!r} is a series run: explain is for rows scored by a model; "
+                                    "series are assigned without it (drop explain)")
     return policy.writable(spec.output, default_output(policy, job_id), overwrite=spec.overwrite,
                            inputs=(paths["data"], model))
 
@@ -216,27 +236,101 @@ def run_train(spec: TrainSpec, job: JobRecord, policy: PathPolicy, client: Any, 
     paths = read_paths(spec, policy)
     data = paths["data"]
     out = policy.writable(spec.output, default_output(policy, job.id), inputs=(data,))
+    if spec.series is not None:
+        return run_train_series(spec, data, out, job_train_config(spec, paths), client, progress, registry)
     outcome = train_run(data, job_train_config(spec, paths), out=out, cluster=client, progress=progress)
     board = outcome.leaderboard()
-    ok = [m for m in board["models"] if m["status"] == "ok"]
-    published = None
-    if spec.publish is not None:
-        from cluster_core.registry import default_registry_url
+    published = _publish(spec, out, board, progress, registry)
+    return {"run_dir": out, **_board_result(board), "n_rows": outcome.result.n_rows,
+            "train_seconds": round(outcome.result.seconds, 3),
+            **({"published": published} if published is not None else {})}
 
-        progress.message(f"publishing {spec.publish.model_id or 'the recommended model'} as {spec.publish.name!r}")
-        published = publish_trained(spec.publish, out, board, registry or default_registry_url())
-        alias = f" ({published['alias']} -> v{published['version']})" if published["alias"] else ""
-        progress.message(f"published {published['model_id']} as {published['name']} v{published['version']}{alias}")
-    return {
-        "run_dir": out,
-        "best": board["best"],
-        "recommended": board.get("recommended"),
-        "n_rows": outcome.result.n_rows,
-        "n_models": len(board["models"]),
-        "n_failed": len(board["models"]) - len(ok),
-        "train_seconds": round(outcome.result.seconds, 3),
-        **({"published": published} if published is not None else {}),
+
+def _board_result(board: dict[str, Any]) -> dict[str, Any]:
+    """What a train job's result says of its leaderboard."""
+    ok = [m for m in board["models"] if m["status"] == "ok"]
+    return {"best": board["best"], "recommended": board.get("recommended"), "n_models": len(board["models"]),
+            "n_failed": len(board["models"]) - len(ok)}
+
+
+def _publish(spec: TrainSpec, out: str, board: dict[str, Any], progress: Progress,
+             registry: str | None) -> dict[str, Any] | None:
+    """Publish as ``spec.publish`` says (None without it), with the job's log lines."""
+    if spec.publish is None:
+        return None
+    from cluster_core.registry import default_registry_url
+
+    progress.message(f"publishing {spec.publish.model_id or 'the recommended model'} as {spec.publish.name!r}")
+    published = publish_trained(spec.publish, out, board, registry or default_registry_url())
+    alias = f" ({published['alias']} -> v{published['version']})" if published["alias"] else ""
+    progress.message(f"published {published['model_id']} as {published['name']} v{published['version']}{alias}")
+    return published
+
+
+MAX_DROPPED_IN_RESULT = 20
+
+
+def _series_field(exc: ClustraError) -> ClustraError:
+    """``exc`` naming its setting as the spec does (``time`` -> ``series.time``) when it is a series setting."""
+    from cluster_core.series import SeriesSettings
+
+    if exc.field is not None and exc.field.partition(".")[0] in SeriesSettings.model_fields:
+        exc.field = f"series.{exc.field}"
+        exc.args = (f"{exc.field}: {exc.message}",)
+    return exc
+
+
+def series_outputs(run_dir: str, method: str) -> dict[str, str]:
+    """The series files of a series run directory, by what they hold."""
+    from cluster_core.series import ASSIGNMENTS_FILE, PROFILES_FILE, SEGMENTS_FILE, SERIES_FILE
+    from cluster_core.series.run import SHAPE_MODEL
+
+    files = {"summary": SERIES_FILE, "assignments": ASSIGNMENTS_FILE, "segments": SEGMENTS_FILE,
+             "profiles": PROFILES_FILE}
+    if method != "features":
+        files["shape_model"] = f"{SHAPE_MODEL}.json"
+    return {what: os.path.join(run_dir, name) for what, name in files.items()}
+
+
+def run_train_series(spec: TrainSpec, data: str, out: str, config: Any, client: Any, progress: Progress,
+                     registry: str | None = None) -> dict[str, Any]:
+    """Segment the series of a long table (``spec.series``) into the run directory ``out``, as
+    ``clustra train --series-id`` does; the job's result.
+
+    The result has the keys of a train job's (``best`` and ``recommended`` name the chosen
+    model; for the shape methods ``n_models`` counts the cluster counts tried) plus
+    ``series``: the method, the counts of series (kept, dropped: the first
+    :data:`MAX_DROPPED_IN_RESULT` dropped series and why; all are in ``series.json``), the
+    chosen model and its number of segments, the segment sizes and ``outputs`` (the files).
+    A bad setting or column is an error naming ``series.FIELD``.
+    """
+    from cluster_core.series import train_series_run
+
+    started = time.perf_counter()
+    try:
+        outcome = train_series_run(data, spec.series, config, out=out, cluster=client, progress=progress)
+    except ClustraError as exc:
+        raise _series_field(exc) from None
+    summary = outcome.summary
+    counts = outcome.assignments["cluster_id"].value_counts().sort_index()
+    series = {
+        "method": summary["method"], "values": summary["values"], "n_series": summary["n_series"],
+        "n_series_kept": summary["n_series_kept"], "n_series_dropped": summary["n_series_dropped"],
+        "dropped": summary["dropped"][:MAX_DROPPED_IN_RESULT], "model_id": summary["model_id"],
+        "n_clusters": summary["n_clusters"], "segment_sizes": {str(k): int(v) for k, v in counts.items()},
+        "outputs": series_outputs(out, summary["method"]),
     }
+    progress.message(f"{summary['n_series_kept']:,} series segmented by {summary['model_id']} ({summary['method']}) "
+                     f"into {len(counts)} segment(s)")
+    if summary["method"] == "features":
+        board = outcome.result.leaderboard()
+        published = _publish(spec, out, board, progress, registry)
+        return {"run_dir": out, **_board_result(board), "n_rows": outcome.result.n_rows,
+                "train_seconds": round(outcome.result.seconds, 3), "series": series,
+                **({"published": published} if published is not None else {})}
+    return {"run_dir": out, "best": summary["model_id"], "recommended": summary["model_id"],
+            "n_rows": summary["n_series_kept"], "n_models": len(outcome.sweep), "n_failed": 0,
+            "train_seconds": round(time.perf_counter() - started, 3), "series": {**series, "sweep": outcome.sweep}}
 
 
 def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobStore, client: Any,
@@ -249,6 +343,8 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
     out = policy.writable(spec.output, default_output(policy, job.id), overwrite=spec.overwrite, inputs=(data, model_path))
     from cluster_core.runs import LEADERBOARD_FILE
 
+    if is_series_run(model_path):
+        return run_apply_series(model_path, data, out, spec, client, progress)
     if os.path.isfile(os.path.join(model_path, LEADERBOARD_FILE)):  # a run: its recommended model
         progress.message(f"applying the recommended model of run {model_path}")
     summary = apply_run(model_path, data, out, overwrite=spec.overwrite, cluster=client, progress=progress,
@@ -257,6 +353,25 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
     if os.path.isfile(os.path.join(model_path, LEADERBOARD_FILE)):
         summary["chosen"] = "recommended"
     return summary
+
+
+def run_apply_series(run_dir: str, data: str, out: str, spec: ApplySpec, client: Any,
+                     progress: Progress) -> dict[str, Any]:
+    """Assign the series of a long table with a series run, as ``clustra apply`` on it; the job's result.
+
+    Writes ``OUT/series_assignments.parquet`` and ``OUT/series_report.json``; the result is
+    :func:`cluster_core.series.apply_series_run`'s summary (``out``, ``n_series``,
+    ``n_series_dropped``, ``cluster_counts``, ``model_id``) plus ``model`` (the run),
+    ``chosen`` and ``outputs``.
+    """
+    from cluster_core.series import ASSIGNMENTS_FILE, apply_series_run
+
+    progress.message(f"series run {run_dir}: assigning each series of the long table")
+    summary = apply_series_run(run_dir, data, out, overwrite=spec.overwrite, cluster=client, progress=progress)
+    progress.message(f"{summary['n_series']:,} series assigned ({summary['n_series_dropped']} dropped)")
+    return {**summary, "model": run_dir, "chosen": "series run",
+            "outputs": {"assignments": os.path.join(out, ASSIGNMENTS_FILE),
+                        "report": os.path.join(out, "series_report.json")}}
 
 
 def run_drift(spec: DriftSpec, job: JobRecord, policy: PathPolicy, store: JobStore, progress: Progress) -> dict[str, Any]:
@@ -303,5 +418,7 @@ def run_job(job: JobRecord, policy: PathPolicy, store: JobStore, client: Any, pr
     return result
 
 
-__all__ = ["PublishError", "admit", "check_columns", "check_drift_reference", "default_output", "job_train_config",
-           "model_source", "publish_trained", "read_paths", "run_apply", "run_drift", "run_job", "run_train"]
+__all__ = ["MAX_DROPPED_IN_RESULT", "PublishError", "admit", "check_columns", "check_drift_reference", "default_output", "is_series_run",
+           "job_train_config",
+           "model_source", "publish_trained", "read_paths", "run_apply", "run_apply_series", "run_drift", "run_job", "run_train",
+           "run_train_series", "series_outputs"]

@@ -207,7 +207,7 @@ def _train_shapes(kept, series, config, progress, summary, report, shapes) -> Se
     rng = np.random.default_rng(config.seed)
     sample = rng.choice(len(kept), min(len(kept), SHAPE_SILHOUETTE_SAMPLE), replace=False)
     sweep, best = [], None
-    for k in counts:
+    for done, k in enumerate(counts, start=1):
         model = fit_shapes(shapes, k, series.method, series.dtw_radius(), n_init=min(config.kmeans_n_init, 3),
                            max_iter=min(config.max_iter, 50), seed=config.seed)
         labels, distance = model.assign(shapes)
@@ -215,7 +215,7 @@ def _train_shapes(kept, series, config, progress, summary, report, shapes) -> Se
         entry = {"model_id": f"{model.algorithm}-k{k}", "k": k, "silhouette": score,
                  "mean_distance": float(distance.mean()), "cluster_sizes": np.bincount(labels, minlength=k).tolist()}
         sweep.append(entry)
-        progress.message(f"{entry['model_id']}: silhouette {'n/a' if score is None else f'{score:.3f}'}")
+        progress.advance(done, len(counts), f"{entry['model_id']}: silhouette {'n/a' if score is None else f'{score:.3f}'}")
         if best is None or (score is not None and (best[0] is None or score > best[0])):
             best = (score, model, labels, distance, entry)
     _, model, labels, distance, entry = best

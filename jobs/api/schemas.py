@@ -48,9 +48,10 @@ class JobView(BaseModel):
     updated_at: _dt.datetime
     error: str | None = None
     result: dict[str, Any] | None = Field(
-        None, description="train: run_dir, best, recommended, n_rows, n_models, n_failed, published (with publish); "
-                          "apply: out, n_rows, cluster_counts, model_id; drift: verdict (drift or pass), reasons, clusters, "
-                          "features, out, report_file"
+        None, description="train: run_dir, best, recommended, n_rows, n_models, n_failed, published (with publish), "
+                          "series (with series: method, counts, dropped, model_id, n_clusters, segment_sizes, outputs); "
+                          "apply: out, n_rows, cluster_counts, model_id (on a series run: n_series, n_series_dropped, "
+                          "outputs); drift: verdict (drift or pass), reasons, clusters, features, out, report_file"
     )
     cancel_requested: bool = False
     attempts: int = Field(0, description="times the job was started")

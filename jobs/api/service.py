@@ -121,12 +121,10 @@ class JobService:
 
     def rerun_model(self, job_id: str, model_id: str, k: int) -> JobRecord:
         """A new job linked to ``job_id``: model ``model_id``'s algorithm with ``k`` clusters."""
-        from cluster_core.runs import read_leaderboard
-
         parent = self._train_parent(job_id)
         if parent.state != "succeeded" or not parent.result:
             raise JobStateError(f"job {job_id} is {parent.state}; its models can be rerun once it has succeeded")
-        board = read_leaderboard(parent.result["run_dir"])
+        board = self.leaderboard(job_id)
         entry = next((m for m in board["models"] if m["model_id"] == model_id), None)
         if entry is None:
             known = [m["model_id"] for m in board["models"]]
@@ -146,6 +144,10 @@ class JobService:
             raise JobStateError(f"job {job_id} is an {job.kind} job; only train jobs have a leaderboard")
         if job.state != "succeeded" or not job.result:
             raise JobStateError(f"job {job_id} is {job.state}; its leaderboard exists once it has succeeded")
+        method = (job.result.get("series") or {}).get("method", "features")
+        if method != "features":
+            raise JobStateError(f"job {job_id} segmented series with method {method!r}, which has no leaderboard: its "
+                                "sweep over k is the result's series.sweep (and series.json)")
         board = read_leaderboard(job.result["run_dir"])
         return {"job_id": job_id, "run_dir": job.result["run_dir"], **board}
 

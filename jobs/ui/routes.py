@@ -206,6 +206,8 @@ def _leaderboard_context(service: JobService, job: dict[str, Any]) -> dict[str, 
 
     if job["kind"] != "train" or job["state"] != "succeeded" or not job.get("result"):
         return None
+    if (job["result"].get("series") or {}).get("method", "features") != "features":
+        return None  # a shape-method series run: no leaderboard, its result is shown
     report = load_run_report(job["result"]["run_dir"], model_ids=[])
     return run_context(report, Figures())
 
