@@ -141,3 +141,31 @@ def test_least_recently_used_versions_are_unloaded(registry):
     assert list(assigner._models) == ["customers/1", "spare/1"]
     assigner.set_batch_sizes(5, 2)
     assert {(m.records.max_batch_size, m.arrow.max_batch_size) for m in assigner._models.values()} == {(5, 2)}
+
+
+# -- remembered feature rows (serving/memo.py) ----------------------------------------------
+def test_remembered_rows_give_the_featurizers_answers(registry):
+    from serving.memo import MemoizedFeaturizer
+
+    fresh = registry.load("customers")  # not wrapped: the reference
+    served = ServedModel(registry.load("customers"), registry.resolve("customers"))
+    wrapped = [f for f in served.model.pipeline.featurizers_ if isinstance(f, MemoizedFeaturizer)]
+    assert {f.kind for f in wrapped} == {"categorical", "boolean"}
+    frame = make_mixed_frame(80, seed=21)[FEATURE_COLUMNS]
+    frame["is_member"] = frame["is_member"].astype(object)
+    frame.loc[[3, 7], "plan"] = None
+    frame.loc[5, "is_member"] = None
+    frame.loc[9, "plan"] = "never-seen-plan"
+    for start in range(0, 80, 7):  # small frames, mostly values seen before
+        part = frame.iloc[start:start + 7].reset_index(drop=True)
+        assert served.featurize(part).tobytes() == fresh.featurize(part).tobytes()
+    assert all(0 < len(f._rows) <= 8 for f in wrapped)
+    mixed = pd.DataFrame({"plan": ["pro", 1, 1.0, True, None, float("nan")]})
+    plan = next(f for f in wrapped if f.column == "plan")
+    reference = next(f for f in fresh.pipeline.featurizers_ if f.column == "plan")
+    for i in range(len(mixed)):  # True, 1 and 1.0 are different labels; each answered as the featurizer does
+        assert plan.transform(mixed.iloc[[i]]).tobytes() == reference.transform(mixed.iloc[[i]]).tobytes()
+    big = make_mixed_frame(200, seed=3)[FEATURE_COLUMNS]  # bulk frames: one featurizer call, nothing remembered
+    before = {f.column: len(f._rows) for f in wrapped}
+    assert served.featurize(big).tobytes() == fresh.featurize(big).tobytes()
+    assert {f.column: len(f._rows) for f in wrapped} == before
