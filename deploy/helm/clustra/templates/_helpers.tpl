@@ -391,6 +391,9 @@ Checks of values that the schema cannot express. Included by every template that
 {{- fail (printf "data.roots contains %s: s3:// roots need objectStorage.enabled=true" .) -}}
 {{- end -}}
 {{- end -}}
+{{- if and $v.serving.enabled (gt (float64 $v.serving.modelDeployment.numGpus) 0.0) (not $v.serving.modelDeployment.enabled) -}}
+{{- fail (printf "serving.modelDeployment.numGpus=%v needs serving.modelDeployment.enabled=true: GPU replicas are model replicas" $v.serving.modelDeployment.numGpus) -}}
+{{- end -}}
 {{- if and $v.serving.enabled (gt (float64 $v.serving.modelDeployment.numGpus) 0.0) (not $v.serving.gpuWorkers.enabled) -}}
 {{- fail (printf "serving.modelDeployment.numGpus=%v needs serving.gpuWorkers.enabled=true: no Ray node would have a GPU" $v.serving.modelDeployment.numGpus) -}}
 {{- end -}}
