@@ -518,6 +518,18 @@ def test_registry_location_follows_registry_url(helm: str) -> None:
     assert "registry.url=s3://models/registry needs objectStorage.enabled=true" in render_error(helm, f"registry.url={url}")
 
 
+def test_haproxy_ingress_only_when_asked(helm: str) -> None:
+    def flags(docs: list[dict]) -> dict[str, str | None]:
+        found = {name: env_of(spec["containers"][0]).get("RAY_SERVE_ENABLE_HA_PROXY") for name, spec in ray_pod_specs(docs).items()}
+        return {name: e and e["value"] for name, e in found.items()}
+
+    assert flags(render(helm)) == {"head": None, "cpu": None}
+    docs = render(helm, "serving.haproxy=true")
+    assert flags(docs) == {"head": "1", "cpu": "1"}
+    api = one(docs, "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"]["containers"][0]
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in env_of(api)
+
+
 def test_serve_autoscaling_replaces_num_replicas(helm: str) -> None:
     docs = render(helm, "serving.modelDeployment.enabled=true", "serving.modelDeployment.autoscaling.enabled=true",
                   "serving.modelDeployment.autoscaling.maxReplicas=6")

@@ -191,6 +191,10 @@ RAY_AUTH_MODE=token, RAY_AUTH_TOKEN from the same Secret) to the Ray containers.
 {{- $v := .ctx.Values -}}
 - name: CLUSTRA_REGISTRY
   value: {{ include "clustra.registryLocation" .ctx | quote }}
+{{- if and .ray $v.serving.haproxy }}
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "1"
+{{- end }}
 {{- if and .auth $v.auth.enabled }}
 - name: CLUSTRA_AUTH_TOKEN
   valueFrom:
