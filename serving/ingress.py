@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from .loopback import LOOPBACK_HOSTS
 
@@ -46,11 +47,10 @@ def haproxy_binary() -> str | None:
 
 
 def ray_supports_haproxy() -> bool:
-    """Whether the installed Ray Serve has the HAProxy ingress (Ray 2.5x and later)."""
-    try:
-        return importlib.util.find_spec("ray.serve._private.haproxy") is not None
-    except ModuleNotFoundError:
-        return False
+    """Whether the installed Ray Serve has the HAProxy ingress (looked up on disk: Ray is not imported)."""
+    spec = importlib.util.find_spec("ray")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return any((Path(location) / "serve" / "_private" / "haproxy.py").is_file() for location in locations)
 
 
 def choose_ingress(requested: str, host: str | None) -> IngressChoice:
