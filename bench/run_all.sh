@@ -17,6 +17,7 @@ mkdir -p bench/out
   echo "## end to end vs Spark MLlib"; $PY bench/e2e_spark.py 2>/dev/null | grep -v WARN
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
   echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
+  echo "## serving latency and bulk, default configuration (issue 20)"; $PY bench/serve_latency.py --profiles default,haproxy 2>/dev/null
   echo "## insights cost"; $PY bench/insights_cost.py 2>/dev/null
   echo "## end to end vs pandas + scikit-learn"; $PY bench/e2e_small.py 2>/dev/null | sed -n '/^| rows/,$p'; $PY bench/e2e_kmeans_peer.py 2>/dev/null | sed -n '/^| rows/,$p'
   echo "## recommendation (suite without k; held-out tables)"; $PY bench/recommendation.py --sets suite 2>/dev/null | tail -1; $PY bench/recommendation.py --sets packages 2>/dev/null

@@ -135,7 +135,8 @@ def _deploy_all(registry: str, overrides: dict) -> None:
     from serve_noop import build_noop_app, build_noop_single_app
     from serving.app import build_application
 
-    serve.run(build_application({"registry": registry}, overrides), name="clustra", route_prefix=ROUTES["clustra"])
+    args = {"registry": registry, **({"model_deployment": True} if "AssignmentModel" in overrides else {})}
+    serve.run(build_application(args, overrides), name="clustra", route_prefix=ROUTES["clustra"])
     serve.run(build_noop_app(overrides), name="noop", route_prefix=ROUTES["noop"])
     serve.run(build_noop_single_app(overrides), name="noop-1hop", route_prefix=ROUTES["noop-1hop"])
 
@@ -182,7 +183,8 @@ def worker(args: argparse.Namespace) -> None:
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([bench_dir, str(ROOT)])}})
     port = _free_port()
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-    config = serve_config(model_replicas=args.model_replicas, model_num_cpus=args.model_num_cpus, host="127.0.0.1", port=port)
+    config = serve_config(model_replicas=args.model_replicas, model_num_cpus=args.model_num_cpus, host="127.0.0.1", port=port,
+                          model_deployment=args.model_deployment or None)
     overrides = deployment_overrides(config["applications"][0])
     bodies = Path(args.bodies)
     script = Path(args.workdir) / "post.lua"
@@ -219,6 +221,7 @@ def run_profile(profile: str, args: argparse.Namespace, prepared: dict, workdir:
            "--concurrency", ",".join(map(str, args.concurrency)), "--bulk-concurrency", ",".join(map(str, args.bulk_concurrency)),
            "--num-cpus", str(args.num_cpus), "--model-replicas", str(args.model_replicas),
            "--model-num-cpus", str(args.model_num_cpus), "--rounds", str(args.rounds)] + ([] if args.direct else ["--no-direct"])
+    cmd += ["--model-deployment"] if args.model_deployment else []
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
     results = [json.loads(x[len("RESULT "):]) for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -272,6 +275,8 @@ def main() -> None:
                         help="logical CPUs of the local Ray (three apps are deployed at once; default 4)")
     parser.add_argument("--model-replicas", type=int, default=2, dest="model_replicas")
     parser.add_argument("--model-num-cpus", type=float, default=0.5, dest="model_num_cpus")
+    parser.add_argument("--model-deployment", action="store_true", dest="model_deployment",
+                        help="Clustra with its model deployment (two hops, the default before issue 20) instead of one hop")
     parser.add_argument("--no-direct", action="store_false", dest="direct",
                         help="skip the ingress replicas' own ports where direct ingress is on (throughput profile)")
     parser.add_argument("--quick", action="store_true", help="default profile, 5 s runs")

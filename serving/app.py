@@ -1,15 +1,21 @@
-"""The Ray Serve application: a FastAPI ingress deployment and a multiplexed, batched model deployment.
+"""The Ray Serve application: a FastAPI ingress deployment that assigns itself, or hands off to a model deployment.
 
 ::
 
-    HTTP ──► AssignmentAPI (FastAPI ingress)          AssignmentModel (N replicas)
-             auth, body limits, JSON / Arrow decode ──► @serve.multiplexed: models by NAME/VERSION (LRU)
-             registry view: request -> NAME/VERSION    @serve.batch: single requests merged per model
-             /v1/models, /healthz, /metrics            featurize + assign (same code as `clustra apply`)
+    HTTP ──► AssignmentAPI (FastAPI ingress)
+             auth, body limits, JSON / Arrow decode, registry view: request -> NAME/VERSION,
+             /v1/models, /healthz, /metrics
+             default: assigns in this replica (serving.inprocess: LRU of loaded models,
+                      requests merged while a call runs) -- one hop
+             model_deployment=true: ──► AssignmentModel (N replicas, e.g. GPU)
+                      @serve.multiplexed: models by NAME/VERSION (LRU)
+                      @serve.batch: single requests merged per model
 
-Import path for ``serve deploy`` / ``serve run``: ``serving.app:build_app`` (an application
-builder taking the ``args`` of :class:`serving.settings.ServeArgs`). Replicas, autoscaling,
-batching and ``ray_actor_options`` live in the Serve config YAML (see :mod:`serving.config`).
+Both paths run the same code (:class:`serving.assign.ServedModel`, the calls ``clustra apply``
+makes) and give the same answers and errors. Import path for ``serve deploy`` / ``serve run``:
+``serving.app:build_app`` (an application builder taking the ``args`` of
+:class:`serving.settings.ServeArgs`). Replicas, autoscaling, batching and ``ray_actor_options``
+live in the Serve config YAML (see :mod:`serving.config`).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime.
@@ -17,7 +23,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import time
 from collections import OrderedDict
 from typing import Any, Callable
@@ -38,6 +43,7 @@ from .catalog import describe_version
 from .loopback import confine_replica_sockets
 from .config import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT
 from .errors import error_result, install_error_handlers, replica_error_response
+from .inprocess import InProcessAssigner, limit_math_threads
 from .metrics import ServingMetrics, arrow_cluster_counts, json_cluster_counts
 from .openapi import ASSIGN_OPENAPI, AssignResponse, DescribeResponse, Health, ModelList, prometheus_text
 from .records import ARROW_STREAM_TYPE, body_format, check_declared_length, parse_records, read_limited
@@ -101,15 +107,8 @@ class AssignmentModel:
     """Loads published versions on demand (LRU per replica) and assigns batches of records."""
 
     def __init__(self, args: dict[str, Any]) -> None:
-        import torch
-        from threadpoolctl import threadpool_limits
-
         confine_replica_sockets()
-        # one math thread per replica core (Ray sets OMP_NUM_THREADS from num_cpus): on small
-        # batches, oversubscribed torch/BLAS threads cost 10-50x
-        threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
-        torch.set_num_threads(threads)
-        threadpool_limits(threads)
+        limit_math_threads()
         self.registry = ModelRegistry(ServeArgs(**args).registry_url())
         self.reconfigure({})
 
@@ -163,9 +162,10 @@ class AssignmentModel:
                   health_check_period_s=HEALTH_CHECK_PERIOD_S)
 @serve.ingress(api)
 class AssignmentAPI:
-    """HTTP edge: authentication, limits, decoding, version resolution, metrics."""
+    """HTTP edge: authentication, limits, decoding, version resolution, metrics; assignment
+    itself unless a model deployment handle is given (``model``)."""
 
-    def __init__(self, model: DeploymentHandle, args: dict[str, Any]) -> None:
+    def __init__(self, model: DeploymentHandle | None, args: dict[str, Any]) -> None:
         confine_replica_sockets()
         settings = ServeArgs(**args)
         self.registry = ModelRegistry(settings.registry_url())
@@ -174,13 +174,20 @@ class AssignmentAPI:
         self.view = RegistryView(self.registry, self.options.refresh_interval_s)
         self.metrics = ServingMetrics()
         self.model = model
+        self.local: InProcessAssigner | None = None
+        if model is None:
+            limit_math_threads()
+            self.local = InProcessAssigner(self.registry, max_models_per_replica(),
+                                           self.options.max_batch_size, self.options.bulk_max_batch_size)
         self._handles: OrderedDict[str, DeploymentHandle] = OrderedDict()
         self._refresher: asyncio.Task | None = None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Apply ``user_config`` (limits, registry refresh interval) without a restart."""
+        """Apply ``user_config`` (limits, registry refresh interval, batch limits) without a restart."""
         self.options = IngressOptions(**(config or {}))
         self.view.refresh_interval_s = self.options.refresh_interval_s
+        if self.local is not None:
+            self.local.set_batch_sizes(self.options.max_batch_size, self.options.bulk_max_batch_size)
 
     # -- helpers --------------------------------------------------------------------------
     def _authorize(self, request: Request) -> None:
@@ -372,7 +379,10 @@ class AssignmentAPI:
 
     async def _assign_json(self, ref: ModelRef, body: bytes, explain: bool = False) -> Response:
         records = parse_records(body, self.options.max_records)
-        if records:
+        if records and self.local is not None:
+            assign = self.local.explain_records if explain else self.local.assign_records
+            code, payload, n_records = await assign(ref, records)
+        elif records:
             handle = self._handle(ref)
             method = handle.explain_records if explain else handle.assign_records
             code, payload, n_records = await self._call_model(lambda: method.remote(records))
@@ -389,8 +399,11 @@ class AssignmentAPI:
         return Response(content, media_type="application/json")
 
     async def _assign_arrow(self, ref: ModelRef, body: bytes) -> Response:
-        handle = self._handle(ref)
-        code, payload, n_records = await self._call_model(lambda: handle.assign_arrow.remote(body))
+        if self.local is not None:
+            code, payload, n_records = await self.local.assign_arrow(ref, body)
+        else:
+            handle = self._handle(ref)
+            code, payload, n_records = await self._call_model(lambda: handle.assign_arrow.remote(body))
         if code != 200:
             return replica_error_response(code, payload)
         self.metrics.assigned(ref.name, "arrow", n_records)
@@ -400,11 +413,14 @@ class AssignmentAPI:
 
 
 def build_application(args: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None) -> Application:
-    """The bound application; ``overrides`` maps a deployment name to ``.options()`` (the config YAML's ``deployments``)."""
+    """The bound application; ``overrides`` maps a deployment name to ``.options()`` (the config YAML's ``deployments``).
+
+    The ``AssignmentModel`` deployment is part of it only with ``model_deployment: true``.
+    """
     settings = ServeArgs(**(args or {}))
-    plain = settings.model_dump(exclude_none=True)
+    plain = settings.model_dump(exclude_none=True, exclude_defaults=True)
     overrides = overrides or {}
-    model = AssignmentModel.options(**overrides.get(MODEL_DEPLOYMENT, {})).bind(plain)
+    model = AssignmentModel.options(**overrides.get(MODEL_DEPLOYMENT, {})).bind(plain) if settings.model_deployment else None
     return AssignmentAPI.options(**overrides.get(INGRESS_DEPLOYMENT, {})).bind(model, plain)
 
 
@@ -414,6 +430,6 @@ def build_app(args: dict[str, Any]) -> Application:
     Parameters
     ----------
     args : dict
-        ``registry`` (path or fsspec URL) and ``auth_token``; see :class:`ServeArgs`.
+        ``registry`` (path or fsspec URL), ``auth_token`` and ``model_deployment``; see :class:`ServeArgs`.
     """
     return build_application(args)

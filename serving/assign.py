@@ -19,6 +19,7 @@ from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef
 
 from .errors import error_result
+from .memo import memoized
 from .records import read_arrow, write_table
 
 # JSON-level expectations for the kinds whose values are single scalars; kinds not listed
@@ -131,6 +132,8 @@ class ServedModel:
         self.model = model
         self.ref = ref
         pipeline = model.pipeline
+        # small requests skip the featurizer call for categorical and boolean values seen before
+        pipeline.featurizers_ = [memoized(f) for f in pipeline.featurizers_]
         self.required = list(dict.fromkeys(pipeline.input_columns))
         self._required_set = frozenset(self.required)
         self.known = frozenset(c.name for c in pipeline.schema.columns) | self._required_set

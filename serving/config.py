@@ -31,6 +31,7 @@ def serve_config(
     registry: str | None = None,
     host: str = "0.0.0.0",
     port: int = DEFAULT_PORT,
+    model_deployment: bool | None = None,
     model_replicas: int | None = None,
     max_model_replicas: int = 4,
     model_num_cpus: float = 0.5,
@@ -43,6 +44,11 @@ def serve_config(
 ) -> dict[str, Any]:
     """A Serve config (``ServeDeploySchema`` form) for the Clustra application.
 
+    By default the ingress deployment assigns itself (one hop, the lowest latency): it gets
+    the model settings below (replicas, CPUs, models kept loaded) and there is no
+    ``AssignmentModel`` deployment. With ``model_deployment`` (implied by GPUs), a separate
+    multiplexed, batched ``AssignmentModel`` deployment assigns and the ingress forwards to it.
+
     Parameters
     ----------
     registry : str, optional
@@ -50,35 +56,30 @@ def serve_config(
         replicas use ``CLUSTRA_REGISTRY`` or ``~/.clustra/registry``.
     host, port : str, int
         Where the Serve HTTP proxies listen.
+    model_deployment : bool, optional
+        Assign in a separate ``AssignmentModel`` deployment; default: only when
+        ``model_num_gpus`` is above 0.
     model_replicas : int, optional
-        A fixed number of model replicas; default: autoscaling from 1 to ``max_model_replicas``.
+        A fixed number of replicas that assign (ingress or model replicas); default:
+        autoscaling from 1 to ``max_model_replicas``.
     model_num_cpus, model_num_gpus : float
-        ``ray_actor_options`` of each model replica (``model_num_gpus=1`` for GPU replicas).
+        ``ray_actor_options`` of each replica that assigns (``model_num_gpus=1`` for GPU replicas).
+    ingress_replicas, ingress_num_cpus : int, float
+        The ingress deployment's replicas and CPUs when a model deployment assigns.
     max_models_per_replica : int
         Models one replica keeps loaded (LRU), via ``CLUSTRA_MAX_MODELS_PER_REPLICA``.
     ingress_options, model_options : optional
         The deployments' ``user_config``.
     """
-    model = {
-        "name": MODEL_DEPLOYMENT,
-        "max_ongoing_requests": 256,
-        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
-        "ray_actor_options": {
-            "num_cpus": model_num_cpus,
-            "num_gpus": model_num_gpus,
-            "runtime_env": {"env_vars": {MAX_MODELS_ENV: str(max_models_per_replica)}},
-        },
-        "user_config": (model_options or ModelOptions()).model_dump(),
-    }
-    if model_replicas is None:
-        model["autoscaling_config"] = {
-            "min_replicas": 1,
-            "max_replicas": max_model_replicas,
-            "target_ongoing_requests": 32,
-        }
-    else:
-        model["num_replicas"] = model_replicas
-    ingress = {
+    if model_deployment is None:
+        model_deployment = model_num_gpus > 0
+    if model_num_gpus > 0 and not model_deployment:
+        raise InvalidInputError(f"model_num_gpus={model_num_gpus} needs model_deployment=True (GPU replicas are model replicas)")
+    actor: dict[str, Any] = {"num_cpus": model_num_cpus}
+    if model_deployment:
+        actor["num_gpus"] = model_num_gpus
+    actor["runtime_env"] = {"env_vars": {MAX_MODELS_ENV: str(max_models_per_replica)}}
+    ingress: dict[str, Any] = {
         "name": INGRESS_DEPLOYMENT,
         "num_replicas": ingress_replicas,
         "max_ongoing_requests": 512,
@@ -86,9 +87,33 @@ def serve_config(
         "ray_actor_options": {"num_cpus": ingress_num_cpus},
         "user_config": (ingress_options or IngressOptions()).model_dump(),
     }
-    app = {"name": APP_NAME, "route_prefix": "/", "import_path": IMPORT_PATH, "args": {}, "deployments": [ingress, model]}
+    deployments = [ingress]
+    if model_deployment:
+        assigner: dict[str, Any] = {
+            "name": MODEL_DEPLOYMENT,
+            "max_ongoing_requests": 256,
+            "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+            "ray_actor_options": actor,
+            "user_config": (model_options or ModelOptions()).model_dump(),
+        }
+        deployments.append(assigner)
+    else:
+        assigner = ingress
+        ingress["ray_actor_options"] = actor
+    if model_replicas is None:
+        assigner.pop("num_replicas", None)
+        assigner["autoscaling_config"] = {
+            "min_replicas": 1,
+            "max_replicas": max_model_replicas,
+            "target_ongoing_requests": 32,
+        }
+    else:
+        assigner["num_replicas"] = model_replicas
+    app = {"name": APP_NAME, "route_prefix": "/", "import_path": IMPORT_PATH, "args": {}, "deployments": deployments}
     if registry:
         app["args"]["registry"] = registry
+    if model_deployment:
+        app["args"]["model_deployment"] = True
     return {"proxy_location": "EveryNode", "http_options": {"host": host, "port": port}, "applications": [app]}
 
 
@@ -113,7 +138,13 @@ def validate_config(config: Any) -> None:
         ServeDeploySchema.model_validate(config)
     except ValidationError as exc:
         raise InvalidInputError(f"not a valid Serve config: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-    clustra_apps(config)
+    for app in clustra_apps(config):
+        named = {d.get("name") for d in app.get("deployments", []) or []}
+        if MODEL_DEPLOYMENT in named and not (app.get("args") or {}).get("model_deployment"):
+            raise InvalidInputError(
+                f"application {app.get('name')!r} configures deployment {MODEL_DEPLOYMENT!r}, which exists only with "
+                f"args.model_deployment: true (without it the {INGRESS_DEPLOYMENT} replicas assign themselves)"
+            )
     others = [app.get("name") for app in config.get("applications", []) if app.get("import_path") != IMPORT_PATH]
     if others:
         raise InvalidInputError(f"applications {others} do not use {IMPORT_PATH!r}; run such configs with `serve run` or `serve deploy`")

@@ -3,9 +3,11 @@
 Three groups:
 
 * :class:`ServeArgs` -- the application builder's ``args`` (``serving.app:build_app``):
-  where the registry is and the optional bearer token. Fixed for the life of a deployment.
+  where the registry is, the optional bearer token, and whether a model deployment
+  assigns (else the ingress does). Fixed for the life of a deployment.
 * :class:`IngressOptions` -- ``user_config`` of the ``AssignmentAPI`` deployment (body
-  limits, how often the registry is re-read); changed live by ``serve deploy``.
+  limits, how often the registry is re-read, batch limits when it assigns itself);
+  changed live by ``serve deploy``.
 * :class:`ModelOptions` -- ``user_config`` of the ``AssignmentModel`` deployment
   (``@serve.batch`` size and wait); changed live as well.
 """
@@ -32,12 +34,17 @@ class ServeArgs(BaseModel):
     ``~/.clustra/registry``). ``auth_token``: bearer token required on every route but
     ``/healthz`` (default: ``CLUSTRA_AUTH_TOKEN``; unset or empty = no auth). Prefer the
     environment variable: args end up in the Serve config in plain text.
+    ``model_deployment``: assign in a separate, multiplexed and batched ``AssignmentModel``
+    deployment (GPU replicas, or models spread over many replicas) instead of in the ingress
+    replica itself (default: one hop, the lowest latency; docs/benchmarks.md). The Serve
+    config's ``deployments`` must list ``AssignmentModel`` exactly when this is true.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     registry: str | None = None
     auth_token: str | None = None
+    model_deployment: bool = False
 
     def registry_url(self) -> str:
         """The registry location after the environment default is applied."""
@@ -60,6 +67,12 @@ class IngressOptions(BaseModel):
     )
     replica_retry_timeout_s: float = Field(
         10.0, gt=0, description="how long a request whose model replica died waits for another replica before 503"
+    )
+    max_batch_size: int = Field(
+        64, ge=1, description="JSON requests merged into one assignment call while the previous one runs (ingress assigning)"
+    )
+    bulk_max_batch_size: int = Field(
+        8, ge=1, description="Arrow requests featurized together while the previous call runs (ingress assigning)"
     )
 
 

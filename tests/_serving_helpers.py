@@ -70,18 +70,19 @@ def free_port() -> int:
 
 
 def serve_test_config(registry: str, port: int) -> dict:
-    """Two applications on one Ray instance: ``open`` at ``/`` (no auth) and ``secured`` at ``/secured`` (bearer token)."""
+    """Two applications on one Ray instance: ``open`` at ``/`` (no auth; the default shape: the ingress
+    assigns) and ``secured`` at ``/secured`` (bearer token; a separate model deployment assigns)."""
     from serving.config import serve_config
     from serving.settings import IngressOptions, ModelOptions
 
     ingress = IngressOptions(max_body_bytes=MAX_BODY, max_records=MAX_RECORDS, refresh_interval_s=REFRESH_INTERVAL_S)
-    config = serve_config(registry=registry, host="127.0.0.1", port=port, model_replicas=1, model_num_cpus=0.4,
-                          ingress_num_cpus=0.1, ingress_options=ingress, model_options=ModelOptions(batch_wait_timeout_s=0.005))
+    common = dict(registry=registry, host="127.0.0.1", port=port, model_replicas=1, ingress_num_cpus=0.1,
+                  ingress_options=ingress, model_options=ModelOptions(batch_wait_timeout_s=0.005))
+    config = serve_config(model_num_cpus=0.4, **common)
     open_app = config["applications"][0]
-    secured = json.loads(json.dumps(open_app))
+    secured = serve_config(model_deployment=True, model_num_cpus=0.2, **common)["applications"][0]
     secured.update(name="secured", route_prefix="/secured")
     secured["args"]["auth_token"] = TOKEN
-    secured["deployments"][1]["ray_actor_options"]["num_cpus"] = 0.2
     open_app["name"] = "open"
     config["applications"].append(secured)
     return config

@@ -269,8 +269,8 @@ def _check_keys(data: dict, model: Any, where: str) -> None:
 
 @pytest.mark.parametrize(
     "sets",
-    [(), ("serving.modelDeployment.autoscaling.enabled=true",),
-     ("serving.gpuWorkers.enabled=true", "serving.modelDeployment.numGpus=0.5")],
+    [(), ("serving.modelDeployment.enabled=true", "serving.modelDeployment.autoscaling.enabled=true"),
+     ("serving.modelDeployment.enabled=true", "serving.gpuWorkers.enabled=true", "serving.modelDeployment.numGpus=0.5")],
     ids=["defaults", "autoscaling", "gpu"],
 )
 def test_serve_config_is_a_valid_ray_serve_config(helm: str, sets: tuple[str, ...]) -> None:
@@ -308,11 +308,11 @@ def test_gpu_worker_groups_only_when_enabled(helm: str) -> None:
     text = render_text(helm)
     assert "nvidia.com/gpu:" not in text and "cuda" not in text
     assert set(ray_pod_specs(render(helm))) == {"head", "cpu"}
-    model = serve_config(render(helm))["applications"][0]["deployments"][1]
+    model = serve_config(render(helm, "serving.modelDeployment.enabled=true"))["applications"][0]["deployments"][1]
     assert "num_gpus" not in model["ray_actor_options"]
 
-    docs = render(helm, "serving.gpuWorkers.enabled=true", "serving.gpuWorkers.gpusPerPod=2",
-                  "serving.modelDeployment.numGpus=1")
+    docs = render(helm, "serving.modelDeployment.enabled=true", "serving.gpuWorkers.enabled=true",
+                  "serving.gpuWorkers.gpusPerPod=2", "serving.modelDeployment.numGpus=1")
     specs = ray_pod_specs(docs)
     assert set(specs) == {"head", "cpu", "gpu"}
     gpu = container(specs["gpu"], "ray-worker")
@@ -327,8 +327,21 @@ def test_gpu_worker_groups_only_when_enabled(helm: str) -> None:
 
 
 def test_gpu_replicas_without_gpu_workers_fail(helm: str) -> None:
-    error = render_error(helm, "serving.modelDeployment.numGpus=1")
+    error = render_error(helm, "serving.modelDeployment.enabled=true", "serving.modelDeployment.numGpus=1")
     assert "serving.modelDeployment.numGpus=1 needs serving.gpuWorkers.enabled=true" in error
+    error = render_error(helm, "serving.gpuWorkers.enabled=true", "serving.modelDeployment.numGpus=1")
+    assert "serving.modelDeployment.numGpus=1 needs serving.modelDeployment.enabled=true" in error
+
+
+def test_the_ingress_assigns_unless_the_model_deployment_is_enabled(helm: str) -> None:
+    from serving.settings import ServeArgs
+
+    app = serve_config(render(helm))["applications"][0]
+    assert [d["name"] for d in app["deployments"]] == ["AssignmentAPI"] and "model_deployment" not in app["args"]
+    assert app["deployments"][0]["ray_actor_options"] == {"num_cpus": 0.5}
+    app = serve_config(render(helm, "serving.modelDeployment.enabled=true"))["applications"][0]
+    assert [d["name"] for d in app["deployments"]] == ["AssignmentAPI", "AssignmentModel"]
+    assert app["args"]["model_deployment"] is True and ServeArgs(**app["args"]).model_deployment
 
 
 def test_dask_gpu_workers_only_when_enabled(helm: str) -> None:
@@ -505,8 +518,20 @@ def test_registry_location_follows_registry_url(helm: str) -> None:
     assert "registry.url=s3://models/registry needs objectStorage.enabled=true" in render_error(helm, f"registry.url={url}")
 
 
+def test_haproxy_ingress_only_when_asked(helm: str) -> None:
+    def flags(docs: list[dict]) -> dict[str, str | None]:
+        found = {name: env_of(spec["containers"][0]).get("RAY_SERVE_ENABLE_HA_PROXY") for name, spec in ray_pod_specs(docs).items()}
+        return {name: e and e["value"] for name, e in found.items()}
+
+    assert flags(render(helm)) == {"head": None, "cpu": None}
+    docs = render(helm, "serving.haproxy=true")
+    assert flags(docs) == {"head": "1", "cpu": "1"}
+    api = one(docs, "Deployment", f"{FULL}-jobs-api")["spec"]["template"]["spec"]["containers"][0]
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in env_of(api)
+
+
 def test_serve_autoscaling_replaces_num_replicas(helm: str) -> None:
-    docs = render(helm, "serving.modelDeployment.autoscaling.enabled=true",
+    docs = render(helm, "serving.modelDeployment.enabled=true", "serving.modelDeployment.autoscaling.enabled=true",
                   "serving.modelDeployment.autoscaling.maxReplicas=6")
     model = serve_config(docs)["applications"][0]["deployments"][1]
     assert "num_replicas" not in model
@@ -519,9 +544,9 @@ def test_serve_autoscaling_replaces_num_replicas(helm: str) -> None:
 
 
 def test_user_config_of_both_deployments(helm: str) -> None:
-    ingress, model = serve_config(render(helm))["applications"][0]["deployments"]
+    ingress, model = serve_config(render(helm, "serving.modelDeployment.enabled=true"))["applications"][0]["deployments"]
     assert "user_config" not in ingress
-    docs = render(helm, "serving.ingressDeployment.userConfig.max_records=500",
+    docs = render(helm, "serving.modelDeployment.enabled=true", "serving.ingressDeployment.userConfig.max_records=500",
                   "serving.modelDeployment.userConfig.bulk_max_batch_size=4",
                   "serving.modelDeployment.userConfig.max_batch_size=128",
                   "serving.modelDeployment.batching.batchWaitTimeoutS=0.01")
@@ -860,7 +885,7 @@ def test_jobs_api_command_parses_with_the_clustra_cli(helm: str) -> None:
 def test_deployment_names_and_user_config_match_the_serving_code(helm: str) -> None:
     from serving import config, settings
 
-    docs = render(helm, "serving.ingressDeployment.userConfig.max_records=10")
+    docs = render(helm, "serving.modelDeployment.enabled=true", "serving.ingressDeployment.userConfig.max_records=10")
     app = serve_config(docs)["applications"][0]
     assert app["import_path"] == config.IMPORT_PATH
     ingress, model = app["deployments"]
@@ -890,7 +915,7 @@ def test_dask_workers_unset_the_malloc_trim_threshold_dask_would_export(helm: st
 
 def test_dead_replicas_are_replaced_within_seconds(helm: str) -> None:
     """Issue 15: a killed model replica stalled serving 13.5 s (Ray's default health check period is 10 s)."""
-    ingress, model = serve_config(render(helm))["applications"][0]["deployments"]
+    ingress, model = serve_config(render(helm, "serving.modelDeployment.enabled=true"))["applications"][0]["deployments"]
     assert ingress["health_check_period_s"] == 2 and model["health_check_period_s"] == 2
-    docs = render(helm, "serving.modelDeployment.healthCheckPeriodS=0.5")
+    docs = render(helm, "serving.modelDeployment.enabled=true", "serving.modelDeployment.healthCheckPeriodS=0.5")
     assert serve_config(docs)["applications"][0]["deployments"][1]["health_check_period_s"] == 0.5

@@ -39,8 +39,9 @@ EXTRA = {
     "operator": ("dask.mode=operator",),
     "operator-gpu-int-quantities": ("dask.mode=operator", "dask.gpuWorkers.enabled=true", "dask.gpuWorkers.gpusPerPod=2",
                                     "dask.workers.resources.limits.cpu=2", "dask.scheduler.resources.requests.cpu=0.5"),
-    "ray-gpu-auth": ("serving.gpuWorkers.enabled=true", "serving.modelDeployment.numGpus=1", "auth.enabled=true",
-                     "serving.enableInTreeAutoscaling=true", "serving.modelDeployment.autoscaling.enabled=true"),
+    "ray-gpu-auth": ("serving.gpuWorkers.enabled=true", "serving.modelDeployment.enabled=true",
+                     "serving.modelDeployment.numGpus=1", "auth.enabled=true", "serving.enableInTreeAutoscaling=true",
+                     "serving.modelDeployment.autoscaling.enabled=true"),
 }
 
 

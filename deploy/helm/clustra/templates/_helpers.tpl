@@ -191,6 +191,10 @@ RAY_AUTH_MODE=token, RAY_AUTH_TOKEN from the same Secret) to the Ray containers.
 {{- $v := .ctx.Values -}}
 - name: CLUSTRA_REGISTRY
   value: {{ include "clustra.registryLocation" .ctx | quote }}
+{{- if and .ray $v.serving.haproxy }}
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "1"
+{{- end }}
 {{- if and .auth $v.auth.enabled }}
 - name: CLUSTRA_AUTH_TOKEN
   valueFrom:
@@ -390,6 +394,9 @@ Checks of values that the schema cannot express. Included by every template that
 {{- if and (hasPrefix "s3://" .) (not $v.objectStorage.enabled) -}}
 {{- fail (printf "data.roots contains %s: s3:// roots need objectStorage.enabled=true" .) -}}
 {{- end -}}
+{{- end -}}
+{{- if and $v.serving.enabled (gt (float64 $v.serving.modelDeployment.numGpus) 0.0) (not $v.serving.modelDeployment.enabled) -}}
+{{- fail (printf "serving.modelDeployment.numGpus=%v needs serving.modelDeployment.enabled=true: GPU replicas are model replicas" $v.serving.modelDeployment.numGpus) -}}
 {{- end -}}
 {{- if and $v.serving.enabled (gt (float64 $v.serving.modelDeployment.numGpus) 0.0) (not $v.serving.gpuWorkers.enabled) -}}
 {{- fail (printf "serving.modelDeployment.numGpus=%v needs serving.gpuWorkers.enabled=true: no Ray node would have a GPU" $v.serving.modelDeployment.numGpus) -}}

