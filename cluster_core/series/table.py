@@ -27,6 +27,12 @@ def shape_names(value_columns: list[str], length: int) -> list[str]:
     return [f"shape__{column}__{i}" for column in value_columns for i in range(length)]
 
 
+def shape_array(table: pd.DataFrame, value_columns: list[str], length: int) -> np.ndarray:
+    """(n_series, length, n_values) z-normalized shapes from the ``shape__*`` columns of a per-series table."""
+    flat = table[shape_names(value_columns, length)].to_numpy(np.float64)
+    return flat.reshape(len(table), len(value_columns), length).transpose(0, 2, 1).copy()
+
+
 def resolve_columns(settings: SeriesSettings, meta: pd.DataFrame, carry: list[str] | None = None) -> list[str]:
     """The value columns; InvalidInputError naming the setting for a missing or unusable column.
 
@@ -162,5 +168,5 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["INFO_COLUMNS", "OK", "dropped_report", "output_meta", "resolve_columns", "shape_names", "summarize_frame",
+__all__ = ["INFO_COLUMNS", "OK", "dropped_report", "output_meta", "resolve_columns", "shape_array", "shape_names", "summarize_frame",
            "summarize_partition", "time_numbers"]
