@@ -30,7 +30,7 @@ from cluster_core import __version__
 from cluster_core._compat import require
 from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.http_contract import ErrorBody, ServiceUnavailableError, check_bearer
-from cluster_core.registry import ModelRef, ModelRegistry, load_model_dir
+from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
 from .catalog import describe_version
@@ -41,7 +41,7 @@ from .metrics import ServingMetrics, arrow_cluster_counts, json_cluster_counts
 from .openapi import ASSIGN_OPENAPI, AssignResponse, DescribeResponse, Health, ModelList, prometheus_text
 from .records import ARROW_STREAM_TYPE, body_format, check_declared_length, parse_records, read_limited
 from .resolver import RegistryView
-from .series_shape import ServedShapeModel, served_model
+from .series_shape import ServedShapeModel, load_served
 from .settings import HEALTH_CHECK_PERIOD_S, IngressOptions, ModelOptions, ServeArgs, max_models_per_replica
 
 serve = require("ray.serve", "Clustra serving")
@@ -127,8 +127,7 @@ class AssignmentModel:
         is served by :class:`~serving.series_shape.ServedShapeModel`)."""
         name, _, version = key.rpartition("/")
         ref = ModelRef(name, int(version))
-        model = await asyncio.to_thread(lambda: load_model_dir(self.registry.local_dir(ref.name, ref.version)))
-        return served_model(model, ref)
+        return await asyncio.to_thread(load_served, self.registry, ref)
 
     async def _current_model(self) -> ServedModel | ServedShapeModel:
         return await self.get_model(serve.get_multiplexed_model_id())

@@ -5,7 +5,8 @@
 ``assign_arrow_batch``) for a :class:`~cluster_core.series.published.SeriesShapeModel`:
 each record is resampled and z-normalized as a series of a long table and assigned to the
 nearest center by DTW (``dtw-kmeans``) or k-Shape's distance (``kshape``), the calls
-``clustra apply`` makes on the run. :func:`served_model` picks the class for a loaded model.
+``clustra apply`` makes on the run. :func:`load_served` loads a published version in the
+form that serves it (what the model deployment calls).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from typing import Any
 
 from cluster_core.errors import ClustraError, InvalidInputError
-from cluster_core.registry import ModelRef
+from cluster_core.registry import ModelRef, ModelRegistry, load_model_dir
 from cluster_core.series.published import SeriesShapeModel
 
 from .assign import ServedModel
@@ -101,4 +102,10 @@ def served_model(model: Any, ref: ModelRef) -> ServedModel | ServedShapeModel:
     return ServedModel(model, ref)
 
 
-__all__ = ["ServedShapeModel", "served_model"]
+def load_served(registry: ModelRegistry, ref: ModelRef) -> ServedModel | ServedShapeModel:
+    """What a model replica loads for ``NAME/VERSION``: the published version, in its served form
+    (blocking file-system reads: call from a thread in async code)."""
+    return served_model(load_model_dir(registry.local_dir(ref.name, ref.version)), ref)
+
+
+__all__ = ["ServedShapeModel", "load_served", "served_model"]

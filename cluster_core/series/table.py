@@ -8,6 +8,7 @@ driver. :func:`summarize_partition` is the pure per-partition function.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,9 @@ def time_numbers(times: pd.Series, column: str) -> np.ndarray:
         return times.to_numpy(np.float64, na_value=np.nan)
     if not pd.api.types.is_datetime64_any_dtype(times.dtype):
         try:
-            times = pd.to_datetime(times, errors="raise", utc=True)
+            with warnings.catch_warnings():  # pandas' "could not infer format" notice: each value is parsed alone
+                warnings.simplefilter("ignore", UserWarning)
+                times = pd.to_datetime(times, errors="raise", utc=True)
         except (ValueError, TypeError) as exc:
             example = next((v for v in times if v is not None), None)
             raise DataError(f"column {column!r}: value {example!r} is not a timestamp ({exc})", field="time") from None

@@ -1,0 +1,192 @@
+"""Serving the shape methods of series mode (docs/series.md): a shape/kshape run is published
+(CLI and Python API) as a pickle-free model directory and answers one series per record with
+the cluster and distance ``clustra apply`` gives; bad records are 422s naming the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster_core.errors import ArtifactError, InvalidInputError
+from cluster_core.registry import ModelRegistry, load_model_dir
+from cluster_core.series import apply_series_run, train_series_run
+from cluster_core.series.published import SeriesShapeModel
+from cluster_core.series.resample import to_length, znormalize
+from cluster_core.series.shape import shape_based_distance
+from cluster_core.series.synthetic import retail_series
+from serving.assign import ServedModel
+from serving.catalog import describe_version
+from serving.series_shape import ServedShapeModel, load_served
+
+SETTINGS = {"series_id": "store", "time": "date", "values": ["sales"], "max_length": 400}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """One small run per shape method (36 series of 120 days, k=3)."""
+    root = tmp_path_factory.mktemp("series-serving")
+    frame = retail_series(36, days=120, seed=0)
+    out = {}
+    for method in ("shape", "kshape"):
+        out[method] = root / method
+        train_series_run(frame, dict(SETTINGS, method=method), {"k": [3], "seed": 0}, out=out[method], cluster="inprocess")
+    return out
+
+
+@pytest.fixture(scope="module")
+def new_series() -> pd.DataFrame:
+    return retail_series(6, days=120, seed=9)
+
+
+def point_records(frame: pd.DataFrame) -> list[dict]:
+    """One ``{"points": [...]}`` record per store, in store order (timestamps as ISO strings)."""
+    records = []
+    for _, rows in frame.groupby("store", sort=True):
+        rows = rows.sort_values("date")
+        records.append({"points": [{"time": t.isoformat(), "sales": float(v)} for t, v in zip(rows["date"], rows["sales"])]})
+    return records
+
+
+def publish_cli(run: Path, registry: Path, name: str) -> dict:
+    env = dict(os.environ, CLUSTRA_DEVICE="cpu")
+    done = subprocess.run([sys.executable, "-m", "clustra.cli", "publish", str(run), "--name", name, "--registry",
+                           str(registry)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_shape_run_publishes_a_pickle_free_model_directory(runs, tmp_path):
+    summary = publish_cli(runs["shape"], tmp_path / "registry", "shapes")
+    assert summary["model_id"] == "dtw-kmeans-k3" and summary["algorithm"] == "dtw-kmeans" and summary["version"] == 1
+    assert "series run" in summary["chosen"]
+    registry = ModelRegistry(tmp_path / "registry")
+    version = registry.local_dir("shapes", 1)
+    assert sorted(p.name for p in version.iterdir()) == ["model.json", "shape_model.json", "shape_model.npz", "version.json"]
+    with np.load(version / "shape_model.npz", allow_pickle=False) as arrays:
+        assert [a.shape for a in arrays.values()] == [(3, 64, 1)]  # the centers, no object arrays
+    info = json.loads((version / "model.json").read_text())
+    assert info["model_type"] == "series-shape"
+    assert info["metadata"]["series"]["values"] == ["sales"]
+    assert info["metadata"]["series"]["settings"]["shape_length"] == 64
+    assert info["metadata"]["series"]["settings"]["dtw_window"] == 0.1 and info["metadata"]["dtw_radius"] == 6
+    assert sum(c["size"] for c in info["clusters"]) == 36
+    model = registry.load("shapes")
+    assert isinstance(model, SeriesShapeModel) and model.n_clusters == 3
+    described = describe_version(registry, registry.resolve("shapes"))
+    assert described["input_schema"] == [{"name": "sales", "kind": "series", "dtype": "float64"}]
+    assert described["output"] == "distances" and [c["name"] for c in described["clusters"]] == ["segment 0", "segment 1", "segment 2"]
+    from cluster_core.model import ClusteringModel
+
+    with pytest.raises(ArtifactError, match="series shape model"):
+        ClusteringModel.load(version)
+
+
+@pytest.mark.parametrize("method", ["shape", "kshape"])
+def test_served_answers_are_what_apply_gives(runs, new_series, tmp_path, method):
+    """Same series -> same cluster and distance through `clustra apply` and the model replica's assign path."""
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(runs[method], "stores")  # the Python API: a run directory, as the CLI takes it
+    served = load_served(registry, registry.resolve("stores"))
+    assert isinstance(served, ServedShapeModel) and served.series["values"] == ["sales"]
+
+    apply_series_run(runs[method], new_series, tmp_path / "scored", cluster="inprocess")
+    expected = pd.read_parquet(tmp_path / "scored" / "series_assignments.parquet").sort_values("store")
+    answers = json.loads(served.assign_records(point_records(new_series)))
+    assert [a["cluster_id"] for a in answers] == expected["cluster_id"].tolist()
+    np.testing.assert_allclose([a["distance"] for a in answers], expected["distance"], rtol=1e-9)
+    assert [a["cluster_name"] for a in answers] == expected["cluster_name"].tolist()
+    for answer in answers:
+        assert len(answer["distances"]) == 3 and answer["distance"] == min(answer["distances"])
+        assert answer["is_noise"] is False
+    # equally spaced values: the same answer as the points at steps of one
+    y = 20 + 0.3 * np.arange(100) + np.random.default_rng(0).normal(size=100)
+    by_values = json.loads(served.assign_records([{"values": y.tolist()}]))
+    by_points = json.loads(served.assign_records([{"points": [{"time": i, "sales": v} for i, v in enumerate(y)]}]))
+    assert by_values == by_points
+
+
+def test_kshape_distance_is_the_shape_based_distance(runs, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(runs["kshape"], "k")
+    served = load_served(registry, registry.resolve("k"))
+    y = 50 + 10 * np.sin(np.arange(120) * 2 * np.pi / 7)
+    answer = json.loads(served.assign_records([{"values": y.tolist()}]))[0]
+    shape = to_length(znormalize(y), 64)[None, :, None]
+    expected = shape_based_distance(shape, served.model.shape.centers)[0]
+    np.testing.assert_allclose(answer["distances"], expected, rtol=1e-9)
+    assert answer["cluster_id"] == int(expected.argmin()) and 0.0 <= answer["distance"] <= 2.0
+
+
+@pytest.fixture(scope="module")
+def served(runs, tmp_path_factory) -> ServedShapeModel:
+    registry = ModelRegistry(tmp_path_factory.mktemp("series-registry"))
+    registry.publish(runs["shape"], "shapes")
+    return load_served(registry, registry.resolve("shapes"))
+
+
+@pytest.mark.parametrize("records, words", [
+    ([{"values": [1.0]}], ["records[0]", "1 usable observation(s), at least 3 needed"]),
+    ([{"values": [1, 2, 3]}, {"values": [1.0, "x", 3.0]}], ["records[1]", "'x'", "not a finite number"]),
+    ([{"values": [1, 2, True]}], ["records[0]", "True", "not a finite number"]),
+    ([{"values": list(range(401))}], ["records[0]", "401 points", "limit of 400"]),
+    ([{"points": [{"time": 1, "sales": 2.0}, {"time": 2}]}], ["records[0]", "points[1] lacks 'sales'"]),
+    ([{"points": [{"time": "soon", "sales": 1.0}, {"time": "later", "sales": 2.0}, {"time": "never", "sales": 3.0}]}],
+     ["records[0]", "not a timestamp"]),
+    ([{"values": {"visits": [1, 2, 3]}}], ["records[0]", "'values'"]),
+    ([[1.0, 2.0, 3.0]], ["records[0]", "'values'", "'points'"]),
+    ([{"values": [1, 2, 3], "extra": 1}], ["records[0]", "'values'"]),
+], ids=["one-point", "non-numeric", "boolean", "too-long", "point-without-value", "bad-time", "unknown-column",
+        "not-an-object", "unknown-key"])
+def test_bad_records_are_422_naming_the_record(served, records, words):
+    with pytest.raises(InvalidInputError) as info:
+        served.assign_records(records)
+    for word in words:
+        assert word in info.value.message
+    status, body, n = served.assign_batch([records])[0]
+    assert status == 422 and n == 0
+    error = json.loads(body)
+    assert error["error"] == "invalid_input" and words[0] in error["message"]
+
+
+def test_a_batch_isolates_the_request_with_a_bad_record(served, new_series):
+    good = point_records(new_series)
+    alone = [json.loads(served.assign_records(good[:2])), json.loads(served.assign_records(good[2:]))]
+    results = served.assign_batch([good[:2], [{"values": [1.0]}], good[2:]])
+    assert [r[0] for r in results] == [200, 422, 200] and [r[2] for r in results] == [2, 0, len(good) - 2]
+    assert [json.loads(results[0][1]), json.loads(results[2][1])] == alone
+
+
+def test_explain_and_arrow_are_refused_with_422(served):
+    with pytest.raises(InvalidInputError, match="explain=true is not available") as info:
+        served.explain_records([{"values": [1, 2, 3]}])
+    assert info.value.field == "explain"
+    [(status, body, n)] = served.assign_arrow_batch([b"arrow bytes"])
+    assert status == 422 and n == 0 and "send JSON records" in json.loads(body)["message"]
+
+
+def test_features_models_still_load_as_served_models(tmp_path):
+    frame = retail_series(24, days=90, seed=4)
+    train_series_run(frame, SETTINGS, {"k": [2], "algorithms": ["kmeans"], "insights": False}, out=tmp_path / "run",
+                     cluster="inprocess")
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.publish(tmp_path / "run", "features")  # a features run: its recommended model, as before
+    served = load_served(registry, registry.resolve("features"))
+    assert isinstance(served, ServedModel) and served.series["values"] == ["sales"]
+    assert not isinstance(load_model_dir(registry.local_dir("features", 1)), SeriesShapeModel)
+
+
+def test_a_shape_run_without_a_model_directory_says_so(runs, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(runs["shape"], old)
+    shutil.rmtree(old / "models")  # as written before shape runs kept a model directory
+    with pytest.raises(ArtifactError, match="train it again"):
+        ModelRegistry(tmp_path / "registry").publish(old, "old")
