@@ -190,3 +190,23 @@ def test_a_shape_run_without_a_model_directory_says_so(runs, tmp_path):
     shutil.rmtree(old / "models")  # as written before shape runs kept a model directory
     with pytest.raises(ArtifactError, match="train it again"):
         ModelRegistry(tmp_path / "registry").publish(old, "old")
+
+
+# -- the HTML report of a series run ----------------------------------------------------------
+def test_the_report_shows_each_clusters_shape_and_spread(runs, tmp_path):
+    from cluster_core.report import write_report
+
+    html = write_report(runs["shape"], tmp_path / "report.html").read_text()
+    start = html.index('data-section="series"')
+    section = html[start : html.index("</section>", start)]
+    assert "Series clusters" in section and "36 series of store over date segmented by dtw-kmeans-k3" in section
+    profiles = json.loads((runs["shape"] / "series_profiles.json").read_text())
+    figure = json.loads(section.split('class="figure-data" data-for="fig-series-sales">', 1)[1].split("</script>", 1)[0])
+    assert len(figure["data"]) == 3 * len(profiles["clusters"])  # per cluster: the p10 and p90 band edges, the mean
+    for cluster, (low, high, mean) in zip(profiles["clusters"], zip(*[iter(figure["data"])] * 3)):
+        band = cluster["values"]["sales"]
+        assert (low["y"], high["y"], mean["y"]) == (band["p10"], band["p90"], band["mean"])
+        assert high["fill"] == "tonexty" and len(mean["x"]) == 64 and mean["x"][-1] == 1.0
+    assert [a["text"].split(" · ")[-1] for a in figure["layout"]["annotations"]] == \
+        [f"{c['n_series']} series" for c in profiles["clusters"]]
+    assert 'data-model="dtw-kmeans-k3"' in html  # the leaderboard and the model section of the chosen model
