@@ -12,7 +12,8 @@ A series run directory holds, besides what its method writes:
   (:func:`~cluster_core.series.profiles.cluster_profiles`).
 
 ``method="features"`` also writes a regular run (leaderboard, models, insights) trained on
-the per-series feature table; ``shape``/``kshape`` write ``shape_model.json/.npz``.
+the per-series feature table; ``shape``/``kshape`` write ``shape_model.json/.npz`` and the
+same centers as a publishable model directory ``models/MODEL_ID/`` (:mod:`.published`).
 """
 
 from __future__ import annotations
