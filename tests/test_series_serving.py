@@ -210,3 +210,20 @@ def test_the_report_shows_each_clusters_shape_and_spread(runs, tmp_path):
     assert [a["text"].split(" · ")[-1] for a in figure["layout"]["annotations"]] == \
         [f"{c['n_series']} series" for c in profiles["clusters"]]
     assert 'data-model="dtw-kmeans-k3"' in html  # the leaderboard and the model section of the chosen model
+    with pytest.raises(InvalidInputError, match="keeps only its chosen model"):
+        write_report(runs["shape"], tmp_path / "other.html", model_ids=["dtw-kmeans-k2"])
+
+
+def test_a_shape_runs_sweep_is_its_leaderboard_and_selection_curve():
+    from cluster_core.report._load import shape_leaderboard
+    from cluster_core.report._sections import selection_curves
+
+    summary = {"model_id": "kshape-k3", "method": "kshape", "ranked_by": "silhouette (sampled, in the model's distance)",
+               "sweep": [{"model_id": "kshape-k2", "k": 2, "silhouette": 0.31, "cluster_sizes": [10, 8]},
+                         {"model_id": "kshape-k3", "k": 3, "silhouette": 0.42, "cluster_sizes": [6, 6, 6]}]}
+    board = shape_leaderboard(summary)
+    assert board["recommended"] == board["best"] == "kshape-k3"
+    assert [(m["model_id"], m["rank"], m["algorithm"]) for m in board["models"]] == [("kshape-k3", 1, "kshape"),
+                                                                                     ("kshape-k2", 2, "kshape")]
+    curves, source = selection_curves(None, board)
+    assert source == "leaderboard" and curves["kshape"]["k"] == [2, 3] and curves["kshape"]["silhouette"] == [0.31, 0.42]

@@ -248,7 +248,12 @@ def load_run_report(
     leaderboard = read_json(run_dir / LEADERBOARD_FILE, "leaderboard")
     if leaderboard is None and isinstance(series, dict) and series.get("sweep"):
         leaderboard = shape_leaderboard(series)
-        model_ids = [str(series["model_id"])] if model_ids is None else model_ids  # only the chosen model is kept
+        chosen = str(series["model_id"])
+        others = [m for m in model_ids or [] if m != chosen]
+        if others:
+            raise InvalidInputError(f"series run {str(run_dir)!r} keeps only its chosen model {chosen!r}, not {others[0]!r}",
+                                    field="model")
+        model_ids = [chosen]
     if not isinstance(leaderboard, dict) or not isinstance(leaderboard.get("models"), list):
         raise InvalidInputError(
             f"{str(run_dir)!r} is not a run directory (expected a {LEADERBOARD_FILE} with a list of models)"
@@ -277,7 +282,7 @@ def shape_leaderboard(series: dict[str, Any]) -> dict[str, Any]:
     """The leaderboard of a shape-method series run, from its sweep in ``series.json`` (one entry per k)."""
     chosen = series.get("model_id")
     models = [{"model_id": e.get("model_id"), "algorithm": str(e.get("model_id", "")).rsplit("-k", 1)[0],
-               "n_clusters": e.get("k"), "silhouette": e.get("silhouette"), "status": "ok",
+               "n_clusters": e.get("k"), "requested_clusters": e.get("k"), "silhouette": e.get("silhouette"), "status": "ok",
                "cluster_sizes": {str(c): n for c, n in enumerate(e.get("cluster_sizes") or [])}}
               for e in series.get("sweep") or []]
     ranked = sorted(models, key=lambda m: (m["model_id"] != chosen, -(m["silhouette"] if m["silhouette"] is not None else -2)))
