@@ -30,13 +30,14 @@ SETTINGS = {"series_id": "store", "time": "date", "values": ["sales"], "max_leng
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """One small run per shape method (36 series of 120 days, k=3)."""
+    """One small run per shape method (24 series of 120 days, k=3, one restart: kept fast)."""
     root = tmp_path_factory.mktemp("series-serving")
-    frame = retail_series(36, days=120, seed=0)
+    frame = retail_series(24, days=120, seed=0)
     out = {}
     for method in ("shape", "kshape"):
         out[method] = root / method
-        train_series_run(frame, dict(SETTINGS, method=method), {"k": [3], "seed": 0}, out=out[method], cluster="inprocess")
+        train_series_run(frame, dict(SETTINGS, method=method), {"k": [3], "seed": 0, "kmeans_n_init": 1}, out=out[method],
+                         cluster="inprocess")
     return out
 
 
@@ -76,7 +77,7 @@ def test_a_shape_run_publishes_a_pickle_free_model_directory(runs, tmp_path):
     assert info["metadata"]["series"]["values"] == ["sales"]
     assert info["metadata"]["series"]["settings"]["shape_length"] == 64
     assert info["metadata"]["series"]["settings"]["dtw_window"] == 0.1 and info["metadata"]["dtw_radius"] == 6
-    assert sum(c["size"] for c in info["clusters"]) == 36
+    assert sum(c["size"] for c in info["clusters"]) == 24
     model = registry.load("shapes")
     assert isinstance(model, SeriesShapeModel) and model.n_clusters == 3
     described = describe_version(registry, registry.resolve("shapes"))
@@ -199,7 +200,7 @@ def test_the_report_shows_each_clusters_shape_and_spread(runs, tmp_path):
     html = write_report(runs["shape"], tmp_path / "report.html").read_text()
     start = html.index('data-section="series"')
     section = html[start : html.index("</section>", start)]
-    assert "Series clusters" in section and "36 series of store over date segmented by dtw-kmeans-k3" in section
+    assert "Series clusters" in section and "24 series of store over date segmented by dtw-kmeans-k3" in section
     profiles = json.loads((runs["shape"] / "series_profiles.json").read_text())
     figure = json.loads(section.split('class="figure-data" data-for="fig-series-sales">', 1)[1].split("</script>", 1)[0])
     assert len(figure["data"]) == 3 * len(profiles["clusters"])  # per cluster: the p10 and p90 band edges, the mean
