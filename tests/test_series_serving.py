@@ -228,3 +228,30 @@ def test_a_shape_runs_sweep_is_its_leaderboard_and_selection_curve():
                                                                                      ("kshape-k2", 2, "kshape")]
     curves, source = selection_curves(None, board)
     assert source == "leaderboard" and curves["kshape"]["k"] == [2, 3] and curves["kshape"]["silhouette"] == [0.31, 0.42]
+
+
+# -- over HTTP: the shared `clustra serve` of the serving tests (tests/conftest.py) ------------
+@pytest.mark.slow
+def test_a_published_shape_model_answers_over_http(serving_service, runs, new_series):
+    """POST one series per record to the running service: the model replica loads the shape model
+    (serving.app -> load_served) and answers as in-process; bad records are 422 JSON, never 500."""
+    registry, client = serving_service["registry"], serving_service["client"]
+    registry.publish(runs["shape"], "store-shapes")
+    records = point_records(new_series)
+    response = client.post("/v1/models/store-shapes/assign", json={"records": records})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "store-shapes" and len(body["assignments"]) == len(records)
+    expected = json.loads(load_served(registry, registry.resolve("store-shapes")).assign_records(records))
+    assert [a["cluster_id"] for a in body["assignments"]] == [a["cluster_id"] for a in expected]
+    np.testing.assert_allclose([a["distance"] for a in body["assignments"]], [a["distance"] for a in expected], rtol=1e-9)
+    described = client.get("/v1/models/store-shapes").json()
+    assert described["algorithm"] == "dtw-kmeans" and described["output"] == "distances"
+    for bad, words in (({"records": [{"values": [1.0]}]}, "at least 3 needed"),
+                       ({"records": [{"values": [1, "x", 3]}]}, "not a finite number"),
+                       ({"records": [{"values": list(range(401))}]}, "limit of 400")):
+        response = client.post("/v1/models/store-shapes/assign", json=bad)
+        assert response.status_code == 422 and response.json()["error"] == "invalid_input", response.text
+        assert "records[0]" in response.json()["message"] and words in response.json()["message"]
+    response = client.post("/v1/models/store-shapes/assign?explain=true", json={"records": records[:1]})
+    assert response.status_code == 422 and response.json()["field"] == "explain"
