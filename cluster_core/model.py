@@ -32,6 +32,9 @@ from .features import FeaturePipeline
 FORMAT = "clustra-model"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
+# model.json's ``model_type`` of a shape-method series model (cluster_core.series.published):
+# the same format and directory layout, centers instead of a pipeline and an estimator
+SERIES_SHAPE = "series-shape"
 
 
 class ClusteringModel:
@@ -202,6 +205,9 @@ class ClusteringModel:
         """Load a model directory written by :meth:`save` (no pickle involved)."""
         path = Path(path)
         info = read_model_info(path)
+        if info.get("model_type") == SERIES_SHAPE:
+            raise ArtifactError(f"{str(path)!r} is a series shape model ({info.get('algorithm')}): it takes one series per "
+                                "record; load it with cluster_core.registry.load_model_dir (docs/series.md)")
         try:
             pipeline = FeaturePipeline.from_state(read_state(path, "pipeline"))
             estimator = estimator_from_state(read_state(path, "estimator"))

@@ -106,6 +106,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def load_model_dir(path: str | os.PathLike) -> Any:
+    """The model of a model directory: a :class:`~cluster_core.model.ClusteringModel`, or a
+    :class:`~cluster_core.series.published.SeriesShapeModel` for the model of a shape-method
+    series run (``model.json``'s ``model_type`` is ``series-shape``; docs/series.md)."""
+    from .model import ClusteringModel
+    from .series.published import SeriesShapeModel, is_shape_model_dir
+
+    if is_shape_model_dir(path):
+        return SeriesShapeModel.load(path)
+    return ClusteringModel.load(path)
+
+
+def publishable_dir(path: str | os.PathLike) -> Path:
+    """The model directory ``clustra publish PATH`` copies: ``path`` itself (a model directory), a run's
+    recommended model, or a shape-method series run's model (``RUN/models/MODEL_ID``)."""
+    from .runs import resolve_model_dir
+    from .series.published import shape_run_model_dir
+
+    if Path(path).is_dir() and not (Path(path) / "model.json").is_file():
+        found = shape_run_model_dir(path)
+        if found is not None:
+            return found
+    return resolve_model_dir(path)
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A resolved reference: model ``name`` at ``version`` (reached through ``alias`` if any)."""
@@ -338,15 +363,15 @@ class ModelRegistry:
         return target
 
     def load(self, name: str, version: Any = None, alias: str | None = None) -> Any:
-        """Load the :class:`~cluster_core.model.ClusteringModel` a reference resolves to (see :meth:`resolve`)."""
-        from .model import ClusteringModel
-
+        """Load the model a reference resolves to (see :meth:`resolve`): a
+        :class:`~cluster_core.model.ClusteringModel`, or a series shape model (:func:`load_model_dir`)."""
         ref = self.resolve(name, version, alias)
-        return ClusteringModel.load(self.local_dir(ref.name, ref.version))
+        return load_model_dir(self.local_dir(ref.name, ref.version))
 
     # -- writing --------------------------------------------------------------------------
     def publish(self, model_path: str | os.PathLike, name: str, *, alias: str | None = None) -> dict:
-        """Copy a model directory (or a run directory's best model) in as the next version.
+        """Copy a model directory (or a run directory's recommended model, or a shape-method series
+        run's model) in as the next version.
 
         The model is loaded first, so a corrupt model is refused before anything is
         written. With ``alias``, the alias is moved to the new version once it is complete.
@@ -356,14 +381,13 @@ class ModelRegistry:
         dict
             ``version.json`` of the new version plus ``alias`` and ``registry``.
         """
-        from .model import ClusteringModel, read_model_info
-        from .runs import resolve_model_dir
+        from .model import read_model_info
 
         check_name(name)
         if alias is not None:
             check_alias(alias)
-        source = resolve_model_dir(model_path)
-        ClusteringModel.load(source)  # refuse what cannot be served
+        source = publishable_dir(model_path)
+        load_model_dir(source)  # refuse what cannot be served
         model = read_model_info(source)
         files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != VERSION_FILE)
         facts = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}

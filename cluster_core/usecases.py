@@ -81,6 +81,48 @@ def check_named_columns(config: TrainConfig, columns: list[str]) -> None:
 
 
 @dataclass
+class TrainStart:
+    """What :func:`start_train` checked and opened: the settings, the output path, the data, the progress."""
+
+    config: TrainConfig
+    target: Path | None
+    dataset: Dataset
+    progress: Progress
+
+
+def start_train(
+    data: Any,
+    config: TrainConfig | dict[str, Any] | None,
+    *,
+    out: str | os.PathLike | None,
+    overwrite: bool,
+    progress: Progress | None,
+) -> TrainStart:
+    """The start every training run shares (:func:`train_run`, the series runs): validate the
+    settings, check the output can be written, open the data and say what it holds.
+
+    Raises
+    ------
+    InvalidInputError, DataError
+        Bad settings, an existing or unwritable output, unreadable data.
+    """
+    progress = progress or Progress()
+    config = train_config(config)
+    target = check_output(out, overwrite=overwrite) if out is not None else None
+    progress.step(f"reading {_describe_data(data)}")
+    dataset = open_dataset(data, device=config.device)
+    progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files) or 1} file(s), columns: {', '.join(dataset.columns)}")
+    return TrainStart(config, target, dataset, progress)
+
+
+def choose_engine(cluster: Any, dataset: Dataset, progress: Progress) -> Any:
+    """The engine for ``dataset`` (:func:`cluster_core.engine.resolve_engine`), announced on ``progress``."""
+    engine = resolve_engine(cluster, dataset.nbytes)
+    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    return engine
+
+
+@dataclass
 class TrainOutcome:
     """What :func:`train_run` produced: the sweep's result and, when written, the run directory."""
 
@@ -122,15 +164,10 @@ def train_run(
         Bad settings, an existing output, columns the settings name that the data lacks,
         unreadable data; all before an engine is started.
     """
-    progress = progress or Progress()
-    config = train_config(config)
-    target = check_output(out, overwrite=overwrite) if out is not None else None
-    progress.step(f"reading {_describe_data(data)}")
-    dataset = open_dataset(data, device=config.device)
-    progress.message(f"{dataset.n_rows:,} rows in {len(dataset.files) or 1} file(s), columns: {', '.join(dataset.columns)}")
+    start = start_train(data, config, out=out, overwrite=overwrite, progress=progress)
+    config, target, dataset, progress = start.config, start.target, start.dataset, start.progress
     check_named_columns(config, dataset.columns)
-    engine = resolve_engine(cluster, dataset.nbytes)
-    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    engine = choose_engine(cluster, dataset, progress)
     with open_engine(engine, device=config.device) as client:
         # imported once the workers are starting: they warm up the same modules meanwhile
         from .runs import write_run
@@ -186,8 +223,7 @@ def apply_run(
     progress.step(f"reading {_describe_data(data)}")
     dataset = open_dataset(data, device=device)
     model.pipeline.check_columns(dataset.frame._meta)
-    engine = resolve_engine(cluster, dataset.nbytes)
-    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    engine = choose_engine(cluster, dataset, progress)
     with open_engine(engine, device=device) as client, memory_watchdog(client) as watchdog:
         dataset = fit_dataset_partitions(dataset, client, progress)
         if watchdog is not None:
@@ -205,4 +241,5 @@ def _describe_data(data: Any) -> str:
     return f"an in-memory {type(data).__name__}"
 
 
-__all__ = ["TrainOutcome", "apply_run", "check_named_columns", "open_dataset", "train_config", "train_run"]
+__all__ = ["TrainOutcome", "TrainStart", "apply_run", "check_named_columns", "choose_engine", "open_dataset", "start_train",
+           "train_config", "train_run"]

@@ -51,8 +51,8 @@ MAX_TIMEOUT_S = 30 * 24 * 3600.0
 MAX_ID_LENGTH = 64
 
 DataPath = Annotated[PathText, PathRole("data")]
-# series methods whose chosen model is a registry model (the features method's is a regular model;
-# the shape methods keep only their centers, which the registry and serving do not take yet)
+# series methods a train job publishes (the features method's chosen model is a regular model of its
+# leaderboard; a shape run's model directory is published with `clustra publish RUN_DIR`, not by a job yet)
 PUBLISHABLE_SERIES_METHODS = ("features",)
 
 
@@ -165,9 +165,9 @@ class TrainSpec(_JobFields, TrainConfig):
             raise ValueError(f"metric={self.metric!r} applies to the features method; series.method={method!r} "
                              "uses its own distance (DTW or k-Shape's): drop metric or use series.method 'features'")
         if self.publish is not None and method not in PUBLISHABLE_SERIES_METHODS:
-            raise ValueError(f"publish is not possible with series.method={method!r}: its model (shape centers) is not "
-                             f"a registry model; use series.method one of {list(PUBLISHABLE_SERIES_METHODS)} to "
-                             "publish, or drop publish")
+            raise ValueError(f"publish is not possible with series.method={method!r} in a job spec: a job publishes "
+                             f"series.method one of {list(PUBLISHABLE_SERIES_METHODS)}; drop publish and publish the "
+                             "run's model directory with `clustra publish RUN_DIR --name NAME`")
         return self
 
     def train_config(self) -> TrainConfig:

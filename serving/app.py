@@ -35,7 +35,6 @@ from cluster_core import __version__
 from cluster_core._compat import require
 from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.http_contract import ErrorBody, ServiceUnavailableError, check_bearer
-from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
@@ -48,6 +47,7 @@ from .metrics import ServingMetrics, arrow_cluster_counts, json_cluster_counts
 from .openapi import ASSIGN_OPENAPI, AssignResponse, DescribeResponse, Health, ModelList, prometheus_text
 from .records import ARROW_STREAM_TYPE, body_format, check_declared_length, parse_records, read_limited
 from .resolver import RegistryView
+from .series_shape import ServedShapeModel, load_served
 from .settings import HEALTH_CHECK_PERIOD_S, IngressOptions, ModelOptions, ServeArgs, max_models_per_replica
 
 serve = require("ray.serve", "Clustra serving")
@@ -121,14 +121,14 @@ class AssignmentModel:
         self.assign_arrow.set_batch_wait_timeout_s(options.bulk_batch_wait_timeout_s)
 
     @serve.multiplexed(max_num_models_per_replica=max_models_per_replica())
-    async def get_model(self, key: str) -> ServedModel:
-        """The model ``NAME/VERSION`` (loaded from the registry on first use)."""
+    async def get_model(self, key: str) -> ServedModel | ServedShapeModel:
+        """The model ``NAME/VERSION`` (loaded from the registry on first use; a series shape model
+        is served by :class:`~serving.series_shape.ServedShapeModel`)."""
         name, _, version = key.rpartition("/")
         ref = ModelRef(name, int(version))
-        model = await asyncio.to_thread(lambda: ClusteringModel.load(self.registry.local_dir(ref.name, ref.version)))
-        return ServedModel(model, ref)
+        return await asyncio.to_thread(load_served, self.registry, ref)
 
-    async def _current_model(self) -> ServedModel:
+    async def _current_model(self) -> ServedModel | ServedShapeModel:
         return await self.get_model(serve.get_multiplexed_model_id())
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)

@@ -19,11 +19,11 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from cluster_core.errors import ClustraError
-from cluster_core.model import ClusteringModel
 from cluster_core.registry import ModelRef, ModelRegistry
 
 from .assign import ServedModel
 from .errors import error_result
+from .series_shape import ServedShapeModel, load_served
 
 Result = tuple[int, bytes, int]
 
@@ -89,7 +89,7 @@ class Coalescer:
 class _Loaded:
     """A loaded version and its two batchers (JSON records, Arrow bodies)."""
 
-    def __init__(self, served: ServedModel, max_batch_size: int, bulk_max_batch_size: int) -> None:
+    def __init__(self, served: ServedModel | ServedShapeModel, max_batch_size: int, bulk_max_batch_size: int) -> None:
         self.served = served
         self.records = Coalescer(served.assign_batch, max_batch_size)
         self.arrow = Coalescer(served.assign_arrow_batch, bulk_max_batch_size)
@@ -141,9 +141,8 @@ class InProcessAssigner:
                 self._models.popitem(last=False)
         return loaded
 
-    def _load(self, ref: ModelRef) -> ServedModel:
-        model = ClusteringModel.load(self.registry.local_dir(ref.name, ref.version))
-        return ServedModel(model, ref)
+    def _load(self, ref: ModelRef) -> ServedModel | ServedShapeModel:
+        return load_served(self.registry, ref)  # a series shape model too (serving/series_shape.py)
 
     async def assign_records(self, ref: ModelRef, records: list[Any]) -> Result:
         """JSON records of one request (merged with others for the same version while busy)."""

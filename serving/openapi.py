@@ -91,8 +91,9 @@ class Assignment(BaseModel):
     cluster_id: int = Field(description="-1 = noise")
     cluster_name: str | None
     is_noise: bool
-    distance: float | None = Field(None, description="KMeans: to the assigned centroid")
-    distances: list[float] | None = Field(None, description="KMeans: to every centroid")
+    distance: float | None = Field(None, description="KMeans: to the assigned centroid; series shape models: DTW "
+                                   "(shape) or k-Shape (kshape) distance to the nearest center")
+    distances: list[float] | None = Field(None, description="KMeans: to every centroid; series shape models: to every center")
     probability: float | None = Field(None, description="GMM posterior / HDBSCAN membership strength")
     probabilities: list[float] | None = Field(None, description="per cluster")
 

@@ -207,7 +207,7 @@ def test_a_series_with_one_point_is_dropped_and_reported(api):
     ({"series": "store"}, "series", "valid dictionary"),
     ({"series": {**SERIES, "method": "shape"}, "publish": {"name": "shapes"}}, "publish",
      "publish is not possible with series.method='shape'"),
-    ({"series": {**SERIES, "method": "kshape"}, "publish": {"name": "shapes"}}, "publish", "not a registry model"),
+    ({"series": {**SERIES, "method": "kshape"}, "publish": {"name": "shapes"}}, "publish", "clustra publish RUN_DIR"),
     ({"series": {**SERIES, "method": "shape"}, "metric": "cosine"}, "metric", "applies to the features method"),
 ], ids=["unknown-field", "no-time", "values-not-a-list", "bad-method", "min-points", "max-length-type",
         "dtw-window", "not-an-object", "publish-shape", "publish-kshape", "shape-cosine"])

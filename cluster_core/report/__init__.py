@@ -1,5 +1,6 @@
 """The HTML report of a run: leaderboard, selection curves and, per model, the embedding view,
-profiles, observations, heatmap, feature impact, associations, image gallery and map.
+profiles, observations, heatmap, feature impact, associations, image gallery and map; for a
+series run (docs/series.md) each cluster's typical shape and spread.
 
 ``write_report(run_dir, out)`` writes one self-contained page (plotly.js, styles and
 scripts inline; no request to any other host). The web UI of the jobs service renders the

@@ -288,6 +288,57 @@ def categorical_profile_figure(column: dict[str, Any], names: dict[int, str]) ->
                                             yaxis=_axis(tickformat=".0%"), margin={"l": 50, "r": 20, "t": 16, "b": bottom})}
 
 
+# -- series runs ---------------------------------------------------------------------------
+
+SERIES_PANELS_PER_ROW = 4
+
+
+def _rgba(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def series_profile_figure(profiles: dict[str, Any], column: str, names: dict[int, str]) -> dict[str, Any] | None:
+    """One panel per cluster (four per row): the cluster's mean z-normalized shape of ``column``
+    as a line, its 10th-90th percentile band shaded, along the fraction of each series' span
+    (``series_profiles.json``, :func:`cluster_core.series.profiles.cluster_profiles`)."""
+    clusters = [c for c in profiles.get("clusters") or [] if column in (c.get("values") or {})]
+    if not clusters:
+        return None
+    rows = -(-len(clusters) // SERIES_PANELS_PER_ROW)
+    columns = min(len(clusters), SERIES_PANELS_PER_ROW)
+    gap, vgap = 0.05, 0.22 / rows if rows > 1 else 0.0
+    width, height = (1 - gap * (columns - 1)) / columns, (1 - vgap * (rows - 1)) / rows
+    data, annotations = [], []
+    layout = _layout(height=40 + 220 * rows, showlegend=False, margin={"l": 50, "r": 20, "t": 36, "b": 40})
+    for i, cluster in enumerate(clusters):
+        suffix = "" if i == 0 else str(i + 1)
+        row, col = divmod(i, SERIES_PANELS_PER_ROW)
+        left, top = col * (width + gap), 1 - row * (height + vgap)
+        band = cluster["values"][column]
+        position = [j / max(len(band["mean"]) - 1, 1) for j in range(len(band["mean"]))]
+        cid = int(cluster["cluster_id"])
+        color, label = cluster_color(cid), cluster_label(cid, names)
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+        layout[f"xaxis{suffix}"] = _axis("span" if row == rows - 1 else None, domain=[left, left + width],
+                                         anchor=f"y{suffix}", tickformat=".0%", range=[0, 1])
+        shared = {"matches": "y"} if i else {}  # one scale for every panel: shapes compare across clusters
+        layout[f"yaxis{suffix}"] = _axis("z" if col == 0 else None, domain=[top - height, top], anchor=f"x{suffix}", **shared)
+        data.append({"type": "scatter", "mode": "lines", "x": position, "y": band["p10"], "line": {"width": 0},
+                     "hoverinfo": "skip", **axes})
+        data.append({"type": "scatter", "mode": "lines", "x": position, "y": band["p90"], "line": {"width": 0},
+                     "fill": "tonexty", "fillcolor": _rgba(color, 0.2), "name": f"{label} p10-p90", "hoverinfo": "skip", **axes})
+        data.append({"type": "scatter", "mode": "lines", "x": position, "y": band["mean"], "line": {"color": color, "width": 2},
+                     "name": label, "customdata": band["std"],
+                     "hovertemplate": f"{label}<br>%{{x:.0%}} of the span<br>mean %{{y:.2f}}, std %{{customdata:.2f}}<extra></extra>",
+                     **axes})
+        annotations.append({"text": f"{short(label, 24)} · {cluster.get('n_series')} series", "showarrow": False,
+                            "x": left + width / 2, "y": top, "xref": "paper", "yref": "paper", "yanchor": "bottom",
+                            "font": {"size": 12, "color": color}})
+    layout["annotations"] = annotations
+    return {"data": data, "layout": layout}
+
+
 def figure_json(figure: dict[str, Any]) -> str:
     """The figure as JSON safe inside ``<script type="application/json">``."""
     return json.dumps(figure, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")

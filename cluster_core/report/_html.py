@@ -218,7 +218,36 @@ def run_context(report: RunReport, figures: Figures | None = None) -> dict[str, 
         "models": report.leaderboard.get("models") or [], "metric_columns": METRIC_COLUMNS,
         "selection": figures.add("selection", fig.selection_figure(curves, marked)) if curves else None,
         "selection_source": source, "has_selection_file": report.selection is not None,
-        "data": (report.run or {}).get("data"), "n_rows": (report.run or {}).get("n_rows"),
+        "data": (report.run or {}).get("data") or (report.series or {}).get("data"), "n_rows": (report.run or {}).get("n_rows"),
+        "series": series_context(report, figures),
+    }
+
+
+def series_context(report: RunReport, figures: Figures | None = None) -> dict[str, Any] | None:
+    """The series section of a series run (``None`` for other runs): how series were read, and each
+    cluster's typical shape and spread per value column (``series_profiles.json``)."""
+    summary = report.series
+    if summary is None:
+        return None
+    figures = figures or Figures()
+    profiles = report.series_profiles or {}
+    names = {int(c["cluster_id"]): str(c["cluster_name"]) for c in profiles.get("clusters") or []
+             if c.get("cluster_name") and int(c["cluster_id"]) >= 0}
+    values = list(summary.get("values") or [])
+    shapes = [{"column": v, "figure": figures.add(f"series-{v}", fig.series_profile_figure(profiles, v, names))} for v in values]
+    clusters = []
+    for cluster in profiles.get("clusters") or []:
+        cid = int(cluster["cluster_id"])
+        spread = {v: sum(band["std"]) / max(len(band["std"]), 1) for v, band in (cluster.get("values") or {}).items()}
+        clusters.append({"id": cid, "label": fig.cluster_label(cid, names), "color": fig.cluster_color(cid),
+                         "n_series": cluster.get("n_series"), "spread": [spread.get(v) for v in values]})
+    settings = summary.get("settings") or {}
+    return {
+        "method": summary.get("method"), "model_id": summary.get("model_id"), "values": values,
+        "series_id": settings.get("series_id"), "time": settings.get("time"), "length": profiles.get("length"),
+        "n_series": summary.get("n_series"), "n_kept": summary.get("n_series_kept"), "n_dropped": summary.get("n_series_dropped"),
+        "dropped": (summary.get("dropped") or [])[:20], "resampling": summary.get("resampling"),
+        "shapes": [s for s in shapes if s["figure"]] or None, "clusters": clusters,
     }
 
 

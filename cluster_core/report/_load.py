@@ -22,6 +22,8 @@ MODEL_FILE = "model.json"
 VIEW_FILE = "embedding_view.json"
 INSIGHTS_FILE = "insights.json"
 NAMES_FILE = "cluster_names.json"
+SERIES_FILE = "series.json"  # a series run (cluster_core.series): its summary and the clusters' shapes
+SERIES_PROFILES_FILE = "series_profiles.json"
 MAX_IMAGE_BYTES = 512 * 1024  # larger image files are not embedded
 THUMBNAIL_SIDE = 96
 
@@ -113,6 +115,8 @@ class RunReport:
     selection: dict[str, Any] | None
     run: dict[str, Any] | None
     models: list[ModelReport]
+    series: dict[str, Any] | None = None  # series.json of a series run
+    series_profiles: dict[str, Any] | None = None  # series_profiles.json of a series run
 
     @property
     def recommended(self) -> str | None:
@@ -240,7 +244,16 @@ def load_run_report(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InvalidInputError(f"run directory {str(run_dir)!r} does not exist")
+    series = read_json(run_dir / SERIES_FILE, "series run summary")
     leaderboard = read_json(run_dir / LEADERBOARD_FILE, "leaderboard")
+    if leaderboard is None and isinstance(series, dict) and series.get("sweep"):
+        leaderboard = shape_leaderboard(series)
+        chosen = str(series["model_id"])
+        others = [m for m in model_ids or [] if m != chosen]
+        if others:
+            raise InvalidInputError(f"series run {str(run_dir)!r} keeps only its chosen model {chosen!r}, not {others[0]!r}",
+                                    field="model")
+        model_ids = [chosen]
     if not isinstance(leaderboard, dict) or not isinstance(leaderboard.get("models"), list):
         raise InvalidInputError(
             f"{str(run_dir)!r} is not a run directory (expected a {LEADERBOARD_FILE} with a list of models)"
@@ -253,7 +266,8 @@ def load_run_report(
             raise InvalidInputError(f"run {str(run_dir)!r} has no model {missing[0]!r}; its models: {known}", field="model")
         entries = [m for m in entries if m["model_id"] in model_ids]
     selection = read_json(run_dir / SELECTION_FILE, "selection file")
-    report = RunReport(run_dir, leaderboard, selection, read_json(run_dir / RUN_FILE, "run file"), [])
+    report = RunReport(run_dir, leaderboard, selection, read_json(run_dir / RUN_FILE, "run file"), [], series,
+                       read_json(run_dir / SERIES_PROFILES_FILE, "series profiles file") if series is not None else None)
     image_root = ((report.run or {}).get("config") or {}).get("image_root")
     for entry in entries:
         model = load_model_report(run_dir / "models" / str(entry["model_id"]), entry, image_root=image_root,
@@ -262,3 +276,17 @@ def load_run_report(
         model.recommended = entry["model_id"] == report.recommended
         report.models.append(model)
     return report
+
+
+def shape_leaderboard(series: dict[str, Any]) -> dict[str, Any]:
+    """The leaderboard of a shape-method series run, from its sweep in ``series.json`` (one entry per k)."""
+    chosen = series.get("model_id")
+    models = [{"model_id": e.get("model_id"), "algorithm": str(e.get("model_id", "")).rsplit("-k", 1)[0],
+               "n_clusters": e.get("k"), "requested_clusters": e.get("k"), "silhouette": e.get("silhouette"), "status": "ok",
+               "cluster_sizes": {str(c): n for c, n in enumerate(e.get("cluster_sizes") or [])}}
+              for e in series.get("sweep") or []]
+    ranked = sorted(models, key=lambda m: (m["model_id"] != chosen, -(m["silhouette"] if m["silhouette"] is not None else -2)))
+    for rank, model in enumerate(ranked, start=1):
+        model["rank"] = rank
+    return {"best": chosen, "recommended": chosen, "metric": "silhouette", "models": ranked,
+            "recommended_reason": f"ranked by {series.get('ranked_by') or 'silhouette'} ({series.get('method')} method)"}

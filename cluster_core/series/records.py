@@ -76,7 +76,7 @@ def series_feature_frame(records: list[Any], settings: SeriesSettings, values: l
             raise InvalidInputError(f"records[{index}]: the series has no observations")
         status = summary["status"].iloc[0]
         if status != OK:
-            raise InvalidInputError(f"records[{index}]: series {status}")
+            raise InvalidInputError(f"records[{index}]: the series has {status.removeprefix('dropped: ')}")
         rows.append(summary[columns].iloc[0])
     return pd.DataFrame(rows, columns=columns).reset_index(drop=True)
 

@@ -12,7 +12,8 @@ A series run directory holds, besides what its method writes:
   (:func:`~cluster_core.series.profiles.cluster_profiles`).
 
 ``method="features"`` also writes a regular run (leaderboard, models, insights) trained on
-the per-series feature table; ``shape``/``kshape`` write ``shape_model.json/.npz``.
+the per-series feature table; ``shape``/``kshape`` write ``shape_model.json/.npz`` and the
+same centers as a publishable model directory ``models/MODEL_ID/`` (:mod:`.published`).
 """
 
 from __future__ import annotations
@@ -29,19 +30,19 @@ import pandas as pd
 from .._state import check_output, read_state, staged_directory, write_json, write_state
 from ..config import TrainConfig
 from ..data import dataset_from_table
-from ..engine import AUTO, describe_choice, open_engine, resolve_engine
+from ..engine import AUTO, open_engine
 from ..errors import ArtifactError, DataError, InvalidInputError
 from ..progress import Progress
-from ..usecases import open_dataset, train_config
+from ..usecases import choose_engine, open_dataset, start_train, train_config
 from ..validation import validated
 from .features import feature_names
 from .profiles import cluster_profiles
+from .published import SERIES_FILE, segment_name, shape_model_from_run
 from .resample import RESAMPLING
 from .settings import SeriesSettings
 from .shape import ShapeModel, fit_shapes, pairwise, silhouette
-from .table import OK, dropped_report, resolve_columns, shape_names, summarize_frame
+from .table import OK, dropped_report, resolve_columns, shape_array, summarize_frame
 
-SERIES_FILE = "series.json"
 ASSIGNMENTS_FILE = "series_assignments.parquet"
 SEGMENTS_FILE = "series_segments.csv"
 PROFILES_FILE = "series_profiles.json"
@@ -73,12 +74,6 @@ class SeriesOutcome:
     run_dir: Path | None = None
     result: Any = None  # the TrainResult of the features method
     sweep: list[dict] = field(default_factory=list)  # shape methods: one entry per k
-
-
-def _shapes(table: pd.DataFrame, values: list[str], length: int) -> np.ndarray:
-    """(n_series, length, n_values) z-normalized shapes from the summary table."""
-    flat = table[shape_names(values, length)].to_numpy(np.float64)
-    return flat.reshape(len(table), len(values), length).transpose(0, 2, 1).copy()
 
 
 def _summarize(dataset, series: SeriesSettings, carry: list[str], progress: Progress) -> tuple[pd.DataFrame, list[str], list[dict]]:
@@ -126,27 +121,25 @@ def train_series_run(
         A missing or non-numeric column, a series over the length limit, fewer than two
         usable series; settings and columns are checked before an engine starts.
     """
-    progress = progress or Progress()
     series = series_settings(series)
     config = train_config(config)
-    target = check_output(out, overwrite=overwrite) if out is not None else None
-    carry = [config.evaluate_against] if config.evaluate_against else []
     if series.method != "features" and config.metric != "euclidean":
         raise InvalidInputError(f"metric={config.metric!r} applies to the features method; method={series.method!r} "
                                 "uses its own distance (DTW or k-Shape's)", field="metric")
-    dataset = open_dataset(data, device=config.device)
+    start = start_train(data, config, out=out, overwrite=overwrite, progress=progress)
+    target, dataset, progress = start.target, start.dataset, start.progress
+    carry = [config.evaluate_against] if config.evaluate_against else []
     resolve_columns(series, dataset.frame._meta, carry)
     for name in carry:
         if name not in dataset.columns:
             raise InvalidInputError(f"column {name!r} is not in the data; its columns: {dataset.columns}",
                                     field="evaluate_against")
-    engine = resolve_engine(cluster, dataset.nbytes)
-    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    engine = choose_engine(cluster, dataset, progress)
     with open_engine(engine, device=config.device) as client:
         kept, values, report = _summarize(dataset, series, carry, progress)
         if len(kept) < 2:
             raise DataError(f"{len(kept)} usable series; at least 2 are needed to cluster ({len(report)} dropped)")
-        shapes = _shapes(kept, values, series.shape_length)
+        shapes = shape_array(kept, values, series.shape_length)
         summary = _summary(series, values, kept, report, dataset.path, config)
         if series.method == "features":
             outcome = _train_features(kept, values, series, config, client, progress, summary, report, shapes)
@@ -219,7 +212,7 @@ def _train_shapes(kept, series, config, progress, summary, report, shapes) -> Se
         if best is None or (score is not None and (best[0] is None or score > best[0])):
             best = (score, model, labels, distance, entry)
     _, model, labels, distance, entry = best
-    names = [f"segment {c}" for c in range(model.n_clusters)]
+    names = [segment_name(c) for c in range(model.n_clusters)]
     assignments = pd.DataFrame({series.series_id: kept[series.series_id].to_numpy(), "cluster_id": labels,
                                 "distance": distance, "cluster_name": pd.array([names[c] for c in labels], dtype="string")})
     summary.update({"model_id": entry["model_id"], "n_clusters": model.n_clusters, "shape_model": SHAPE_MODEL,
@@ -254,8 +247,13 @@ def _write(outcome: SeriesOutcome, target: Path, overwrite: bool, shapes: np.nda
         write_run(outcome.result, target, overwrite=overwrite)
         series_files(target)  # series.json last: it marks the run as a series run
         return
+    model_id = outcome.summary["model_id"]
+    chosen = next(e for e in outcome.sweep if e["model_id"] == model_id)
+    metrics = {"silhouette": chosen["silhouette"], "mean_distance": chosen["mean_distance"]}
+    publishable = shape_model_from_run(outcome.result, outcome.settings, values, model_id, labels, metrics)
     with staged_directory(target, overwrite=overwrite) as staging:
         write_state(staging, SHAPE_MODEL, outcome.result.get_state())
+        publishable.save(staging / "models" / model_id)  # what `clustra publish RUN NAME` publishes
         series_files(staging)
 
 
@@ -290,8 +288,7 @@ def apply_series_run(
     settings = series.model_copy(update={"values": summary["values"]})
     dataset = open_dataset(data, device=device)
     resolve_columns(settings, dataset.frame._meta)
-    engine = resolve_engine(cluster, dataset.nbytes)
-    progress.step(describe_choice(cluster, engine, dataset.nbytes))
+    engine = choose_engine(cluster, dataset, progress)
     with open_engine(engine, device=device):
         kept, values, report = _summarize(dataset, settings, [], progress)
         if len(kept) == 0:
@@ -304,10 +301,10 @@ def apply_series_run(
             assignments = pd.concat([kept[[series.series_id]], model.transform(table).reset_index(drop=True)], axis=1)
         else:
             shape_model = ShapeModel.from_state(read_state(run, SHAPE_MODEL))
-            labels, distance = shape_model.assign(_shapes(kept, values, series.shape_length))
+            labels, distance = shape_model.assign(shape_array(kept, values, series.shape_length))
             assignments = pd.DataFrame({series.series_id: kept[series.series_id].to_numpy(), "cluster_id": labels,
                                         "distance": distance,
-                                        "cluster_name": pd.array([f"segment {c}" for c in labels], dtype="string")})
+                                        "cluster_name": pd.array([segment_name(c) for c in labels], dtype="string")})
     counts = assignments["cluster_id"].value_counts().sort_index()
     result = {"out": str(target), "n_series": int(len(kept)), "n_series_dropped": len(report),
               "cluster_counts": {str(k): int(v) for k, v in counts.items()}, "model_id": summary.get("model_id")}

@@ -8,6 +8,7 @@ driver. :func:`summarize_partition` is the pure per-partition function.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,12 @@ OK = "ok"
 def shape_names(value_columns: list[str], length: int) -> list[str]:
     """Columns of the fixed-length z-normalized shape of every value column."""
     return [f"shape__{column}__{i}" for column in value_columns for i in range(length)]
+
+
+def shape_array(table: pd.DataFrame, value_columns: list[str], length: int) -> np.ndarray:
+    """(n_series, length, n_values) z-normalized shapes from the ``shape__*`` columns of a per-series table."""
+    flat = table[shape_names(value_columns, length)].to_numpy(np.float64)
+    return flat.reshape(len(table), len(value_columns), length).transpose(0, 2, 1).copy()
 
 
 def resolve_columns(settings: SeriesSettings, meta: pd.DataFrame, carry: list[str] | None = None) -> list[str]:
@@ -83,7 +90,9 @@ def time_numbers(times: pd.Series, column: str) -> np.ndarray:
         return times.to_numpy(np.float64, na_value=np.nan)
     if not pd.api.types.is_datetime64_any_dtype(times.dtype):
         try:
-            times = pd.to_datetime(times, errors="raise", utc=True)
+            with warnings.catch_warnings():  # pandas' "could not infer format" notice: each value is parsed alone
+                warnings.simplefilter("ignore", UserWarning)
+                times = pd.to_datetime(times, errors="raise", utc=True)
         except (ValueError, TypeError) as exc:
             example = next((v for v in times if v is not None), None)
             raise DataError(f"column {column!r}: value {example!r} is not a timestamp ({exc})", field="time") from None
@@ -162,5 +171,5 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["INFO_COLUMNS", "OK", "dropped_report", "output_meta", "resolve_columns", "shape_names", "summarize_frame",
+__all__ = ["INFO_COLUMNS", "OK", "dropped_report", "output_meta", "resolve_columns", "shape_array", "shape_names", "summarize_frame",
            "summarize_partition", "time_numbers"]

@@ -41,6 +41,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     summary = {k: info[k] for k in ("name", "version", "alias", "model_id", "algorithm", "registry", "source")}
     if (Path(args.model) / LEADERBOARD_FILE).is_file():
         summary["chosen"] = f"the recommended model of run {args.model}"
+    elif Path(info["source"]) != Path(args.model).resolve():  # a shape-method series run: its model
+        summary["chosen"] = f"the {info['algorithm']} model of series run {args.model} (one series per record)"
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -121,7 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``publish``, ``models`` and ``serve`` to the ``clustra`` command."""
     publish = subparsers.add_parser("publish", help="copy a model into the registry as a new version")
-    publish.add_argument("model", help="model directory, or run directory (its recommended model)")
+    publish.add_argument("model", help="model directory, or run directory (its recommended model; a series run "
+                         "of method shape/kshape: its model)")
     publish.add_argument("--name", required=True, help="registry name of the model")
     publish.add_argument("--alias", help="point this alias (e.g. production) at the new version")
     _add_registry_option(publish)
