@@ -113,12 +113,13 @@ class Blocks(ABC):
 def _one_torch_thread_each() -> Iterator[int]:
     """Yield how many block threads to run; torch and BLAS run single-threaded inside each meanwhile."""
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from ._threads import limit_threads
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):
+        with limit_threads(1):
             yield threads
     finally:
         torch.set_num_threads(threads)

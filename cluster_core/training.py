@@ -264,12 +264,13 @@ def fit_and_evaluate_arrays(
     one when there are fewer models than worker threads (the others would sit idle).
     """
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from ._threads import limit_threads
 
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
-        with threadpool_limits(max(1, threads)):
+        with limit_threads(max(1, threads)):
             return fit_and_evaluate(spec, estimator, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names,
                                     stability_rows, truth)
     finally:
@@ -401,7 +402,8 @@ def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from ._threads import limit_threads
 
     train_blocks, validation_blocks = ArrayBlocks(train), ArrayBlocks(validation)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -411,7 +413,7 @@ def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np
     torch.set_num_threads(threads_each)
     results = []
     try:
-        with threadpool_limits(threads_each), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
+        with limit_threads(threads_each), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
             futures = [pool.submit(fit_and_evaluate, spec, estimator, config, train_blocks, validation_blocks, names,
                                    data.stability_rows, data.truth) for spec, estimator in zip(specs, estimators)]
             for i, future in enumerate(as_completed(futures), 1):
