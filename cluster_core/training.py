@@ -29,13 +29,13 @@ import numpy as np
 
 from .algorithms import get_algorithm
 from .algorithms._base import ClusterEstimator
-from .blocks import ArrayBlocks, Blocks, DaskBlocks
+from .blocks import ArrayBlocks, Blocks, DaskBlocks, single_threaded_when_small
 from .config import TrainConfig
 from .data import Dataset, fit_dataset_partitions, sample_frame
 from .device import resolve_device
 from .distance import unit_rows
 from .drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
-from .drift import build_reference
+from .drift import build_reference, column_references
 from .errors import ClustraError, DataError
 from .features import FEATURIZERS, FeaturePipeline
 from .insights import profile_clusters, run_insights
@@ -513,8 +513,10 @@ class TrainResult:
             return self._models
         out = []
         sample = self.data.drift_sample
-        # every model of the sweep shares the pipeline: the drift sample is featurized once
+        # every model of the sweep shares the pipeline: the drift sample is featurized once, its
+        # columns' bins and counts computed once
         features = self.data.pipeline.transform(sample) if sample is not None and len(sample) else None
+        columns = column_references(self.data.pipeline, sample) if features is not None else None
         for result in self.results:
             if result.estimator is None:
                 continue
@@ -534,8 +536,9 @@ class TrainResult:
                 metrics=self._entry(result), clusters=clusters, metadata=metadata,
             )
             if features is not None:
-                labels = result.estimator.assign(features).labels.astype(np.int64)
-                model.drift_reference = build_reference(model, sample, labels=labels)
+                with single_threaded_when_small(features):
+                    labels = result.estimator.assign(features).labels.astype(np.int64)
+                model.drift_reference = build_reference(model, sample, labels=labels, columns=columns)
             out.append(model)
         self._models = out
         return out
