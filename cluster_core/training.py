@@ -188,10 +188,12 @@ def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
     truth left out; noise, -1, counts as one more cluster)."""
     from sklearn import metrics as skm
 
-    known = np.array([t is not None for t in truth], bool)
+    known = np.not_equal(np.asarray(truth, object), None)
     if not known.any():
         return {key: None for key in EVALUATION_KEYS}
-    truth, labels = truth[known].astype(str), labels[known]
+    # integer codes of the values: the same contingency table (scikit-learn codes labels the same way), no
+    # string sorting in every score
+    truth, labels = np.unique(truth[known].astype(str), return_inverse=True)[1], labels[known]
     homogeneity, completeness, _ = skm.homogeneity_completeness_v_measure(truth, labels)
     return {
         "ari": round(float(skm.adjusted_rand_score(truth, labels)), 4),
