@@ -97,7 +97,8 @@ def build_view(coords: np.ndarray, info: dict, assignment, probabilities: np.nda
     if assignment.distance is not None:
         view["distance"] = _rounded(np.asarray(assignment.distance, np.float64), 4)
     if probabilities is not None and 0 < probabilities.shape[1] <= MAX_PROBABILITY_CLUSTERS:
-        view["probabilities"] = [_rounded(row, 3) for row in np.asarray(probabilities, np.float64)]
+        flat, k = _rounded(np.asarray(probabilities, np.float64).ravel(), 3), probabilities.shape[1]
+        view["probabilities"] = [flat[i : i + k] for i in range(0, len(flat), k)]
         view["probability_clusters"] = list(range(probabilities.shape[1]))
     view["clusters"] = [
         {
@@ -192,5 +193,5 @@ def write_embedding_views(
         view["galleries"] = {
             f.column: write_gallery(model_dir, frame, f.column, assignment, f.options, gallery_size) for f in image_columns
         }
-        write_json(model_dir / VIEW_FILE, view)
+        write_json(model_dir / VIEW_FILE, view, compact=True)  # thousands of points: bulk data
     return len(models)
