@@ -54,8 +54,11 @@ def prepare_sample(pipeline, frame: pd.DataFrame, *, impact_rows: int, associati
     inputs = weighted_blocks(pipeline, frame)
     rows = min(len(frame), association_rows)
     shared = associations(views, frame.iloc[:rows], inputs[:rows], seed)
-    return InsightsSample(frame, views, inputs, project(pipeline, inputs), shared, impact_rows, seed,
-                          profile_features(views, frame))
+    try:
+        features = profile_features(views, frame)
+    except (ValueError, TypeError, KeyError, ClustraError):  # then each model's insights report it (run_insights)
+        features = None
+    return InsightsSample(frame, views, inputs, project(pipeline, inputs), shared, impact_rows, seed, features)
 
 
 def model_insights(model, sample: InsightsSample) -> dict:
