@@ -52,11 +52,16 @@ def _join_arrays(value: Any, arrays: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write ``payload`` as indented JSON through a temporary file and an atomic rename."""
+def write_json(path: str | os.PathLike, payload: Any, *, compact: bool = False) -> None:
+    """Write ``payload`` as indented JSON through a temporary file and an atomic rename.
+
+    ``compact``: no indentation nor spaces, for bulk data (per-point arrays): Python's JSON
+    encoder is C code only without indentation, ~10x faster.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    layout = {"separators": (",", ":")} if compact else {"indent": 2}
+    tmp.write_text(json.dumps(payload, sort_keys=False, allow_nan=False, **layout) + "\n")
     os.replace(tmp, path)
 
 

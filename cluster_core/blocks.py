@@ -113,12 +113,13 @@ class Blocks(ABC):
 def _one_torch_thread_each() -> Iterator[int]:
     """Yield how many block threads to run; torch and BLAS run single-threaded inside each meanwhile."""
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from ._threads import limit_threads
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):
+        with limit_threads(1):
             yield threads
     finally:
         torch.set_num_threads(threads)
@@ -129,15 +130,17 @@ SMALL_DATA_VALUES = 1 << 20
 
 
 @contextlib.contextmanager
-def single_threaded_when_small(blocks: Blocks) -> Iterator[None]:
-    """Run torch and BLAS on one thread while fitting small in-memory data.
+def single_threaded_when_small(blocks: Blocks | np.ndarray) -> Iterator[None]:
+    """Run torch and BLAS on one thread while fitting (or assigning) small in-memory data.
 
     On a few thousand rows every kernel call and every (d x d) factorisation lasts
     microseconds, and waking a thread team costs more than it saves: on two busy cores a
     Gaussian mixture on 770 rows ran 70x slower with two BLAS threads than with one.
-    Dask blocks and larger arrays keep the caller's thread settings.
+    Dask blocks and larger arrays keep the caller's thread settings. ``blocks`` may be
+    an array (the rows about to be assigned).
     """
-    if not isinstance(blocks, ArrayBlocks) or blocks.data.size > SMALL_DATA_VALUES:
+    size = blocks.size if isinstance(blocks, np.ndarray) else blocks.data.size if isinstance(blocks, ArrayBlocks) else None
+    if size is None or size > SMALL_DATA_VALUES:
         yield
         return
     with _one_torch_thread_each():

@@ -88,8 +88,21 @@ def _feature_reference(name: str, kind: str, values: pd.Series, bins: int) -> di
     return {"name": name, "kind": kind, "categories": categories, "counts": category_counts(labels, missing, categories)}
 
 
+def column_references(pipeline: Any, sample: pd.DataFrame, bins: int = NUMERIC_BINS) -> tuple[list[dict], list[dict]]:
+    """``(features, skipped)`` of a drift reference: per used column of ``pipeline``'s schema, its
+    bins or categories and counts in ``sample``. They depend on the rows, not on the model: the
+    models of a sweep share them (:func:`build_reference`'s ``columns``)."""
+    features, skipped = [], []
+    for column in pipeline.schema.used:
+        if column.kind in _NUMBER_KINDS or column.kind in _CATEGORY_KINDS:
+            features.append(_feature_reference(column.name, column.kind, sample[column.name], bins))
+        else:
+            skipped.append({"name": column.name, "kind": column.kind})
+    return features, skipped
+
+
 def build_reference(model: Any, sample: pd.DataFrame, *, labels: np.ndarray | None = None,
-                    bins: int = NUMERIC_BINS) -> dict[str, Any]:
+                    bins: int = NUMERIC_BINS, columns: tuple[list[dict], list[dict]] | None = None) -> dict[str, Any]:
     """The drift reference of ``model`` from ``sample`` (raw training rows).
 
     Parameters
@@ -102,6 +115,9 @@ def build_reference(model: Any, sample: pd.DataFrame, *, labels: np.ndarray | No
         their features: featurize once, then ``estimator.predict``); computed otherwise.
     bins : int
         Quantile bins per numeric column.
+    columns : tuple, optional
+        :func:`column_references` of ``sample`` for ``model``'s pipeline when already computed
+        (read only, shared by the references built from them); computed otherwise.
 
     Returns
     -------
@@ -114,12 +130,7 @@ def build_reference(model: Any, sample: pd.DataFrame, *, labels: np.ndarray | No
     if labels.shape != (len(sample),):
         raise ValueError(f"labels of shape {labels.shape}; expected ({len(sample)},), one per sample row")
     ids, counts = np.unique(labels, return_counts=True)
-    features, skipped = [], []
-    for column in model.pipeline.schema.used:
-        if column.kind in _NUMBER_KINDS or column.kind in _CATEGORY_KINDS:
-            features.append(_feature_reference(column.name, column.kind, sample[column.name], bins))
-        else:
-            skipped.append({"name": column.name, "kind": column.kind})
+    features, skipped = columns if columns is not None else column_references(model.pipeline, sample, bins)
     return {
         "format_version": FORMAT_VERSION,
         "n_rows": int(len(sample)),

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ._state import write_json
+from .blocks import single_threaded_when_small
 from .errors import InvalidInputError
 
 VIEW_FILE = "embedding_view.json"
@@ -72,7 +73,10 @@ def project_2d(features: np.ndarray, method: str = "pca", seed: int = 0) -> tupl
 
 
 def _rounded(values: np.ndarray, digits: int = 5) -> list:
-    return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
+    """Python floats rounded as ``round(float(v), digits)``; None where not finite."""
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values).tolist()
+    return [round(v, digits) if ok else None for v, ok in zip(values.tolist(), finite)]
 
 
 MAX_PROBABILITY_CLUSTERS = 50  # above this, the per-cluster probabilities are left out of the view
@@ -93,7 +97,8 @@ def build_view(coords: np.ndarray, info: dict, assignment, probabilities: np.nda
     if assignment.distance is not None:
         view["distance"] = _rounded(np.asarray(assignment.distance, np.float64), 4)
     if probabilities is not None and 0 < probabilities.shape[1] <= MAX_PROBABILITY_CLUSTERS:
-        view["probabilities"] = [_rounded(row, 3) for row in np.asarray(probabilities, np.float64)]
+        flat, k = _rounded(np.asarray(probabilities, np.float64).ravel(), 3), probabilities.shape[1]
+        view["probabilities"] = [flat[i : i + k] for i in range(0, len(flat), k)]
         view["probability_clusters"] = list(range(probabilities.shape[1]))
     view["clusters"] = [
         {
@@ -180,11 +185,13 @@ def write_embedding_views(
     image_columns = [f for f in pipeline.featurizers_ if f.kind == "image"]
     for model in models:
         model_dir = Path(models_dir) / model.model_id
-        assignment = model.estimator.assign(features)
-        proba = getattr(model.estimator, "predict_proba", None)
-        view = build_view(coords, info, assignment, proba(features) if proba is not None else None)
+        with single_threaded_when_small(features):
+            assignment = model.estimator.assign(features)
+            proba = getattr(model.estimator, "predict_proba", None)
+            probabilities = proba(features) if proba is not None else None
+        view = build_view(coords, info, assignment, probabilities)
         view["galleries"] = {
             f.column: write_gallery(model_dir, frame, f.column, assignment, f.options, gallery_size) for f in image_columns
         }
-        write_json(model_dir / VIEW_FILE, view)
+        write_json(model_dir / VIEW_FILE, view, compact=True)  # thousands of points: bulk data
     return len(models)

@@ -22,6 +22,8 @@ Recommendation
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -42,30 +44,55 @@ def _refit_labels(template: Any, sample: np.ndarray, rows: np.ndarray, shared: n
     return np.asarray(estimator.predict(sample[shared]))
 
 
+def _refit_or_none(template: Any, sample: np.ndarray, rows: np.ndarray, shared: np.ndarray, seed: int) -> np.ndarray | None:
+    """:func:`_refit_labels`, or None when the refit fails (the pair is then left out)."""
+    try:
+        return _refit_labels(template, sample, rows, shared, seed)
+    except (ValueError, np.linalg.LinAlgError, RuntimeError):
+        return None
+
+
+def _subsample_pairs(n: int, seed: int, pairs: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """``pairs`` pairs of subsamples ``(a, b, shared rows)`` of ``n`` rows, None when they would be too
+    small; the same draws for every model and for the null (one seeded generator)."""
+    size = int(round(SUBSAMPLE_FRACTION * n))
+    if size < 10:
+        return None
+    rng = np.random.default_rng([seed, 7919])
+    out = []
+    for _ in range(pairs):
+        a = np.sort(rng.choice(n, size, replace=False))
+        b = np.sort(rng.choice(n, size, replace=False))
+        out.append((a, b, np.intersect1d(a, b)))
+    return out
+
+
+def _pair_labels(template: Any, samples: list[np.ndarray], draws: list, seed: int) -> list[list[tuple]]:
+    """For each of ``samples``, per pair of ``draws``: the two refits' labels of the shared rows (None
+    for a failed refit); refit ``2 * pair + 1`` and ``2 * pair + 2`` are seeded ``seed`` plus that."""
+    labels = [
+        _refit_or_none(template, sample, rows, shared, seed + 2 * pair + side)
+        for sample in samples for pair, (a, b, shared) in enumerate(draws) for side, rows in ((1, a), (2, b))
+    ]
+    per_sample = 2 * len(draws)
+    return [list(zip(labels[i : i + per_sample : 2], labels[i + 1 : i + per_sample : 2]))
+            for i in range(0, len(labels), per_sample)]
+
+
+def _agreement(pairs: list[tuple]) -> float | None:
+    from sklearn.metrics import adjusted_rand_score
+
+    scores = [adjusted_rand_score(la, lb) for la, lb in pairs if la is not None and lb is not None]
+    return float(np.mean(scores)) if scores else None
+
+
 def pair_agreement(template: Any, sample: np.ndarray, seed: int, pairs: int) -> float | None:
     """Mean ARI between refits of ``template`` on pairs of subsamples of ``sample``, on their shared rows.
 
     None when ``sample`` is too small or every refit failed.
     """
-    from sklearn.metrics import adjusted_rand_score
-
-    n = sample.shape[0]
-    size = int(round(SUBSAMPLE_FRACTION * n))
-    if size < 10:
-        return None
-    scores = []
-    rng = np.random.default_rng([seed, 7919])
-    for pair in range(pairs):
-        a = np.sort(rng.choice(n, size, replace=False))
-        b = np.sort(rng.choice(n, size, replace=False))
-        shared = np.intersect1d(a, b)
-        try:
-            la = _refit_labels(template, sample, a, shared, seed + 2 * pair + 1)
-            lb = _refit_labels(template, sample, b, shared, seed + 2 * pair + 2)
-        except (ValueError, np.linalg.LinAlgError, RuntimeError):
-            continue
-        scores.append(adjusted_rand_score(la, lb))
-    return float(np.mean(scores)) if scores else None
+    draws = _subsample_pairs(sample.shape[0], seed, pairs)
+    return None if draws is None else _agreement(_pair_labels(template, [sample], draws, seed)[0])
 
 
 def discrete_blocks(sample: np.ndarray, feature_names: list[str] | None = None) -> list[np.ndarray]:
@@ -114,14 +141,36 @@ def null_sample(sample: np.ndarray, seed: int, blocks: list[np.ndarray] | tuple 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+_NULLS: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_NULLS_LOCK = threading.Lock()
+
+
+def _shared_null_sample(sample: np.ndarray, seed: int, blocks) -> np.ndarray:
+    """:func:`null_sample`, computed once for the models of a sweep (they share the sample object)."""
+    key = (id(sample), sample.shape, seed, tuple(tuple(np.asarray(b).tolist()) for b in blocks))
+    with _NULLS_LOCK:
+        cached = _NULLS.get(key)
+    if cached is not None and cached[0] is sample:  # the entry holds the sample: its id is not reused
+        return cached[1]
+    null = null_sample(sample, seed, blocks)
+    with _NULLS_LOCK:
+        _NULLS[key] = (sample, null)
+        while len(_NULLS) > 2:
+            _NULLS.popitem(last=False)
+    return null
+
+
 def measure_stability(template: Any, sample: np.ndarray, seed: int, pairs: int,
                       blocks: list[np.ndarray] | tuple = ()) -> dict:
     """``{"stability", "null_stability", "stability_excess"}`` of an unfitted estimator (None where undefined).
 
     ``blocks``: the sample's discrete column groups, kept discrete in the null (:func:`null_sample`).
     """
-    stability = pair_agreement(template, sample, seed, pairs)
-    null = pair_agreement(template, null_sample(sample, seed, blocks), seed, pairs)
+    draws = _subsample_pairs(sample.shape[0], seed, pairs)
+    stability = null = None
+    if draws is not None:  # the data's and the null's refits together (pair_agreement of each, side by side)
+        on_data, on_null = _pair_labels(template, [sample, _shared_null_sample(sample, seed, blocks)], draws, seed)
+        stability, null = _agreement(on_data), _agreement(on_null)
     excess = None if stability is None or null is None else stability - null
     return {"stability": _round(stability), "null_stability": _round(null), "stability_excess": _round(excess)}
 
@@ -148,8 +197,6 @@ def validity_indices(rows: np.ndarray, labels: np.ndarray, neighbours: int = 25)
     within-cluster spread). Computed on at most ``VALIDITY_ROWS`` rows, noise left out;
     None where undefined (a cluster with no more rows than ``neighbours``).
     """
-    from genieclust import cluster_validity
-
     keep = labels >= 0
     rows, labels = np.asarray(rows[keep], np.float64), labels[keep]
     if rows.shape[0] > VALIDITY_ROWS:
@@ -159,6 +206,8 @@ def validity_indices(rows: np.ndarray, labels: np.ndarray, neighbours: int = 25)
     out = {"wcnn": None, "dunn_owa": None}
     if labels.size == 0 or labels.max() < 1 or np.bincount(labels).min() <= neighbours:
         return out
+    from genieclust import cluster_validity  # ~1 s to import (it loads matplotlib): only when needed
+
     try:
         out["wcnn"] = _round(cluster_validity.wcnn_index(rows, labels, M=neighbours))
         out["dunn_owa"] = _round(cluster_validity.dunnowa_index(rows, labels, M=neighbours, owa_numerator="SMin:5",

@@ -29,13 +29,13 @@ import numpy as np
 
 from .algorithms import get_algorithm
 from .algorithms._base import ClusterEstimator
-from .blocks import ArrayBlocks, Blocks, DaskBlocks
+from .blocks import ArrayBlocks, Blocks, DaskBlocks, single_threaded_when_small
 from .config import TrainConfig
 from .data import Dataset, fit_dataset_partitions, sample_frame
 from .device import resolve_device
 from .distance import unit_rows
 from .drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
-from .drift import build_reference
+from .drift import build_reference, column_references
 from .errors import ClustraError, DataError
 from .features import FEATURIZERS, FeaturePipeline
 from .insights import profile_clusters, run_insights
@@ -188,10 +188,12 @@ def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
     truth left out; noise, -1, counts as one more cluster)."""
     from sklearn import metrics as skm
 
-    known = np.array([t is not None for t in truth], bool)
+    known = np.not_equal(np.asarray(truth, object), None)
     if not known.any():
         return {key: None for key in EVALUATION_KEYS}
-    truth, labels = truth[known].astype(str), labels[known]
+    # integer codes of the values: the same contingency table (scikit-learn codes labels the same way), no
+    # string sorting in every score
+    truth, labels = np.unique(truth[known].astype(str), return_inverse=True)[1], labels[known]
     homogeneity, completeness, _ = skm.homogeneity_completeness_v_measure(truth, labels)
     return {
         "ari": round(float(skm.adjusted_rand_score(truth, labels)), 4),
@@ -264,12 +266,13 @@ def fit_and_evaluate_arrays(
     one when there are fewer models than worker threads (the others would sit idle).
     """
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from ._threads import limit_threads
 
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
-        with threadpool_limits(max(1, threads)):
+        with limit_threads(max(1, threads)):
             return fit_and_evaluate(spec, estimator, config, ArrayBlocks(train), ArrayBlocks(validation), feature_names,
                                     stability_rows, truth)
     finally:
@@ -401,7 +404,8 @@ def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from ._threads import limit_threads
 
     train_blocks, validation_blocks = ArrayBlocks(train), ArrayBlocks(validation)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -411,7 +415,7 @@ def _run_in_threads(specs, estimators, config, train: np.ndarray, validation: np
     torch.set_num_threads(threads_each)
     results = []
     try:
-        with threadpool_limits(threads_each), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
+        with limit_threads(threads_each), ThreadPoolExecutor(workers, thread_name_prefix="clustra-model") as pool:
             futures = [pool.submit(fit_and_evaluate, spec, estimator, config, train_blocks, validation_blocks, names,
                                    data.stability_rows, data.truth) for spec, estimator in zip(specs, estimators)]
             for i, future in enumerate(as_completed(futures), 1):
@@ -511,8 +515,10 @@ class TrainResult:
             return self._models
         out = []
         sample = self.data.drift_sample
-        # every model of the sweep shares the pipeline: the drift sample is featurized once
+        # every model of the sweep shares the pipeline: the drift sample is featurized once, its
+        # columns' bins and counts computed once
         features = self.data.pipeline.transform(sample) if sample is not None and len(sample) else None
+        columns = column_references(self.data.pipeline, sample) if features is not None else None
         for result in self.results:
             if result.estimator is None:
                 continue
@@ -532,8 +538,9 @@ class TrainResult:
                 metrics=self._entry(result), clusters=clusters, metadata=metadata,
             )
             if features is not None:
-                labels = result.estimator.assign(features).labels.astype(np.int64)
-                model.drift_reference = build_reference(model, sample, labels=labels)
+                with single_threaded_when_small(features):
+                    labels = result.estimator.assign(features).labels.astype(np.int64)
+                model.drift_reference = build_reference(model, sample, labels=labels, columns=columns)
             out.append(model)
         self._models = out
         return out

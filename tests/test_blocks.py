@@ -67,3 +67,24 @@ def test_small_in_memory_fits_run_single_threaded():
     large = ArrayBlocks(np.zeros((SMALL_DATA_VALUES // 4 + 1, 4), np.float32))
     with single_threaded_when_small(large):
         assert torch.get_num_threads() == before
+
+
+def test_small_arrays_are_assigned_single_threaded_and_limits_are_restored():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from cluster_core._threads import limit_threads
+    from cluster_core.blocks import SMALL_DATA_VALUES, single_threaded_when_small
+
+    before = torch.get_num_threads()
+    pools_before = [pool["num_threads"] for pool in threadpool_info()]
+    with single_threaded_when_small(np.zeros((5000, 17), np.float32)):
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert torch.get_num_threads() == before
+    assert [pool["num_threads"] for pool in threadpool_info()] == pools_before
+    with single_threaded_when_small(np.zeros((SMALL_DATA_VALUES + 1, 1), np.float32)):
+        assert torch.get_num_threads() == before
+    with limit_threads(1):  # the cached controller limits every pool, as threadpool_limits does
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert [pool["num_threads"] for pool in threadpool_info()] == pools_before

@@ -179,3 +179,16 @@ def test_reference_from_given_labels_equals_the_models_own(trained) -> None:
     assert np.array_equal(own["cluster_counts"], given["cluster_counts"])
     with pytest.raises(ValueError, match=r"labels of shape \(3,\); expected \(400,\)"):
         drift.build_reference(model, sample, labels=np.zeros(3))
+
+
+def test_reference_from_shared_column_references_equals_one_built_alone(trained) -> None:
+    run, _ = trained
+    model = ClusteringModel.load(_model_dir(run))
+    sample = make_segments(400, 7)
+    alone = drift.build_reference(model, sample)
+    shared = drift.build_reference(model, sample, columns=drift.column_references(model.pipeline, sample))
+    assert [f["name"] for f in shared["features"]] == [f["name"] for f in alone["features"]]
+    for a, b in zip(alone["features"], shared["features"]):
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[key], b[key]) if isinstance(a[key], np.ndarray) else a[key] == b[key] for key in a)
+    assert np.array_equal(alone["cluster_counts"], shared["cluster_counts"]) and alone["skipped"] == shared["skipped"]

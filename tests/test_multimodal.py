@@ -123,3 +123,13 @@ def test_project_2d_pca_and_tsne():
     assert coords.shape == (100, 2) and info["method"] == "tsne"
     with pytest.raises(InvalidInputError, match="umap"):
         project_2d(data, "umap")
+
+
+def test_view_values_are_python_rounded_floats_with_none_for_non_finite() -> None:
+    from cluster_core.projection import _rounded
+
+    values = np.array([1.234565, -0.000049, np.nan, np.inf, 2.5e-6, 12345.678905], np.float64)
+    assert _rounded(values, 5) == [round(1.234565, 5), round(-0.000049, 5), None, None, round(2.5e-6, 5), round(12345.678905, 5)]
+    float32 = np.array([0.1, 0.30000001], np.float32)
+    assert _rounded(float32, 4) == [round(float(v), 4) for v in float32]
+    assert all(type(v) is float for v in _rounded(values, 3) if v is not None)

@@ -34,6 +34,48 @@ def test_stability_is_high_on_clusters_and_the_null_has_none():
     np.testing.assert_allclose(np.cov(null.T), np.cov(x.T), rtol=0.25, atol=0.5)
 
 
+def _stability_one_refit_after_another(template, sample, seed, pairs):
+    """The stability computation as first written (each pair drawn and refitted in turn): the reference
+    the shared-work version must reproduce exactly."""
+    from sklearn.base import clone
+    from sklearn.metrics import adjusted_rand_score
+
+    n = sample.shape[0]
+    size = int(round(0.75 * n))
+    scores, rng = [], np.random.default_rng([seed, 7919])
+    for pair in range(pairs):
+        a = np.sort(rng.choice(n, size, replace=False))
+        b = np.sort(rng.choice(n, size, replace=False))
+        shared = np.intersect1d(a, b)
+        labels = []
+        for rows, refit_seed in ((a, seed + 2 * pair + 1), (b, seed + 2 * pair + 2)):
+            estimator = clone(template).set_params(random_state=refit_seed)
+            labels.append(np.asarray(estimator.fit(sample[rows]).predict(sample[shared])))
+        scores.append(adjusted_rand_score(*labels))
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "gmm"])
+def test_stability_values_equal_those_of_refits_one_after_another(algorithm):
+    from cluster_core.algorithms import GaussianMixture, KMeans
+
+    rng = np.random.default_rng(3)
+    group = rng.integers(0, 3, 700)
+    x = np.hstack([np.eye(3)[group], group[:, None] * 3.0 + rng.normal(0, 1, (700, 3))]).astype(np.float32)
+    names = ["plan=a", "plan=b", "plan=c", "spend", "visits", "tenure"]
+    blocks = discrete_blocks(x, names)
+    template = KMeans(3, n_init=2, device="cpu") if algorithm == "kmeans" else GaussianMixture(3, device="cpu")
+    expected_data = _stability_one_refit_after_another(template, x, 5, 2)
+    expected_null = _stability_one_refit_after_another(template, null_sample(x, 5, blocks), 5, 2)
+    for _ in range(2):  # the second time the null sample comes from the sweep's cache
+        result = measure_stability(template, x, 5, 2, blocks)
+        assert result["stability"] == round(expected_data, 4)
+        assert result["null_stability"] == round(expected_null, 4)
+        assert result["stability_excess"] == round(expected_data - expected_null, 4)
+    other = x.copy()  # an equal sample that is another object: its own null, the same values
+    assert measure_stability(template, other, 5, 2, blocks) == result
+
+
 def test_the_null_keeps_categories_discrete_and_drops_their_association():
     rng = np.random.default_rng(0)
     group = rng.integers(0, 3, 900)

@@ -35,15 +35,9 @@ def _openmp_threads(n_rows: int):
 
     if n_rows > SINGLE_THREAD_ROWS:
         return nullcontext()
-    global _CONTROLLER
-    if _CONTROLLER is None:  # finding the loaded libraries costs ~15 ms: once per process
-        from threadpoolctl import ThreadpoolController
+    from .._threads import limit_threads  # finding the loaded libraries costs ~15 ms: cached
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="openmp")
-
-
-_CONTROLLER = None
+    return limit_threads(1, "openmp")
 
 
 class _Tree:

@@ -268,12 +268,15 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndar
         return 1.0 / np.sqrt(covariances)
     k, d, _ = covariances.shape
     out = np.empty_like(covariances)
+    identity = np.eye(d)
     for j in range(k):
         try:
             lower = np.linalg.cholesky(covariances[j])
         except np.linalg.LinAlgError as exc:
             raise ValueError(ILL_DEFINED) from exc
-        out[j] = solve_triangular(lower, np.eye(d), lower=True).T
+        if not np.isfinite(lower).all():  # scipy's own check, without its per-call validation layers
+            raise ValueError("array must not contain infs or NaNs")
+        out[j] = solve_triangular(lower, identity, lower=True, check_finite=False).T
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .._state import write_json
+from ..blocks import single_threaded_when_small
 from ..errors import ArtifactError, ClustraError
 from ._columns import ColumnView, column_views, project, weighted_blocks
 from .associations import associations
@@ -43,6 +44,7 @@ class InsightsSample:
     associations: dict
     impact_rows: int
     seed: int
+    profile_features: list | None = None  # the heatmap's features of ``frame`` (the same for every model)
 
 
 def prepare_sample(pipeline, frame: pd.DataFrame, *, impact_rows: int, association_rows: int, seed: int = 0) -> InsightsSample:
@@ -52,7 +54,11 @@ def prepare_sample(pipeline, frame: pd.DataFrame, *, impact_rows: int, associati
     inputs = weighted_blocks(pipeline, frame)
     rows = min(len(frame), association_rows)
     shared = associations(views, frame.iloc[:rows], inputs[:rows], seed)
-    return InsightsSample(frame, views, inputs, project(pipeline, inputs), shared, impact_rows, seed)
+    try:
+        features = profile_features(views, frame)
+    except (ValueError, TypeError, KeyError, ClustraError):  # then each model's insights report it (run_insights)
+        features = None
+    return InsightsSample(frame, views, inputs, project(pipeline, inputs), shared, impact_rows, seed, features)
 
 
 def model_insights(model, sample: InsightsSample) -> dict:
@@ -66,7 +72,7 @@ def model_insights(model, sample: InsightsSample) -> dict:
     labels = np.asarray(assignment.labels, np.int64)
     clusters = list(range(model.n_clusters))
     profiled = clusters + ([-1] if (labels < 0).any() else [])
-    features = profile_features(sample.views, sample.frame)
+    features = sample.profile_features if sample.profile_features is not None else profile_features(sample.views, sample.frame)
     observations = cluster_observations(sample.views, features, sample.frame, labels, clusters)
     names = generated_names(observations)
     n = len(labels)
@@ -111,12 +117,13 @@ def run_insights(
         return {}, 0.0
     sample = prepare_sample(models[0].pipeline, frame, impact_rows=impact_rows, association_rows=association_rows, seed=seed)
     documents = {}
-    for model in models:
-        try:
-            documents[model.model_id] = model_insights(model, sample)
-        except (ValueError, TypeError, KeyError, ClustraError, np.linalg.LinAlgError) as exc:
-            if progress is not None:
-                progress.message(f"insights of {model.model_id} skipped: {type(exc).__name__}: {exc}")
+    with single_threaded_when_small(sample.features):  # thousands of rows: thread teams cost more than they give
+        for model in models:
+            try:
+                documents[model.model_id] = model_insights(model, sample)
+            except (ValueError, TypeError, KeyError, ClustraError, np.linalg.LinAlgError) as exc:
+                if progress is not None:
+                    progress.message(f"insights of {model.model_id} skipped: {type(exc).__name__}: {exc}")
     return documents, time.perf_counter() - started
 
 

@@ -88,7 +88,7 @@ def cpu_gemm_backend() -> str:
     forced = os.environ.get("CLUSTRA_CPU_GEMM")
     if forced in ("numpy", "torch"):
         return forced
-    from threadpoolctl import threadpool_limits
+    from .._threads import limit_threads
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((8192, 32), dtype=np.float32)
@@ -98,7 +98,7 @@ def cpu_gemm_backend() -> str:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):
+        with limit_threads(1):
             for name, product in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
                 product()
                 started = time.perf_counter()
