@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._arrow import arrow_category_codes
 from ._base import Featurizer, RobustScaler, register
 
 MISSING = "<missing>"
@@ -50,12 +51,18 @@ class CategoricalFeaturizer(Featurizer):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        labels = as_labels(frame[self.column])
-        codes = pd.Index(self.categories_).get_indexer(labels)
+        return self._encode(pd.Index(self.categories_).get_indexer(as_labels(frame[self.column])))
+
+    def transform_arrow(self, table) -> np.ndarray:
+        codes = arrow_category_codes(table.column(self.column), self.categories_, MISSING)
+        return super().transform_arrow(table) if codes is None else self._encode(codes)
+
+    def _encode(self, codes: np.ndarray) -> np.ndarray:
+        """Position of each row's label in ``categories_`` (-1: not among them) to the block."""
         if self.encoding_ == "onehot":
-            out = np.zeros((len(labels), len(self.categories_) + 1), np.float32)
+            out = np.zeros((len(codes), len(self.categories_) + 1), np.float32)
             slots = np.where(codes < 0, len(self.categories_), codes)
-            out[np.arange(len(labels)), slots] = 1.0
+            out[np.arange(len(codes)), slots] = 1.0
             return out
         logf = np.where(codes < 0, self.unseen_log_frequency_, self.log_frequency_[np.maximum(codes, 0)])
         return self.scaler_.transform(logf)[:, None].astype(np.float32)

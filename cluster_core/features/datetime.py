@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ._arrow import arrow_stamps
 from ._base import Featurizer, RobustScaler, register
 
 # part name -> (extractor on a DatetimeIndex in UTC, period)
@@ -60,8 +61,18 @@ class DatetimeFeaturizer(Featurizer):
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         stamps = as_datetime(frame[self.column], self.column)
-        missing = np.asarray(stamps.isna())
-        columns = [np.where(missing, 0.0, self.scaler_.transform(self._ordinal(stamps)))]
+        return self._encode(stamps, np.asarray(stamps.isna()), self._ordinal(stamps))
+
+    def transform_arrow(self, table) -> np.ndarray:
+        stamps = arrow_stamps(table.column(self.column))
+        if stamps is None:
+            return super().transform_arrow(table)
+        return self._encode(stamps, stamps.missing, stamps.seconds.copy())
+
+    def _encode(self, stamps, missing: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """The block from the stamps' calendar parts (``stamps.month`` ...), the missing mask and
+        seconds since the epoch (NaN where missing)."""
+        columns = [np.where(missing, 0.0, self.scaler_.transform(seconds))]
         for part in self.parts_:
             get, period = PARTS[part]
             angle = 2 * np.pi * np.asarray(get(stamps), dtype=np.float64) / period

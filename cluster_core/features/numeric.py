@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ._arrow import arrow_bool, arrow_float
 from ._base import Featurizer, RobustScaler, as_float, register
 
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
@@ -30,7 +31,13 @@ class NumericFeaturizer(Featurizer):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        values = as_float(frame[self.column], self.column)
+        return self._encode(as_float(frame[self.column], self.column))
+
+    def transform_arrow(self, table) -> np.ndarray:
+        values = arrow_float(table.column(self.column))
+        return super().transform_arrow(table) if values is None else self._encode(values)
+
+    def _encode(self, values: np.ndarray) -> np.ndarray:
         missing = np.isnan(values)
         scaled = np.where(missing, 0.0, self.scaler_.transform(values))  # 0 = the median
         columns = [scaled] + ([missing.astype(np.float64)] if self.indicator_ else [])
@@ -76,7 +83,13 @@ class BooleanFeaturizer(Featurizer):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        values = as_bool(frame[self.column], self.column)
+        return self._encode(as_bool(frame[self.column], self.column))
+
+    def transform_arrow(self, table) -> np.ndarray:
+        values = arrow_bool(table.column(self.column), self.column)
+        return super().transform_arrow(table) if values is None else self._encode(values)
+
+    def _encode(self, values: np.ndarray) -> np.ndarray:
         missing = np.isnan(values)
         columns = [np.where(missing, self.fill_, values)] + ([missing.astype(np.float64)] if self.indicator_ else [])
         return np.stack(columns, axis=1).astype(np.float32)

@@ -20,6 +20,8 @@ Reduction
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -190,34 +192,42 @@ class FeaturePipeline:
         """Width of the output matrix."""
         return len(self.feature_names_)
 
-    def check_columns(self, frame: pd.DataFrame) -> None:
-        """Raise InvalidInputError naming the first input column ``frame`` lacks."""
-        missing = [c for c in self.input_columns if c not in frame.columns]
+    def check_columns(self, frame: Any) -> None:
+        """Raise InvalidInputError naming the first input column ``frame`` (a DataFrame, or a pyarrow Table /
+        RecordBatch) lacks."""
+        present = set(frame.column_names if _is_arrow(frame) else frame.columns)
+        missing = [c for c in self.input_columns if c not in present]
         if missing:
             raise InvalidInputError(f"column {missing[0]!r} is required by the model but missing (needs {self.input_columns})")
 
-    def _blocks(self, frame: pd.DataFrame, issues: list | None) -> list[np.ndarray]:
+    def _blocks(self, frame: Any, issues: list | None) -> list[np.ndarray]:
+        arrow = _is_arrow(frame)
         blocks = []
         for featurizer in self.featurizers_:
+            transform = featurizer.transform_arrow if arrow else featurizer.transform
             if issues is not None and getattr(featurizer, "reports_issues", False):
-                blocks.append(featurizer.transform(frame, issues=issues))
+                blocks.append(transform(frame, issues=issues))
             else:
-                blocks.append(featurizer.transform(frame))
+                blocks.append(transform(frame))
         return blocks
 
-    def transform(self, frame: pd.DataFrame, issues: list | None = None) -> np.ndarray:
+    def transform(self, frame: Any, issues: list | None = None) -> np.ndarray:
         """Encode a partition as float32 of shape (len(frame), n_features).
 
         Parameters
         ----------
-        frame : DataFrame
+        frame : DataFrame, pyarrow.Table or pyarrow.RecordBatch
             Rows with (at least) :attr:`input_columns`; a plain frame of records works.
+            Arrow input is encoded without pandas for numeric, boolean, categorical (string
+            or dictionary) and datetime (timestamp) columns, with the same numbers as the
+            same rows as a DataFrame; other columns (text, image, geo, values stored as
+            text) are converted to pandas one featurizer's columns at a time.
         issues : list, optional
             Receives one dict ``{"row", "column", "value", "error"}`` per row problem that
             did not stop the transform (an unreadable image).
         """
         self.check_columns(frame)
-        if len(frame) == 0:
+        if (frame.num_rows if _is_arrow(frame) else len(frame)) == 0:
             return np.zeros((0, self.n_features), np.float32)
         blocks = [
             block if weight == 1.0 else block * np.float32(weight)
@@ -266,6 +276,11 @@ class FeaturePipeline:
         pipeline.fit_issues_ = list(state.get("fit_issues", []))
         pipeline.feature_names_ = pipeline._output_names()
         return pipeline
+
+
+def _is_arrow(frame: Any) -> bool:
+    """True for a pyarrow Table or RecordBatch (checked by name: pyarrow is imported only when used)."""
+    return type(frame).__module__.startswith("pyarrow") and hasattr(frame, "column_names")
 
 
 def _hstack_float32(blocks: list[np.ndarray], tile_rows: int = 8192) -> np.ndarray:
