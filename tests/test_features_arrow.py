@@ -9,7 +9,7 @@ import pytest
 from cluster_core.errors import InvalidInputError
 from cluster_core.features import FeaturePipeline, Featurizer
 from cluster_core.features.categorical import CategoricalFeaturizer
-from cluster_core.features.datetime import DatetimeFeaturizer
+from cluster_core.features.datetime import PARTS, DatetimeFeaturizer
 from cluster_core.features.numeric import BooleanFeaturizer, NumericFeaturizer
 from cluster_core.schema import infer_schema
 
@@ -78,7 +78,7 @@ def test_arrow_matches_pandas_with_nulls_and_unseen_categories(fitted, chunks):
     expected = fitted.transform(table.to_pandas())
     got = fitted.transform(table)
     assert got.dtype == np.float32 and got.shape == expected.shape == (2000, fitted.n_features)
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got, expected)  # bit for bit
     other = fitted.feature_names_.index("plan=<other>")
     assert got[:, other].sum() > 0  # the unseen plans landed in the other bucket
 
@@ -88,9 +88,9 @@ def test_record_batch_and_parquet_round_trip_match_pandas(fitted, tmp_path):
     pq.write_table(table, tmp_path / "part.parquet", row_group_size=500)
     read = pq.read_table(tmp_path / "part.parquet", columns=fitted.input_columns)
     expected = fitted.transform(pd.read_parquet(tmp_path / "part.parquet"))
-    np.testing.assert_allclose(fitted.transform(read), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(fitted.transform(read), expected)
     batch = read.slice(100, 300).combine_chunks().to_batches()[0]
-    np.testing.assert_allclose(fitted.transform(batch), expected[100:400], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(fitted.transform(batch), expected[100:400])
 
 
 def test_native_kinds_never_build_pandas_and_fallbacks_convert_one_column(fitted, monkeypatch):
@@ -125,3 +125,23 @@ def test_arrow_errors_match_pandas_errors(fitted):
     with pytest.raises(InvalidInputError, match="column 'amount': value 'lots' is not a number"):
         fitted.transform(text)
     assert fitted.transform(mixed_table(10, seed=4).slice(0, 0)).shape == (0, fitted.n_features)
+
+
+def test_tables_longer_than_a_chunk_match_pandas(fitted, monkeypatch):
+    import cluster_core.features.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "ARROW_CHUNK_ROWS", 128)  # 2000 rows: 16 chunks, the last one short
+    table = mixed_table(2000, seed=5, unseen=True)
+    np.testing.assert_array_equal(fitted.transform(table), fitted.transform(table.to_pandas()))
+
+
+def test_datetime_lookup_tables_give_the_formula_numbers():
+    stamps = pd.DatetimeIndex(pd.to_datetime(np.random.default_rng(0).integers(0, 2_000_000_000, 5000), unit="s", utc=True))
+    frame = pd.DataFrame({"t": stamps})
+    featurizer = DatetimeFeaturizer("t").fit(frame)
+    out = featurizer.transform(frame)
+    for part, (get, period) in PARTS.items():
+        angle = 2 * np.pi * np.asarray(get(stamps), dtype=np.float64) / period
+        for fn, suffix in ((np.sin, "sin"), (np.cos, "cos")):
+            column = featurizer.feature_names_.index(f"t__{part}_{suffix}")
+            np.testing.assert_array_equal(out[:, column], fn(angle).astype(np.float32))

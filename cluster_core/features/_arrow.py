@@ -129,7 +129,9 @@ class ArrowStamps:
         if name not in ("month", "day", "day_of_week", "hour", "minute"):
             raise AttributeError(name)
         values = getattr(self._pc, name)(self.values)
-        return np.asarray(self._pc.fill_null(values, 0).to_numpy(zero_copy_only=False), dtype=np.float64)
+        if values.null_count:
+            values = self._pc.fill_null(values, 0)
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def arrow_stamps(values: Any) -> ArrowStamps | None:

@@ -30,6 +30,8 @@ from ..schema import Schema
 from ._base import FEATURIZERS, Featurizer
 
 BALANCE_MODES = ("column", "none")
+#: rows of an Arrow table encoded at a time (see ``FeaturePipeline._arrow_matrix``)
+ARROW_CHUNK_ROWS = 65_536
 REDUCE_METHODS = ("none", "pca", "svd")
 
 
@@ -211,6 +213,29 @@ class FeaturePipeline:
                 blocks.append(transform(frame))
         return blocks
 
+    def _weighted_blocks(self, frame: Any, issues: list | None) -> list[np.ndarray]:
+        return [
+            block if weight == 1.0 else block * np.float32(weight)
+            for block, weight in zip(self._blocks(frame, issues), self.block_weights_)
+        ]
+
+    def _arrow_matrix(self, table: Any) -> np.ndarray:
+        """The weighted blocks of an Arrow table side by side, encoded :data:`ARROW_CHUNK_ROWS` rows at a
+        time (zero-copy slices), so each chunk's temporaries stay in the CPU cache, and copied
+        into the output one feature column at a time (a strided 1-D copy; ``np.concatenate`` of
+        blocks one or two features wide copies row by row, 2x slower)."""
+        width = sum(len(f.feature_names_) for f in self.featurizers_)
+        out = np.empty((table.num_rows, width), np.float32)
+        for start in range(0, table.num_rows, ARROW_CHUNK_ROWS):
+            chunk = table.slice(start, ARROW_CHUNK_ROWS)
+            rows = out[start : start + chunk.num_rows]
+            column = 0
+            for block in self._weighted_blocks(chunk, None):
+                for k in range(block.shape[1]):
+                    rows[:, column] = block[:, k]
+                    column += 1
+        return out
+
     def transform(self, frame: Any, issues: list | None = None) -> np.ndarray:
         """Encode a partition as float32 of shape (len(frame), n_features).
 
@@ -229,11 +254,10 @@ class FeaturePipeline:
         self.check_columns(frame)
         if (frame.num_rows if _is_arrow(frame) else len(frame)) == 0:
             return np.zeros((0, self.n_features), np.float32)
-        blocks = [
-            block if weight == 1.0 else block * np.float32(weight)
-            for block, weight in zip(self._blocks(frame, issues), self.block_weights_)
-        ]
-        matrix = _hstack_float32(blocks)
+        if _is_arrow(frame) and not any(getattr(f, "reports_issues", False) for f in self.featurizers_):
+            matrix = self._arrow_matrix(frame)
+        else:
+            matrix = _hstack_float32(self._weighted_blocks(frame, issues))
         if self.projection_ is not None:
             matrix = (matrix - self.projection_["mean"]) @ self.projection_["components"].T
         return np.ascontiguousarray(matrix, dtype=np.float32)
