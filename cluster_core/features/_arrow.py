@@ -29,10 +29,12 @@ def _decoded(values: Any) -> Any:
 
 
 def _to_numpy_float(values: Any) -> np.ndarray:
-    """float64 Arrow values as a writable numpy array, null as NaN."""
+    """float64 Arrow values as a numpy array (read-only when Arrow's buffer is shared), null as NaN."""
     import pyarrow.compute as pc
 
-    return np.array(pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    if values.null_count:
+        values = pc.fill_null(values, np.nan)
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _is_number(arrow_type: Any) -> bool:
@@ -49,7 +51,9 @@ def arrow_float(values: Any) -> np.ndarray | None:
     if not _is_number(values.type) or pa.types.is_float16(values.type):
         return None
     out = _to_numpy_float(values.cast(pa.float64(), safe=False))
-    out[~np.isfinite(out)] = np.nan
+    infinite = np.isinf(out)
+    if infinite.any():
+        out = np.where(infinite, np.nan, out)
     return out
 
 
@@ -116,6 +120,7 @@ class ArrowStamps:
         # the stored integers are UTC instants whatever the time zone: drop it, keep them
         self.values = values.cast(pa.timestamp(unit)) if values.type.tz is not None else values
         self.missing = self.values.is_null().to_numpy(zero_copy_only=False)
+        self._fields: dict[str, np.ndarray] = {}
         ticks = pc.fill_null(self.values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         per_second = _UNITS_PER_SECOND[unit]
         seconds = (ticks // per_second).astype(np.float64)  # floor, as pandas' as_unit("s")
@@ -123,15 +128,20 @@ class ArrowStamps:
         self.seconds = seconds
         self._pc = pc
 
+    def field(self, name: str) -> np.ndarray:
+        """``month``, ``day``, ``day_of_week`` (Monday = 0), ``hour`` or ``minute`` as int64, 0 where missing."""
+        if name not in self._fields:
+            values = getattr(self._pc, name)(self.values)
+            if values.null_count:
+                values = self._pc.fill_null(values, 0)
+            self._fields[name] = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return self._fields[name]
+
     def __getattr__(self, name: str) -> np.ndarray:
-        """``month``, ``day``, ``day_of_week``, ``hour`` or ``minute`` as float64 (0 where missing),
-        like the same attribute of a ``DatetimeIndex``, so the featurizer's part formulas apply as they are."""
-        if name not in ("month", "day", "day_of_week", "hour", "minute"):
+        """The fields of :meth:`field` as attributes, like those of a ``DatetimeIndex``."""
+        if name.startswith("_") or name not in ("month", "day", "day_of_week", "hour", "minute"):
             raise AttributeError(name)
-        values = getattr(self._pc, name)(self.values)
-        if values.null_count:
-            values = self._pc.fill_null(values, 0)
-        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        return self.field(name)
 
 
 def arrow_stamps(values: Any) -> ArrowStamps | None:

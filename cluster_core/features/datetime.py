@@ -45,8 +45,11 @@ def part_tables(part: str) -> tuple[np.ndarray, np.ndarray]:
 def part_keys(part: str, stamps) -> np.ndarray:
     """Each row's index into :func:`part_tables` (0 for a missing stamp: masked by the caller)."""
     (a, a_low, _), (b, b_low, b_count) = PART_FIELDS[part]
-    keys = (np.asarray(getattr(stamps, a), np.float64) - a_low) * b_count + (np.asarray(getattr(stamps, b), np.float64) - b_low)
-    keys = np.nan_to_num(keys, nan=0.0).astype(np.int64)
+    if hasattr(stamps, "field"):  # Arrow stamps: int64 fields, 0 where missing
+        keys = (stamps.field(a) - a_low) * b_count + (stamps.field(b) - b_low)
+    else:  # a DatetimeIndex: NaN where missing
+        keys = (np.asarray(getattr(stamps, a), np.float64) - a_low) * b_count + (np.asarray(getattr(stamps, b), np.float64) - b_low)
+        keys = np.nan_to_num(keys, nan=0.0).astype(np.int64)
     return np.clip(keys, 0, len(part_tables(part)[0]) - 1, out=keys)
 
 

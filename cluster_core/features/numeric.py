@@ -39,9 +39,12 @@ class NumericFeaturizer(Featurizer):
 
     def _encode(self, values: np.ndarray) -> np.ndarray:
         missing = np.isnan(values)
-        scaled = np.where(missing, 0.0, self.scaler_.transform(values))  # 0 = the median
-        columns = [scaled] + ([missing.astype(np.float64)] if self.indicator_ else [])
-        return np.stack(columns, axis=1).astype(np.float32)
+        out = np.empty((len(values), 2 if self.indicator_ else 1), np.float32)
+        out[:, 0] = self.scaler_.transform(values)
+        out[missing, 0] = 0.0  # 0 = the median
+        if self.indicator_:
+            out[:, 1] = missing
+        return out
 
     def fitted_state(self) -> dict:
         return {"scaler": self.scaler_.state(), "indicator": self.indicator_}
