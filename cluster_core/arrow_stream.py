@@ -15,6 +15,8 @@ pandas path.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +46,9 @@ class ParquetPiece:
     url: str
     storage_options: dict = field(default_factory=dict, hash=False)
 
-    def read(self, columns: list[str]) -> Any:
-        """The piece's rows, ``columns`` only, as a pyarrow Table (DataError naming the file when one is missing)."""
+    @contextmanager
+    def _open(self, columns: list[str]) -> Iterator[Any]:
+        """The piece's file as a ``pyarrow.parquet.ParquetFile``, checked to hold ``columns``."""
         import pyarrow.parquet as pq
         from fsspec.core import url_to_fs
 
@@ -57,12 +60,30 @@ class ParquetPiece:
             absent = [c for c in columns if c not in parquet.schema_arrow.names]
             if absent:
                 raise DataError(f"column {absent[0]!r} is not stored in {self.file!r} (has {parquet.schema_arrow.names})")
-            if self.row_groups is None:
-                return parquet.read(columns=columns)
-            return parquet.read_row_groups(list(self.row_groups), columns=columns)
+            yield parquet
         finally:
             if handle is not None:
                 handle.close()
+
+    def _groups(self, parquet: Any) -> list[int]:
+        return list(range(parquet.num_row_groups)) if self.row_groups is None else list(self.row_groups)
+
+    def read(self, columns: list[str]) -> Any:
+        """The piece's rows, ``columns`` only, as a pyarrow Table (DataError naming the file when one is missing)."""
+        with self._open(columns) as parquet:
+            return parquet.read_row_groups(self._groups(parquet), columns=columns)
+
+    def featurize(self, pipeline: Any, batch_rows: int = 65_536) -> np.ndarray:
+        """The float32 features of the piece: the pipeline's input columns decoded ``batch_rows`` rows at a
+        time and encoded through Arrow into one matrix, so the decoded columns are never held whole."""
+        columns = pipeline.input_columns
+        with self._open(columns) as parquet:
+            groups = self._groups(parquet)
+            n_rows = sum(parquet.metadata.row_group(g).num_rows for g in groups)
+            if not groups:
+                return pipeline.transform(parquet.schema_arrow.empty_table().select(columns))
+            batches = parquet.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns)
+            return pipeline.transform_batches(batches, n_rows)
 
 
 def _frame_pieces(frame: Any) -> list[tuple[str, tuple[int, ...] | None]] | None:
@@ -117,8 +138,8 @@ def parquet_pieces(dataset: Any, columns: list[str]) -> list[ParquetPiece] | Non
 
 
 def featurize_piece(piece: ParquetPiece, pipeline: Any) -> np.ndarray:
-    """The float32 features of one piece: its pipeline input columns read and encoded through Arrow."""
-    return pipeline.transform(piece.read(pipeline.input_columns))
+    """The float32 features of one piece (:meth:`ParquetPiece.featurize`)."""
+    return piece.featurize(pipeline)
 
 
 __all__ = ["ParquetPiece", "featurize_piece", "parquet_pieces"]

@@ -115,10 +115,11 @@ def featurize_split(part: Any, index: int, pipeline: FeaturePipeline, seed: int,
     behind it: then only the pipeline's input columns are read, and encoded through Arrow.
     """
     if isinstance(part, ParquetPiece):
-        part = part.read(pipeline.input_columns)
-    elif hasattr(part, "to_pandas") and not hasattr(part, "column_names"):  # cuDF partition
-        part = part.to_pandas()
-    features = pipeline.transform(part)
+        features = part.featurize(pipeline)
+    else:
+        if hasattr(part, "to_pandas"):  # cuDF partition
+            part = part.to_pandas()
+        features = pipeline.transform(part)
     is_validation = _is_validation(features.shape[0], index, seed, fraction)
     return features[~is_validation], features[is_validation]
 

@@ -145,3 +145,19 @@ def test_datetime_lookup_tables_give_the_formula_numbers():
         for fn, suffix in ((np.sin, "sin"), (np.cos, "cos")):
             column = featurizer.feature_names_.index(f"t__{part}_{suffix}")
             np.testing.assert_array_equal(out[:, column], fn(angle).astype(np.float32))
+
+
+@pytest.mark.parametrize("reduce", ["none", "pca"])
+def test_batches_of_a_parquet_file_match_the_whole_table(tmp_path, reduce):
+    sample = mixed_table(3000, seed=0).to_pandas()
+    pipeline = FeaturePipeline(infer_schema(sample, kinds=KINDS), reduce=reduce, reduce_components=5).fit(sample)
+    table = mixed_table(1000, seed=6, unseen=True)
+    pq.write_table(table, tmp_path / "part.parquet", row_group_size=300)
+    batches = pq.ParquetFile(tmp_path / "part.parquet").iter_batches(batch_size=128, columns=pipeline.input_columns)
+    got = pipeline.transform_batches(batches, 1000)
+    np.testing.assert_array_equal(got, pipeline.transform(table.to_pandas()))
+    assert got.shape == (1000, 5 if reduce == "pca" else pipeline.n_features)
+    with pytest.raises(InvalidInputError, match="the batches hold 1000 rows, not the n_rows=1200 announced"):
+        pipeline.transform_batches(table.to_batches(max_chunksize=400), 1200)
+    with pytest.raises(InvalidInputError, match="more than the n_rows=900 rows announced"):
+        pipeline.transform_batches(table.to_batches(max_chunksize=400), 900)

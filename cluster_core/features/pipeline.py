@@ -20,6 +20,7 @@ Reduction
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -219,13 +220,43 @@ class FeaturePipeline:
             for block, weight in zip(self._blocks(frame, issues), self.block_weights_)
         ]
 
-    def _arrow_matrix(self, table: Any) -> np.ndarray:
+    def transform_batches(self, batches: Iterable[Any], n_rows: int) -> np.ndarray:
+        """:meth:`transform` of the rows of pyarrow RecordBatches (a Parquet file's ``iter_batches``),
+        ``n_rows`` in all, written batch by batch into one float32 matrix.
+
+        Raises
+        ------
+        InvalidInputError
+            A batch lacks an input column, or the batches hold other than ``n_rows`` rows.
+        """
+        import pyarrow as pa
+
+        if any(getattr(f, "reports_issues", False) for f in self.featurizers_):  # row numbers span the batches
+            return self.transform(pa.Table.from_batches(list(batches)))
+        out = np.empty((n_rows, len(self.input_feature_names_)), np.float32)
+        start = 0
+        for batch in batches:
+            self.check_columns(batch)
+            if start + batch.num_rows > n_rows:
+                raise InvalidInputError(f"the batches hold more than the n_rows={n_rows} rows announced")
+            self._arrow_matrix(batch, out[start : start + batch.num_rows])
+            start += batch.num_rows
+        if start != n_rows:
+            raise InvalidInputError(f"the batches hold {start} rows, not the n_rows={n_rows} announced")
+        return self._project(out)
+
+    def _project(self, matrix: np.ndarray) -> np.ndarray:
+        if self.projection_ is not None:
+            matrix = (matrix - self.projection_["mean"]) @ self.projection_["components"].T
+        return np.ascontiguousarray(matrix, dtype=np.float32)
+
+    def _arrow_matrix(self, table: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The weighted blocks of an Arrow table side by side, encoded :data:`ARROW_CHUNK_ROWS` rows at a
         time (zero-copy slices), so each chunk's temporaries stay in the CPU cache, and copied
         into the output one feature column at a time (a strided 1-D copy; ``np.concatenate`` of
         blocks one or two features wide copies row by row, 2x slower)."""
-        width = sum(len(f.feature_names_) for f in self.featurizers_)
-        out = np.empty((table.num_rows, width), np.float32)
+        if out is None:
+            out = np.empty((table.num_rows, len(self.input_feature_names_)), np.float32)
         for start in range(0, table.num_rows, ARROW_CHUNK_ROWS):
             chunk = table.slice(start, ARROW_CHUNK_ROWS)
             rows = out[start : start + chunk.num_rows]
@@ -258,9 +289,7 @@ class FeaturePipeline:
             matrix = self._arrow_matrix(frame)
         else:
             matrix = _hstack_float32(self._weighted_blocks(frame, issues))
-        if self.projection_ is not None:
-            matrix = (matrix - self.projection_["mean"]) @ self.projection_["components"].T
-        return np.ascontiguousarray(matrix, dtype=np.float32)
+        return self._project(matrix)
 
     def get_state(self) -> dict:
         """JSON + arrays."""
