@@ -100,9 +100,9 @@ def test_native_kinds_never_build_pandas_and_fallbacks_convert_one_column(fitted
     converted = []
     fallback = Featurizer.transform_arrow
 
-    def spy(self, table, **kwargs):
+    def spy(self, table, out=None, **kwargs):
         converted.append(self.input_columns)
-        return fallback(self, table, **kwargs)
+        return fallback(self, table, out, **kwargs)
 
     monkeypatch.setattr(Featurizer, "transform_arrow", spy)
     pandas_transforms = {cls: cls.transform for cls in (NumericFeaturizer, BooleanFeaturizer, CategoricalFeaturizer, DatetimeFeaturizer)}
@@ -161,3 +161,12 @@ def test_batches_of_a_parquet_file_match_the_whole_table(tmp_path, reduce):
         pipeline.transform_batches(table.to_batches(max_chunksize=400), 1200)
     with pytest.raises(InvalidInputError, match="more than the n_rows=900 rows announced"):
         pipeline.transform_batches(table.to_batches(max_chunksize=400), 900)
+
+
+def test_weighted_blocks_match_pandas():
+    sample = mixed_table(3000, seed=0).to_pandas()
+    pipeline = FeaturePipeline(infer_schema(sample, kinds=KINDS), weights={"amount": 2.5, "plan": 0.5, "seen": 3.0},
+                               kind_weights={"boolean": 0.25}).fit(sample)
+    table = mixed_table(700, seed=8, unseen=True)
+    assert sorted(set(pipeline.block_weights_)) == [0.25, 0.5, 1.0, 2.5, 3.0]
+    np.testing.assert_array_equal(pipeline.transform(table), pipeline.transform(table.to_pandas()))

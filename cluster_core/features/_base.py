@@ -61,15 +61,21 @@ class Featurizer(ABC):
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode a partition: float32 array of shape (len(frame), len(self.feature_names_))."""
 
-    def transform_arrow(self, table: Any, **kwargs: Any) -> np.ndarray:
+    def transform_arrow(self, table: Any, out: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         """:meth:`transform` on a pyarrow Table or RecordBatch holding :attr:`input_columns`.
 
         The built-in numeric, boolean, categorical and datetime featurizers encode Arrow
         columns directly (no pandas objects) and return the same numbers as
         :meth:`transform`; this default converts only this featurizer's input columns to
         pandas and calls :meth:`transform` (text, image, geo; text-encoded values).
+        With ``out`` (float32 of shape (rows, len(feature_names_)), a view into a larger
+        matrix), the block is written there and ``out`` is returned.
         """
-        return self.transform(table.select(self.input_columns).to_pandas(), **kwargs)
+        block = self.transform(table.select(self.input_columns).to_pandas(), **kwargs)
+        if out is None:
+            return block
+        out[...] = block
+        return out
 
     @abstractmethod
     def fitted_state(self) -> dict:

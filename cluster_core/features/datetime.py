@@ -97,16 +97,17 @@ class DatetimeFeaturizer(Featurizer):
         stamps = as_datetime(frame[self.column], self.column)
         return self._encode(stamps, np.asarray(stamps.isna()), self._ordinal(stamps))
 
-    def transform_arrow(self, table) -> np.ndarray:
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
         stamps = arrow_stamps(table.column(self.column))
         if stamps is None:
-            return super().transform_arrow(table)
-        return self._encode(stamps, stamps.missing, stamps.seconds.copy())
+            return super().transform_arrow(table, out)
+        return self._encode(stamps, stamps.missing, stamps.seconds.copy(), out)
 
-    def _encode(self, stamps, missing: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    def _encode(self, stamps, missing: np.ndarray, seconds: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The block from the stamps' calendar parts (``stamps.month`` ...), the missing mask and
-        seconds since the epoch (NaN where missing)."""
-        out = np.empty((len(missing), len(self.feature_names_)), np.float32)
+        seconds since the epoch (NaN where missing), written to ``out`` when given."""
+        if out is None:
+            out = np.empty((len(missing), len(self.feature_names_)), np.float32)
         out[:, 0] = self.scaler_.transform(seconds)
         for i, part in enumerate(self.parts_):
             keys = part_keys(part, stamps)

@@ -33,13 +33,14 @@ class NumericFeaturizer(Featurizer):
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self._encode(as_float(frame[self.column], self.column))
 
-    def transform_arrow(self, table) -> np.ndarray:
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
         values = arrow_float(table.column(self.column))
-        return super().transform_arrow(table) if values is None else self._encode(values)
+        return super().transform_arrow(table, out) if values is None else self._encode(values, out)
 
-    def _encode(self, values: np.ndarray) -> np.ndarray:
+    def _encode(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         missing = np.isnan(values)
-        out = np.empty((len(values), 2 if self.indicator_ else 1), np.float32)
+        if out is None:
+            out = np.empty((len(values), 2 if self.indicator_ else 1), np.float32)
         out[:, 0] = self.scaler_.transform(values)
         out[missing, 0] = 0.0  # 0 = the median
         if self.indicator_:
@@ -88,14 +89,18 @@ class BooleanFeaturizer(Featurizer):
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self._encode(as_bool(frame[self.column], self.column))
 
-    def transform_arrow(self, table) -> np.ndarray:
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
         values = arrow_bool(table.column(self.column), self.column)
-        return super().transform_arrow(table) if values is None else self._encode(values)
+        return super().transform_arrow(table, out) if values is None else self._encode(values, out)
 
-    def _encode(self, values: np.ndarray) -> np.ndarray:
+    def _encode(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         missing = np.isnan(values)
-        columns = [np.where(missing, self.fill_, values)] + ([missing.astype(np.float64)] if self.indicator_ else [])
-        return np.stack(columns, axis=1).astype(np.float32)
+        if out is None:
+            out = np.empty((len(values), 2 if self.indicator_ else 1), np.float32)
+        out[:, 0] = np.where(missing, self.fill_, values)
+        if self.indicator_:
+            out[:, 1] = missing
+        return out
 
     def fitted_state(self) -> dict:
         return {"fill": self.fill_, "indicator": self.indicator_}
