@@ -221,8 +221,8 @@ class FeaturePipeline:
         ]
 
     def transform_batches(self, batches: Iterable[Any], n_rows: int) -> np.ndarray:
-        """:meth:`transform` of the rows of pyarrow RecordBatches (a Parquet file's ``iter_batches``),
-        ``n_rows`` in all, written batch by batch into one float32 matrix.
+        """:meth:`transform` of the rows of pyarrow RecordBatches or Tables (a Parquet file's row groups
+        or ``iter_batches``), ``n_rows`` in all, written batch by batch into one float32 matrix.
 
         Raises
         ------
