@@ -105,8 +105,14 @@ class ClusteringModel:
         return self.pipeline.transform(frame)
 
     def assign(self, frame: Any) -> Assignment:
-        """Cluster ids (-1 = noise) with probabilities or distances for every row of ``frame``."""
-        return self.estimator.assign(self.featurize(frame))
+        """Cluster ids (-1 = noise) with probabilities or distances for every row of ``frame`` (no rows:
+        empty arrays, as an empty Parquet file or partition gives)."""
+        features = self.featurize(frame)
+        if len(features) == 0:
+            empty = np.zeros(0, np.float64)
+            return Assignment(np.zeros(0, np.int64), empty if self.has_probability else None,
+                              empty if self.has_distance else None)
+        return self.estimator.assign(features)
 
     def output_columns(self, explain: bool = False) -> dict[str, str]:
         """Columns :meth:`score_frame` adds, with their dtypes (``explain``: also ``runner_up``,

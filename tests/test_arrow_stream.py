@@ -129,3 +129,16 @@ def test_training_streamed_through_arrow_equals_the_pandas_partitions(frame, tmp
         # metrics vary by ~3e-8 between two runs of the same path
         assert a["model_id"] == b["model_id"] and a["silhouette"] == pytest.approx(b["silhouette"], abs=1e-6)
         assert a["cluster_sizes"] == b["cluster_sizes"]
+
+
+def test_an_empty_file_is_scored_as_no_rows_on_both_paths(frame, model, tmp_path, monkeypatch):
+    root = write_files(frame, tmp_path / "data", n_files=2)
+    frame.iloc[:0].to_parquet(root / "part-2.parquet", index=False)
+    dataset = read_dataset(str(root))
+    pieces = parquet_pieces(dataset, model.pipeline.input_columns)
+    assert [featurize_split(p, i, model.pipeline, 0, 0.2)[0].shape[0] > 0 for i, p in enumerate(pieces)] == [True, True, False]
+    arrow = apply_model(model, dataset, tmp_path / "arrow")
+    monkeypatch.setattr(apply_module, "parquet_pieces", lambda *args: None)
+    pandas = apply_model(model, dataset, tmp_path / "pandas")
+    assert arrow["n_rows"] == pandas["n_rows"] == 900 and arrow["cluster_counts"] == pandas["cluster_counts"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "arrow"), pd.read_parquet(tmp_path / "pandas"))
