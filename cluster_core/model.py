@@ -28,6 +28,7 @@ from ._state import read_state, staged_directory, write_json, write_state
 from .algorithms import Assignment, ClusterEstimator, estimator_from_state, get_algorithm
 from .errors import ArtifactError, InvalidInputError
 from .features import FeaturePipeline
+from .features._arrow import is_arrow_table
 
 FORMAT = "clustra-model"
 FORMAT_VERSION = 1
@@ -233,7 +234,7 @@ class ClusteringModel:
 
 def _as_table(frame: Any) -> Any:
     """A pandas DataFrame or pyarrow Table / RecordBatch as it is; other tables (cuDF) as pandas."""
-    if isinstance(frame, pd.DataFrame) or (type(frame).__module__.startswith("pyarrow") and hasattr(frame, "column_names")):
+    if isinstance(frame, pd.DataFrame) or is_arrow_table(frame):
         return frame
     return _as_pandas(frame)
 

@@ -142,3 +142,16 @@ def test_an_empty_file_is_scored_as_no_rows_on_both_paths(frame, model, tmp_path
     pandas = apply_model(model, dataset, tmp_path / "pandas")
     assert arrow["n_rows"] == pandas["n_rows"] == 900 and arrow["cluster_counts"] == pandas["cluster_counts"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "arrow"), pd.read_parquet(tmp_path / "pandas"))
+
+
+def test_streaming_through_arrow_on_a_dask_cluster(frame, model, tmp_path, dask_client):
+    from cluster_core.config import TrainConfig
+    from cluster_core.training import train_models
+
+    dataset = read_dataset(str(write_files(frame.drop(columns=["visits_int"]), tmp_path / "data")))
+    config = TrainConfig(algorithms=["kmeans"], k=[3], persist="never", local_fit_max_bytes=0, exclude=["segment_truth"])
+    result = train_models(dataset, config, client=dask_client)
+    assert not result.data.persisted and result.data.n_train + result.data.n_validation == 900
+    summary = apply_model(model, read_dataset(str(write_files(frame, tmp_path / "data2"))), tmp_path / "scored")
+    assert summary["n_rows"] == 900 and summary["n_partitions"] == 3
+    assert (pd.read_parquet(tmp_path / "scored")["cluster_id"].to_numpy() == model.predict(frame)).all()

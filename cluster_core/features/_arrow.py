@@ -15,6 +15,11 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
+def is_arrow_table(frame: Any) -> bool:
+    """True for a pyarrow Table or RecordBatch (checked by module: pyarrow is imported only when used)."""
+    return type(frame).__module__.startswith("pyarrow") and hasattr(frame, "column_names")
+
+
 #: seconds per unit of an Arrow timestamp
 _UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..schema import Schema
+from ._arrow import is_arrow_table as _is_arrow
 from ._base import FEATURIZERS, Featurizer
 
 BALANCE_MODES = ("column", "none")
@@ -331,11 +332,6 @@ class FeaturePipeline:
         pipeline.fit_issues_ = list(state.get("fit_issues", []))
         pipeline.feature_names_ = pipeline._output_names()
         return pipeline
-
-
-def _is_arrow(frame: Any) -> bool:
-    """True for a pyarrow Table or RecordBatch (checked by name: pyarrow is imported only when used)."""
-    return type(frame).__module__.startswith("pyarrow") and hasattr(frame, "column_names")
 
 
 def _hstack_float32(blocks: list[np.ndarray], tile_rows: int = 8192) -> np.ndarray:
