@@ -361,7 +361,7 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     split = dask.delayed(featurize_split, pure=True, nout=2)
     pieces = parquet_pieces(dataset, pipeline.input_columns)
     if pieces is not None:
-        progress.message(f"streaming passes read {len(pipeline.input_columns)} column(s) from Parquet through Arrow")
+        progress.message(f"featurizing reads {len(pipeline.input_columns)} column(s) from Parquet through Arrow (no pandas)")
     sources = pieces if pieces is not None else dataset.frame.to_delayed()
     parts = [split(p, i, shared, config.seed, config.validation_fraction) for i, p in enumerate(sources)]
     estimate = dataset.n_rows * pipeline.n_features * 4
