@@ -16,6 +16,7 @@ mkdir -p bench/out
   echo "## silhouette"; $PY bench/silhouette.py 2>/dev/null
   echo "## end to end vs Spark MLlib"; $PY bench/e2e_spark.py 2>/dev/null | grep -v WARN
   echo "## out of core"; $PY bench/out_of_core.py 2>/dev/null | grep -v "^\[\|done:"
+  echo "## streaming featurize pass (pandas vs Arrow)"; $PY bench/streaming_pass.py 2>/dev/null | sed -n '/^same features/,$p'
   echo "## serving (wrk vs no-op Ray Serve apps)"; $PY bench/serve_load.py 2>/dev/null
   echo "## serving latency and bulk, default configuration (issue 20)"; $PY bench/serve_latency.py --profiles default,haproxy 2>/dev/null
   echo "## insights cost"; $PY bench/insights_cost.py 2>/dev/null

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._state import check_output, staged_directory
+from .arrow_stream import ParquetPiece, parquet_pieces
 from .data import Dataset
 from .errors import InvalidInputError
 from .model import ClusteringModel
@@ -44,6 +47,12 @@ def apply_model(
     model does not use pass through untouched. The output is written to a hidden
     sibling directory and renamed into place when complete.
 
+    A dataset read from Parquet files that hold all its columns is streamed through Arrow:
+    each partition's rows are read with pyarrow, featurized without pandas and written back
+    with their Arrow types (:func:`score_piece`); other datasets (hive-partitioned, in
+    memory, cuDF) go through their pandas partitions. Read with pandas, both outputs are the
+    same.
+
     Returns
     -------
     dict
@@ -55,6 +64,9 @@ def apply_model(
     if clashes:
         raise InvalidInputError(f"the dataset already has column(s) {clashes} that apply would add")
     model.pipeline.check_columns(dataset.frame._meta)
+    pieces = parquet_pieces(dataset, dataset.columns)
+    if pieces is not None:
+        return _apply_pieces(model, pieces, dataset, out_dir, overwrite=overwrite, progress=progress, explain=explain)
     frame = dataset.frame
     if hasattr(frame._meta, "to_pandas"):
         frame = frame.to_backend("pandas")
@@ -72,4 +84,51 @@ def apply_model(
         "n_rows": int(counts.sum()),
         "n_partitions": int(frame.npartitions),
         "cluster_counts": {str(int(k)): int(v) for k, v in counts.sort_index().items()},
+    }
+
+
+def score_piece(piece: ParquetPiece, index: int, model: ClusteringModel, explain: bool, columns: list[str],
+                out_dir: str, pandas_metadata: bytes) -> dict[int, int]:
+    """Score one Parquet piece through Arrow and write it as ``part.<index>.parquet`` in ``out_dir``.
+
+    Only the model's input columns are featurized (without pandas); ``columns`` pass through
+    with their Arrow types and the output columns are appended. ``pandas_metadata`` is the
+    file's ``pandas`` schema metadata (the dtypes the pandas path writes, so pandas reads the
+    same frame back). Returns the piece's ``{cluster_id: rows}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = piece.read(columns)
+    scored = model.transform(table.select(model.pipeline.input_columns), explain)
+    added = pa.Table.from_pandas(scored, preserve_index=False)
+    out = table
+    for name in added.column_names:
+        out = out.append_column(added.schema.field(name), added.column(name))
+    out = out.replace_schema_metadata({**(table.schema.metadata or {}), b"pandas": pandas_metadata})
+    pq.write_table(out, os.path.join(out_dir, f"part.{index}.parquet"))
+    labels, counts = np.unique(scored["cluster_id"].to_numpy(), return_counts=True)
+    return dict(zip(labels.tolist(), counts.tolist()))
+
+
+def _apply_pieces(model: ClusteringModel, pieces: list[ParquetPiece], dataset: Dataset, out_dir: Any, *,
+                  overwrite: bool, progress: Progress, explain: bool) -> dict[str, Any]:
+    """:func:`apply_model` as one :func:`score_piece` task per partition; the counts summed on the driver."""
+    import dask
+    import pyarrow as pa
+
+    progress.step(f"scoring {dataset.n_rows:,} rows in {len(pieces)} partition(s) (Parquet read and written through Arrow)")
+    meta = output_meta(model, dataset.frame._meta, explain)  # the dtypes the pandas path writes
+    pandas_metadata = pa.Schema.from_pandas(meta, preserve_index=False).metadata[b"pandas"]
+    score = dask.delayed(score_piece, pure=True)
+    shared = dask.delayed(model, pure=True)
+    with staged_directory(out_dir, overwrite=overwrite) as staging:
+        parts = dask.compute(*[score(p, i, shared, explain, dataset.columns, str(staging), pandas_metadata)
+                               for i, p in enumerate(pieces)])
+    counts = sum((Counter(p) for p in parts), Counter())
+    return {
+        "out": str(out_dir),
+        "n_rows": int(sum(counts.values())),
+        "n_partitions": len(pieces),
+        "cluster_counts": {str(int(k)): int(v) for k, v in sorted(counts.items())},
     }

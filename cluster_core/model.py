@@ -28,6 +28,7 @@ from ._state import read_state, staged_directory, write_json, write_state
 from .algorithms import Assignment, ClusterEstimator, estimator_from_state, get_algorithm
 from .errors import ArtifactError, InvalidInputError
 from .features import FeaturePipeline
+from .features._arrow import is_arrow_table
 
 FORMAT = "clustra-model"
 FORMAT_VERSION = 1
@@ -103,13 +104,19 @@ class ClusteringModel:
         return {int(c["cluster_id"]): c.get("name") for c in self.clusters}
 
     # -- inference ------------------------------------------------------------------------
-    def featurize(self, frame: pd.DataFrame) -> np.ndarray:
-        """The float32 feature matrix of ``frame``."""
+    def featurize(self, frame: Any) -> np.ndarray:
+        """The float32 feature matrix of ``frame`` (a pandas DataFrame or pyarrow Table / RecordBatch)."""
         return self.pipeline.transform(frame)
 
-    def assign(self, frame: pd.DataFrame) -> Assignment:
-        """Cluster ids (-1 = noise) with probabilities or distances for every row of ``frame``."""
-        return self.estimator.assign(self.featurize(frame))
+    def assign(self, frame: Any) -> Assignment:
+        """Cluster ids (-1 = noise) with probabilities or distances for every row of ``frame`` (no rows:
+        empty arrays, as an empty Parquet file or partition gives)."""
+        features = self.featurize(frame)
+        if len(features) == 0:
+            empty = np.zeros(0, np.float64)
+            return Assignment(np.zeros(0, np.int64), empty if self.has_probability else None,
+                              empty if self.has_distance else None)
+        return self.estimator.assign(features)
 
     def output_columns(self, explain: bool = False) -> dict[str, str]:
         """Columns :meth:`score_frame` adds, with their dtypes (``explain``: also ``runner_up``,
@@ -130,12 +137,14 @@ class ClusteringModel:
         return pd.array([names.get(int(c)) if c >= 0 else None for c in labels], dtype="string")
 
     def predict(self, frame: Any) -> np.ndarray:
-        """Cluster id (-1 = noise) of every row of ``frame`` (a pandas DataFrame or pyarrow Table)."""
-        return self.assign(_as_pandas(frame)).labels.astype(np.int64)
+        """Cluster id (-1 = noise) of every row of ``frame`` (a pandas DataFrame or pyarrow Table / RecordBatch,
+        featurized through Arrow without pandas)."""
+        return self.assign(_as_table(frame)).labels.astype(np.int64)
 
     def transform(self, frame: Any, explain: bool = False) -> pd.DataFrame:
-        """The columns ``clustra apply`` adds (:meth:`output_columns`), one row per row of ``frame``."""
-        frame = _as_pandas(frame)
+        """The columns ``clustra apply`` adds (:meth:`output_columns`), one row per row of ``frame``
+        (a pyarrow Table keeps its columns in Arrow, except for ``explain``)."""
+        frame = _as_pandas(frame) if explain else _as_table(frame)
         result = self.assign(frame)
         labels = result.labels.astype(np.int64)
         columns = {"cluster_id": labels}
@@ -153,7 +162,8 @@ class ClusteringModel:
             columns["runner_up"] = pd.array([r["runner_up"] for r in records], dtype="Int64")
             columns["margin"] = np.array([r["margin"] for r in records], np.float64)
             columns["explanation"] = pd.array([json.dumps(r["explanation"]) for r in records], dtype="string")
-        return pd.DataFrame(columns, index=frame.index)
+        index = frame.index if isinstance(frame, pd.DataFrame) else pd.RangeIndex(frame.num_rows)
+        return pd.DataFrame(columns, index=index)
 
     def score_frame(self, frame: pd.DataFrame, explain: bool = False) -> pd.DataFrame:
         """``frame`` with the columns of :meth:`output_columns` appended (row order kept)."""
@@ -226,6 +236,13 @@ class ClusteringModel:
             metadata=metadata,
             drift_reference=reference,
         )
+
+
+def _as_table(frame: Any) -> Any:
+    """A pandas DataFrame or pyarrow Table / RecordBatch as it is; other tables (cuDF) as pandas."""
+    if isinstance(frame, pd.DataFrame) or is_arrow_table(frame):
+        return frame
+    return _as_pandas(frame)
 
 
 def _as_pandas(frame: Any) -> pd.DataFrame:

@@ -29,6 +29,7 @@ import numpy as np
 
 from .algorithms import get_algorithm
 from .algorithms._base import ClusterEstimator
+from .arrow_stream import ParquetPiece, parquet_pieces
 from .blocks import ArrayBlocks, Blocks, DaskBlocks, single_threaded_when_small
 from .config import TrainConfig
 from .data import Dataset, fit_dataset_partitions, sample_frame
@@ -108,10 +109,17 @@ def _is_validation(n_rows: int, index: int, seed: int, fraction: float) -> np.nd
 
 
 def featurize_split(part: Any, index: int, pipeline: FeaturePipeline, seed: int, fraction: float):
-    """Featurize one partition and split its rows into (train, validation) arrays."""
-    if hasattr(part, "to_pandas"):  # cuDF partition
-        part = part.to_pandas()
-    features = pipeline.transform(part)
+    """Featurize one partition and split its rows into (train, validation) arrays.
+
+    ``part`` is a pandas (or cuDF) partition, or the :class:`~cluster_core.arrow_stream.ParquetPiece`
+    behind it: then only the pipeline's input columns are read, and encoded through Arrow.
+    """
+    if isinstance(part, ParquetPiece):
+        features = part.featurize(pipeline)
+    else:
+        if hasattr(part, "to_pandas"):  # cuDF partition
+            part = part.to_pandas()
+        features = pipeline.transform(part)
     is_validation = _is_validation(features.shape[0], index, seed, fraction)
     return features[~is_validation], features[is_validation]
 
@@ -354,7 +362,11 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     progress.step(f"featurizing {dataset.frame.npartitions} partition(s) into {pipeline.n_features} features")
     shared = dask.delayed(pipeline, pure=True)
     split = dask.delayed(featurize_split, pure=True, nout=2)
-    parts = [split(p, i, shared, config.seed, config.validation_fraction) for i, p in enumerate(dataset.frame.to_delayed())]
+    pieces = parquet_pieces(dataset, pipeline.input_columns)
+    if pieces is not None:
+        progress.message(f"featurizing reads {len(pipeline.input_columns)} column(s) from Parquet through Arrow (no pandas)")
+    sources = pieces if pieces is not None else dataset.frame.to_delayed()
+    parts = [split(p, i, shared, config.seed, config.validation_fraction) for i, p in enumerate(sources)]
     estimate = dataset.n_rows * pipeline.n_features * 4
     fits = memory is None or estimate <= memory // 2
     persisted = config.persist == "always" or (config.persist == "auto" and fits)

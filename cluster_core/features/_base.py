@@ -1,14 +1,14 @@
 """The featurizer interface and its registry.
 
-A featurizer turns one (or a few) input columns of a pandas partition into a float32
-block. It is fitted once on a sample, then applied to every partition and to every
+A featurizer turns one (or a few) input columns of a pandas partition (or of a pyarrow
+table, :meth:`Featurizer.transform_arrow`) into a float32 block. It is fitted once on a sample, then applied to every partition and to every
 served record; its fitted state is JSON + arrays (no pickle).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,22 @@ class Featurizer(ABC):
     @abstractmethod
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode a partition: float32 array of shape (len(frame), len(self.feature_names_))."""
+
+    def transform_arrow(self, table: Any, out: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+        """:meth:`transform` on a pyarrow Table or RecordBatch holding :attr:`input_columns`.
+
+        The built-in numeric, boolean, categorical and datetime featurizers encode Arrow
+        columns directly (no pandas objects) and return the same numbers as
+        :meth:`transform`; this default converts only this featurizer's input columns to
+        pandas and calls :meth:`transform` (text, image, geo; text-encoded values).
+        With ``out`` (float32 of shape (rows, len(feature_names_)), a view into a larger
+        matrix), the block is written there and ``out`` is returned.
+        """
+        block = self.transform(table.select(self.input_columns).to_pandas(), **kwargs)
+        if out is None:
+            return block
+        out[...] = block
+        return out
 
     @abstractmethod
     def fitted_state(self) -> dict:

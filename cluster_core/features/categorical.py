@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._arrow import arrow_category_codes
 from ._base import Featurizer, RobustScaler, register
 
 MISSING = "<missing>"
@@ -50,15 +51,28 @@ class CategoricalFeaturizer(Featurizer):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        labels = as_labels(frame[self.column])
-        codes = pd.Index(self.categories_).get_indexer(labels)
+        return self._encode(pd.Index(self.categories_).get_indexer(as_labels(frame[self.column])))
+
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
+        codes = arrow_category_codes(table.column(self.column), self.categories_, MISSING)
+        return super().transform_arrow(table, out) if codes is None else self._encode(codes, out)
+
+    def _encode(self, codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Position of each row's label in ``categories_`` (-1: not among them) to the block (written to ``out``
+        when given)."""
         if self.encoding_ == "onehot":
-            out = np.zeros((len(labels), len(self.categories_) + 1), np.float32)
+            if out is None:
+                out = np.zeros((len(codes), len(self.categories_) + 1), np.float32)
+            else:
+                out[...] = 0.0
             slots = np.where(codes < 0, len(self.categories_), codes)
-            out[np.arange(len(labels)), slots] = 1.0
+            out[np.arange(len(codes)), slots] = 1.0
             return out
         logf = np.where(codes < 0, self.unseen_log_frequency_, self.log_frequency_[np.maximum(codes, 0)])
-        return self.scaler_.transform(logf)[:, None].astype(np.float32)
+        if out is None:
+            return self.scaler_.transform(logf)[:, None].astype(np.float32)
+        out[:, 0] = self.scaler_.transform(logf)
+        return out
 
     def fitted_state(self) -> dict:
         state = {"encoding": self.encoding_, "categories": self.categories_}

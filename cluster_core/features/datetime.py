@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import types
 import warnings
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ._arrow import arrow_stamps
 from ._base import Featurizer, RobustScaler, register
 
 # part name -> (extractor on a DatetimeIndex in UTC, period)
@@ -16,6 +19,38 @@ PARTS = {
     "weekday": (lambda t: t.day_of_week + t.hour / 24.0, 7.0),
     "hour": (lambda t: t.hour + t.minute / 60.0, 24.0),
 }
+# part name -> the two calendar fields it is made of: (name, smallest value, number of values)
+PART_FIELDS = {
+    "month": (("month", 1, 12), ("day", 1, 31)),
+    "weekday": (("day_of_week", 0, 7), ("hour", 0, 24)),
+    "hour": (("hour", 0, 24), ("minute", 0, 60)),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def part_tables(part: str) -> tuple[np.ndarray, np.ndarray]:
+    """sin and cos of ``part`` for every combination of its two fields (at most 1,440), indexed by
+    :func:`part_keys`: a row's values are looked up rather than computed (same numbers: the
+    same formula on the same field values)."""
+    (a, a_low, a_count), (b, b_low, b_count) = PART_FIELDS[part]
+    fields = types.SimpleNamespace(**{
+        a: np.repeat(np.arange(a_count, dtype=np.float64) + a_low, b_count),
+        b: np.tile(np.arange(b_count, dtype=np.float64) + b_low, a_count),
+    })
+    get, period = PARTS[part]
+    angle = 2 * np.pi * np.asarray(get(fields), dtype=np.float64) / period
+    return np.sin(angle), np.cos(angle)
+
+
+def part_keys(part: str, stamps) -> np.ndarray:
+    """Each row's index into :func:`part_tables` (0 for a missing stamp: masked by the caller)."""
+    (a, a_low, _), (b, b_low, b_count) = PART_FIELDS[part]
+    if hasattr(stamps, "field"):  # Arrow stamps: int64 fields, 0 where missing
+        keys = (stamps.field(a) - a_low) * b_count + (stamps.field(b) - b_low)
+    else:  # a DatetimeIndex: NaN where missing
+        keys = (np.asarray(getattr(stamps, a), np.float64) - a_low) * b_count + (np.asarray(getattr(stamps, b), np.float64) - b_low)
+        keys = np.nan_to_num(keys, nan=0.0).astype(np.int64)
+    return np.clip(keys, 0, len(part_tables(part)[0]) - 1, out=keys)
 
 
 def as_datetime(values: pd.Series, column: str) -> pd.DatetimeIndex:
@@ -60,15 +95,29 @@ class DatetimeFeaturizer(Featurizer):
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         stamps = as_datetime(frame[self.column], self.column)
-        missing = np.asarray(stamps.isna())
-        columns = [np.where(missing, 0.0, self.scaler_.transform(self._ordinal(stamps)))]
-        for part in self.parts_:
-            get, period = PARTS[part]
-            angle = 2 * np.pi * np.asarray(get(stamps), dtype=np.float64) / period
-            columns += [np.where(missing, 0.0, np.sin(angle)), np.where(missing, 0.0, np.cos(angle))]
+        return self._encode(stamps, np.asarray(stamps.isna()), self._ordinal(stamps))
+
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
+        stamps = arrow_stamps(table.column(self.column))
+        if stamps is None:
+            return super().transform_arrow(table, out)
+        return self._encode(stamps, stamps.missing, stamps.seconds.copy(), out)
+
+    def _encode(self, stamps, missing: np.ndarray, seconds: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The block from the stamps' calendar parts (``stamps.month`` ...), the missing mask and
+        seconds since the epoch (NaN where missing), written to ``out`` when given."""
+        if out is None:
+            out = np.empty((len(missing), len(self.feature_names_)), np.float32)
+        out[:, 0] = self.scaler_.transform(seconds)
+        for i, part in enumerate(self.parts_):
+            keys = part_keys(part, stamps)
+            sin, cos = part_tables(part)
+            out[:, 1 + 2 * i] = sin[keys]
+            out[:, 2 + 2 * i] = cos[keys]
+        out[missing, : 1 + 2 * len(self.parts_)] = 0.0
         if self.indicator_:
-            columns.append(missing.astype(np.float64))
-        return np.stack(columns, axis=1).astype(np.float32)
+            out[:, -1] = missing
+        return out
 
     def fitted_state(self) -> dict:
         return {"parts": self.parts_, "scaler": self.scaler_.state(), "indicator": self.indicator_}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ._arrow import arrow_bool, arrow_float
 from ._base import Featurizer, RobustScaler, as_float, register
 
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
@@ -30,11 +31,21 @@ class NumericFeaturizer(Featurizer):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        values = as_float(frame[self.column], self.column)
+        return self._encode(as_float(frame[self.column], self.column))
+
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
+        values = arrow_float(table.column(self.column))
+        return super().transform_arrow(table, out) if values is None else self._encode(values, out)
+
+    def _encode(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         missing = np.isnan(values)
-        scaled = np.where(missing, 0.0, self.scaler_.transform(values))  # 0 = the median
-        columns = [scaled] + ([missing.astype(np.float64)] if self.indicator_ else [])
-        return np.stack(columns, axis=1).astype(np.float32)
+        if out is None:
+            out = np.empty((len(values), 2 if self.indicator_ else 1), np.float32)
+        out[:, 0] = self.scaler_.transform(values)
+        out[missing, 0] = 0.0  # 0 = the median
+        if self.indicator_:
+            out[:, 1] = missing
+        return out
 
     def fitted_state(self) -> dict:
         return {"scaler": self.scaler_.state(), "indicator": self.indicator_}
@@ -76,10 +87,20 @@ class BooleanFeaturizer(Featurizer):
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        values = as_bool(frame[self.column], self.column)
+        return self._encode(as_bool(frame[self.column], self.column))
+
+    def transform_arrow(self, table, out: np.ndarray | None = None) -> np.ndarray:
+        values = arrow_bool(table.column(self.column), self.column)
+        return super().transform_arrow(table, out) if values is None else self._encode(values, out)
+
+    def _encode(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         missing = np.isnan(values)
-        columns = [np.where(missing, self.fill_, values)] + ([missing.astype(np.float64)] if self.indicator_ else [])
-        return np.stack(columns, axis=1).astype(np.float32)
+        if out is None:
+            out = np.empty((len(values), 2 if self.indicator_ else 1), np.float32)
+        out[:, 0] = np.where(missing, self.fill_, values)
+        if self.indicator_:
+            out[:, 1] = missing
+        return out
 
     def fitted_state(self) -> dict:
         return {"fill": self.fill_, "indicator": self.indicator_}

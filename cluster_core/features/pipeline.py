@@ -20,14 +20,20 @@ Reduction
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
 from ..schema import Schema
+from ._arrow import is_arrow_table as _is_arrow
 from ._base import FEATURIZERS, Featurizer
 
 BALANCE_MODES = ("column", "none")
+#: rows of an Arrow table encoded at a time (see ``FeaturePipeline._arrow_matrix``)
+ARROW_CHUNK_ROWS = 65_536
 REDUCE_METHODS = ("none", "pca", "svd")
 
 
@@ -190,43 +196,103 @@ class FeaturePipeline:
         """Width of the output matrix."""
         return len(self.feature_names_)
 
-    def check_columns(self, frame: pd.DataFrame) -> None:
-        """Raise InvalidInputError naming the first input column ``frame`` lacks."""
-        missing = [c for c in self.input_columns if c not in frame.columns]
+    def check_columns(self, frame: Any) -> None:
+        """Raise InvalidInputError naming the first input column ``frame`` (a DataFrame, or a pyarrow Table /
+        RecordBatch) lacks."""
+        present = set(frame.column_names if _is_arrow(frame) else frame.columns)
+        missing = [c for c in self.input_columns if c not in present]
         if missing:
             raise InvalidInputError(f"column {missing[0]!r} is required by the model but missing (needs {self.input_columns})")
 
-    def _blocks(self, frame: pd.DataFrame, issues: list | None) -> list[np.ndarray]:
+    def _blocks(self, frame: Any, issues: list | None) -> list[np.ndarray]:
+        arrow = _is_arrow(frame)
         blocks = []
         for featurizer in self.featurizers_:
+            transform = featurizer.transform_arrow if arrow else featurizer.transform
             if issues is not None and getattr(featurizer, "reports_issues", False):
-                blocks.append(featurizer.transform(frame, issues=issues))
+                blocks.append(transform(frame, issues=issues))
             else:
-                blocks.append(featurizer.transform(frame))
+                blocks.append(transform(frame))
         return blocks
 
-    def transform(self, frame: pd.DataFrame, issues: list | None = None) -> np.ndarray:
+    def _weighted_blocks(self, frame: Any, issues: list | None) -> list[np.ndarray]:
+        return [
+            block if weight == 1.0 else block * np.float32(weight)
+            for block, weight in zip(self._blocks(frame, issues), self.block_weights_)
+        ]
+
+    def transform_batches(self, batches: Iterable[Any], n_rows: int) -> np.ndarray:
+        """:meth:`transform` of the rows of pyarrow RecordBatches or Tables (a Parquet file's row groups
+        or ``iter_batches``), ``n_rows`` in all, written batch by batch into one float32 matrix.
+
+        Raises
+        ------
+        InvalidInputError
+            A batch lacks an input column, or the batches hold other than ``n_rows`` rows.
+        """
+        import pyarrow as pa
+
+        if any(getattr(f, "reports_issues", False) for f in self.featurizers_):  # row numbers span the batches
+            return self.transform(pa.Table.from_batches(list(batches)))
+        out = np.empty((n_rows, len(self.input_feature_names_)), np.float32)
+        start = 0
+        for batch in batches:
+            self.check_columns(batch)
+            if start + batch.num_rows > n_rows:
+                raise InvalidInputError(f"the batches hold more than the n_rows={n_rows} rows announced")
+            self._arrow_matrix(batch, out[start : start + batch.num_rows])
+            start += batch.num_rows
+        if start != n_rows:
+            raise InvalidInputError(f"the batches hold {start} rows, not the n_rows={n_rows} announced")
+        return self._project(out)
+
+    def _project(self, matrix: np.ndarray) -> np.ndarray:
+        if self.projection_ is not None:
+            matrix = (matrix - self.projection_["mean"]) @ self.projection_["components"].T
+        return np.ascontiguousarray(matrix, dtype=np.float32)
+
+    def _arrow_matrix(self, table: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """The weighted blocks of an Arrow table side by side, encoded :data:`ARROW_CHUNK_ROWS` rows at a
+        time (zero-copy slices), so each chunk's temporaries stay in the CPU cache, each
+        featurizer writing its block straight into its columns of the output (``transform_arrow(out=)``;
+        ``np.concatenate`` of blocks one or two features wide copies row by row, 2x slower)."""
+        if out is None:
+            out = np.empty((table.num_rows, len(self.input_feature_names_)), np.float32)
+        for start in range(0, table.num_rows, ARROW_CHUNK_ROWS):
+            chunk = table.slice(start, ARROW_CHUNK_ROWS)
+            rows = out[start : start + chunk.num_rows]
+            column = 0
+            for featurizer, weight in zip(self.featurizers_, self.block_weights_):
+                block = rows[:, column : column + len(featurizer.feature_names_)]
+                featurizer.transform_arrow(chunk, out=block)
+                if weight != 1.0:
+                    block *= np.float32(weight)
+                column += block.shape[1]
+        return out
+
+    def transform(self, frame: Any, issues: list | None = None) -> np.ndarray:
         """Encode a partition as float32 of shape (len(frame), n_features).
 
         Parameters
         ----------
-        frame : DataFrame
+        frame : DataFrame, pyarrow.Table or pyarrow.RecordBatch
             Rows with (at least) :attr:`input_columns`; a plain frame of records works.
+            Arrow input is encoded without pandas for numeric, boolean, categorical (string
+            or dictionary) and datetime (timestamp) columns, with the same numbers as the
+            same rows as a DataFrame; other columns (text, image, geo, values stored as
+            text) are converted to pandas one featurizer's columns at a time.
         issues : list, optional
             Receives one dict ``{"row", "column", "value", "error"}`` per row problem that
             did not stop the transform (an unreadable image).
         """
         self.check_columns(frame)
-        if len(frame) == 0:
+        if (frame.num_rows if _is_arrow(frame) else len(frame)) == 0:
             return np.zeros((0, self.n_features), np.float32)
-        blocks = [
-            block if weight == 1.0 else block * np.float32(weight)
-            for block, weight in zip(self._blocks(frame, issues), self.block_weights_)
-        ]
-        matrix = _hstack_float32(blocks)
-        if self.projection_ is not None:
-            matrix = (matrix - self.projection_["mean"]) @ self.projection_["components"].T
-        return np.ascontiguousarray(matrix, dtype=np.float32)
+        if _is_arrow(frame) and not any(getattr(f, "reports_issues", False) for f in self.featurizers_):
+            matrix = self._arrow_matrix(frame)
+        else:
+            matrix = _hstack_float32(self._weighted_blocks(frame, issues))
+        return self._project(matrix)
 
     def get_state(self) -> dict:
         """JSON + arrays."""
