@@ -116,3 +116,36 @@ def test_tiled_hstack_matches_numpy_across_tile_boundaries():
     out = _hstack_float32(blocks, tile_rows=128)
     assert out.dtype == np.float32 and out.flags.c_contiguous
     np.testing.assert_array_equal(out, np.hstack(blocks).astype(np.float32))
+
+
+@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S.000", "%Y-%m-%dT%H:%M:%S.000Z", "%Y-%m-%d", "%Y-%m-%d %H:%M:%S.123456",
+                                  "offset", "mixed"])
+def test_datetime_strings_parsed_by_arrow_give_pandas_numbers(form):
+    """ISO strings (a served JSON record's dates) go through Arrow's parser: the same block as
+    pandas' parsing; other strings (mixed forms) are left to pandas."""
+    from cluster_core.features.datetime import DatetimeFeaturizer, as_datetime, iso_stamps
+
+    rng = np.random.default_rng(1)
+    stamps = pd.Series(pd.to_datetime("2021-01-01") + pd.to_timedelta(rng.integers(0, 3 * 365 * 86400, 500), unit="s"))
+    featurizer = DatetimeFeaturizer("t").fit(pd.DataFrame({"t": stamps}))
+    if form == "offset":
+        text = stamps.dt.tz_localize("UTC").dt.tz_convert("America/New_York").map(lambda t: t.isoformat())
+    elif form == "mixed":
+        text = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S")
+        text[::2] = stamps[::2].dt.strftime("%d %B %Y %H:%M")
+    else:
+        text = stamps.dt.strftime(form)
+    text = text.astype(object).where(rng.random(500) > 0.1, None)
+    frame = pd.DataFrame({"t": text})
+    assert (iso_stamps(frame["t"]) is None) == (form == "mixed")
+    parsed = as_datetime(frame["t"], "t")
+    expected = featurizer._encode(parsed, np.asarray(parsed.isna()), featurizer._ordinal(parsed))
+    np.testing.assert_array_equal(featurizer.transform(frame), expected)
+
+
+def test_datetime_bad_string_is_still_named_with_the_arrow_parser():
+    from cluster_core.features.datetime import DatetimeFeaturizer
+
+    featurizer = DatetimeFeaturizer("t").fit(pd.DataFrame({"t": pd.date_range("2024-01-01", periods=50, freq="13h")}))
+    with pytest.raises(InvalidInputError, match="'not a date'"):
+        featurizer.transform(pd.DataFrame({"t": ["2024-03-01T10:00:00", "not a date"]}))
