@@ -170,3 +170,20 @@ def test_weighted_blocks_match_pandas():
     table = mixed_table(700, seed=8, unseen=True)
     assert sorted(set(pipeline.block_weights_)) == [0.25, 0.5, 1.0, 2.5, 3.0]
     np.testing.assert_array_equal(pipeline.transform(table), pipeline.transform(table.to_pandas()))
+
+
+@pytest.mark.parametrize("as_tables", [False, True])
+def test_row_groups_as_tables_when_a_featurizer_reports_issues(tmp_path, monkeypatch, as_tables):
+    """A featurizer that reports per-row issues (images) needs the piece whole: row groups read as
+    Tables (what a Parquet piece gives) or batches are joined first, with the same numbers."""
+    sample = mixed_table(3000, seed=0).to_pandas()
+    pipeline = FeaturePipeline(infer_schema(sample, kinds=KINDS)).fit(sample)
+    monkeypatch.setattr(type(pipeline.featurizers_[0]), "reports_issues", True)
+    table = mixed_table(1000, seed=6, unseen=True)
+    pq.write_table(table, tmp_path / "part.parquet", row_group_size=300)
+    parquet = pq.ParquetFile(tmp_path / "part.parquet")
+    if as_tables:
+        parts = [parquet.read_row_group(g, columns=pipeline.input_columns) for g in range(parquet.num_row_groups)]
+    else:
+        parts = parquet.iter_batches(batch_size=128, columns=pipeline.input_columns)
+    np.testing.assert_array_equal(pipeline.transform_batches(parts, 1000), pipeline.transform(table.to_pandas()))

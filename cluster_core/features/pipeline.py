@@ -233,7 +233,10 @@ class FeaturePipeline:
         import pyarrow as pa
 
         if any(getattr(f, "reports_issues", False) for f in self.featurizers_):  # row numbers span the batches
-            return self.transform(pa.Table.from_batches(list(batches)))
+            tables = [b if isinstance(b, pa.Table) else pa.Table.from_batches([b]) for b in batches]
+            if tables:
+                return self.transform(pa.concat_tables(tables))
+            batches = []
         out = np.empty((n_rows, len(self.input_feature_names_)), np.float32)
         start = 0
         for batch in batches:
