@@ -451,8 +451,6 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
     if client is None:
         train_array, validation_array = dask.compute(train, validation)
         return _run_in_threads(specs, estimators, config, train_array, validation_array, names, data, progress)
-    from distributed import as_completed
-
     train_future, validation_future = client.compute([train, validation])
     threads = _threads_per_task(client, len(specs))
     futures = [
@@ -462,11 +460,34 @@ def _run_small(specs, config, data: PreparedData, client, progress: Progress) ->
         )
         for spec, estimator in zip(specs, estimators)
     ]
-    for i, future in enumerate(as_completed(futures), 1):
+    for i, future in enumerate(_as_completed(client, futures), 1):
         result = future.result()
         progress.advance(i, len(specs), describe_result(result))
         results.append(result)
     return results
+
+
+def _as_completed(client, futures: list, poll_s: float = 0.5):
+    """``futures`` as they finish; ``CancelledError`` once ``client`` is closed.
+
+    A job is stopped by closing its client from another thread (jobs.runner); a wait that the
+    closed client never wakes (distributed's ``as_completed`` could miss it under load) would
+    keep the stopped job running, so the wait here looks at the client every ``poll_s``.
+    """
+    from concurrent.futures import CancelledError
+
+    from distributed import wait
+
+    pending = set(futures)
+    while pending:
+        if client.status in ("closing", "closed"):
+            raise CancelledError("the job's Dask client was closed (the job was stopped)")
+        try:
+            with client.as_current():  # wait() looks for a client; ours need not be the default
+                done, pending = wait(pending, timeout=poll_s, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            continue
+        yield from done
 
 
 def _build_estimators(specs: list[ModelSpec], config: TrainConfig) -> list[ClusterEstimator]:

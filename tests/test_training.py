@@ -85,3 +85,26 @@ def test_streamed_from_parquet_equals_persisted(dask_client, mixed_dataset):
         boards.append({m["model_id"]: m for m in result.leaderboard()["models"]})
     for model_id in boards[0]:
         assert boards[0][model_id]["silhouette"] == pytest.approx(boards[1][model_id]["silhouette"], abs=1e-9)
+
+
+def test_waiting_for_model_tasks_stops_once_the_client_is_closed():
+    """A job is stopped by closing its Dask client from another thread: the wait for the model
+    tasks raises within its poll interval instead of waiting on."""
+    import threading
+    import time
+    from concurrent.futures import CancelledError
+
+    from distributed import Client, LocalCluster
+
+    from cluster_core.training import _as_completed
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        quick = [client.submit(time.sleep, s, pure=False) for s in (0.05, 0.2)]
+        assert set(_as_completed(client, quick, poll_s=0.1)) == set(quick)
+        slow = [client.submit(time.sleep, 30, pure=False)]
+        threading.Timer(0.3, client.close).start()
+        started = time.perf_counter()
+        with pytest.raises(CancelledError):  # ours, or the cancelled futures' own
+            list(_as_completed(client, slow, poll_s=0.1))
+        assert time.perf_counter() - started < 10
