@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -116,6 +116,22 @@ def _first_failing_row(featurizer: Any, frame: pd.DataFrame) -> int | None:
         else:
             lo = mid
     return lo if hi - lo == 1 and _fails(featurizer, frame.iloc[lo:hi]) else None
+
+
+def answer_batch(requests: list[list[Any]], assign_all: Callable[[list[list[Any]]], list[dict]],
+                 assign_one: Callable[[list[Any]], tuple[int, bytes, int]]) -> list[tuple[int, bytes, int]]:
+    """``(status, body, n_records)`` per request: every request's records assigned by one
+    ``assign_all`` call and split back; when it raises a :class:`ClustraError` each request is
+    redone alone by ``assign_one``, so one bad record never fails its neighbours."""
+    try:
+        rows = assign_all(requests)
+    except ClustraError:
+        return [assign_one(records) for records in requests]
+    out, start = [], 0
+    for records in requests:
+        out.append((200, json.dumps(rows[start : start + len(records)]).encode(), len(records)))
+        start += len(records)
+    return out
 
 
 class ServedModel:
@@ -320,17 +336,12 @@ class ServedModel:
         A request with bad input fails alone: the batch is then redone request by
         request, so one bad record never fails its neighbours.
         """
-        try:
+        def assign_all(requests: list[list[Any]]) -> list[dict]:
             for records in requests:
                 self.check_records(records)
-            rows = self.assignments(self.records_frame([r for records in requests for r in records]))
-        except ClustraError:
-            return [self._assign_one(records) for records in requests]
-        out, start = [], 0
-        for records in requests:
-            out.append((200, json.dumps(rows[start : start + len(records)]).encode(), len(records)))
-            start += len(records)
-        return out
+            return self.assignments(self.records_frame([r for records in requests for r in records]))
+
+        return answer_batch(requests, assign_all, self._assign_one)
 
     def _assign_one(self, records: list[Any]) -> tuple[int, bytes, int]:
         try:

@@ -18,7 +18,7 @@ from cluster_core.errors import ClustraError, InvalidInputError
 from cluster_core.registry import ModelRef, ModelRegistry, load_model_dir
 from cluster_core.series.published import SeriesShapeModel
 
-from .assign import ServedModel
+from .assign import ServedModel, answer_batch
 from .errors import error_result
 
 ARROW_REFUSED = ("clusters series: send JSON records, one series each "
@@ -67,15 +67,8 @@ class ServedShapeModel:
         A request with a bad record fails alone (its JSON error body); the batch is then redone
         request by request, so one bad record never fails its neighbours.
         """
-        try:
-            rows = self.assignments([r for records in requests for r in records])
-        except ClustraError:
-            return [self._assign_one(records) for records in requests]
-        out, start = [], 0
-        for records in requests:
-            out.append((200, json.dumps(rows[start : start + len(records)]).encode(), len(records)))
-            start += len(records)
-        return out
+        return answer_batch(requests, lambda requests: self.assignments([r for records in requests for r in records]),
+                            self._assign_one)
 
     def _assign_one(self, records: list[Any]) -> tuple[int, bytes, int]:
         try:
