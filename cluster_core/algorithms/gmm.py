@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..blocks import Blocks, single_threaded_when_small
-from ..kernels.gmm import em_statistics, em_statistics_blockwise, hard_statistics, log_responsibilities
+from ..kernels.gmm import TwoValued, em_statistics, em_statistics_blockwise, hard_statistics, log_responsibilities
 from ..kernels.kmeans import kmeans_plusplus
 from ._base import Assignment, ClusterEstimator, seed_from
 from .kmeans import KMeans
@@ -49,10 +49,36 @@ class GaussianMixture(ClusterEstimator):
         User-provided initial parameters (as in scikit-learn).
     random_state : int, optional
     device : {"auto", "cpu", "cuda"}, default="auto"
+    discrete_features : "auto", None or array-like, default="auto"
+        Columns modelled as discrete instead of Gaussian within each component (a mixed
+        mixture, as latent class models do): "auto" takes every column with at most two
+        distinct values in the fit data (one-hot categories, flags, missing-value
+        indicators); None models every column as Gaussian (scikit-learn's model); or
+        column indices / a boolean mask. Adjacent discrete columns that are mutually
+        exclusive and together cover every row (a one-hot block) form one categorical
+        variable; every other discrete column is a Bernoulli. A Gaussian on a two-valued column is degenerate:
+        a component holding only zeros there gets variance ``reg_covar`` and a likelihood
+        that no continuous column outweighs, so EM and BIC chase the flags. Data without
+        such columns fits exactly as with None.
+    discrete_prior : float, default=1.0
+        Beta(a, a) / Dirichlet(a, ..., a) prior of the discrete probabilities (their MAP
+        estimate is ``(ones + a) / (n_k + m a)`` for m outcomes, never 0 or 1).
 
     Attributes
     ----------
-    weights_, means_, covariances_, precisions_cholesky_ : ndarray
+    weights_ : ndarray (k,)
+    means_ : ndarray (k, n_features)
+        Component means of every column (for a two-valued column: its expected value).
+    covariances_, precisions_cholesky_ : ndarray
+        Of the continuous columns only (all columns without discrete ones).
+    discrete_features_ : ndarray of int
+        The Bernoulli columns (empty when none).
+    discrete_low_, discrete_scale_ : ndarray
+        Each discrete column's values are ``low`` and ``low + scale``.
+    discrete_groups_ : ndarray of int
+        Per discrete column: its categorical variable (one-hot block) id, or -1 for a Bernoulli.
+    bernoulli_ : ndarray (k, n_discrete)
+        P(value = low + scale | component); a one-hot block's entries sum to 1.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -76,6 +102,8 @@ class GaussianMixture(ClusterEstimator):
         "precisions_init": ["array-like", None],
         "random_state": ["random_state"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "discrete_features": [StrOptions({"auto"}), "array-like", None],
+        "discrete_prior": [Interval(Real, 0.0, None, closed="neither")],
     }
 
     def __init__(
@@ -93,6 +121,8 @@ class GaussianMixture(ClusterEstimator):
         precisions_init=None,
         random_state=None,
         device="auto",
+        discrete_features="auto",
+        discrete_prior=1.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -106,6 +136,8 @@ class GaussianMixture(ClusterEstimator):
         self.precisions_init = precisions_init
         self.random_state = random_state
         self.device = device
+        self.discrete_features = discrete_features
+        self.discrete_prior = discrete_prior
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, X, y=None):
@@ -122,43 +154,104 @@ class GaussianMixture(ClusterEstimator):
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n_rows}")
         device = self._torch_device()
         rng = np.random.default_rng(seed_from(self.random_state))
+        self._set_discrete_columns(blocks)
         best = None
         for _ in range(self.n_init):
             result = self._em(blocks, rng, device)
             if best is None or result["lower_bound_"] > best["lower_bound_"]:
                 best = result
+        continuous_means, bernoulli = best.pop("_continuous_means"), best.pop("bernoulli_")
         for name, value in best.items():
             setattr(self, name, value)
+        self._set_means(continuous_means, bernoulli)
         self.n_clusters_ = int(self.n_components)
         if array is not None:
             self.labels_ = self.predict(array)
         return self
 
     def _em(self, blocks: Blocks, rng: np.random.Generator, device: str) -> dict:
-        weights, means, covariances = self._initial_parameters(blocks, rng, device)
+        weights, means, covariances, bernoulli = self._initial_parameters(blocks, rng, device)
         prec_chol = precision_cholesky(covariances, self.covariance_type)
         lower_bound, converged, n_iter = -np.inf, False, 0
         statistics = em_statistics_blockwise if self.covariance_type == "full" else em_statistics
         for n_iter in range(1, self.max_iter + 1):
             previous = lower_bound
-            nk, sum_x, scatter, loglik, n = blocks.map_reduce(
-                statistics, weights, means, prec_chol, self.covariance_type, device
+            extra = () if bernoulli is None else (self._two_valued(bernoulli),)
+            nk, sum_x, scatter, loglik, n, *ones = blocks.map_reduce(
+                statistics, weights, means, prec_chol, self.covariance_type, device, *extra
             )
             lower_bound = loglik / n
             weights, means, covariances = m_step(nk, sum_x, scatter, means, self.covariance_type, self.reg_covar)
+            bernoulli = None if bernoulli is None else discrete_step(nk, ones[0], self.discrete_groups_, self.discrete_prior)
             prec_chol = precision_cholesky(covariances, self.covariance_type)
             if abs(lower_bound - previous) < self.tol:
                 converged = True
                 break
         return {
             "weights_": weights,
-            "means_": means,
+            "_continuous_means": means,
             "covariances_": covariances,
             "precisions_cholesky_": prec_chol,
+            "bernoulli_": bernoulli,
             "lower_bound_": float(lower_bound),
             "converged_": converged,
             "n_iter_": n_iter,
         }
+
+    # -- two-valued columns ----------------------------------------------------------------
+    def _set_discrete_columns(self, blocks: Blocks) -> None:
+        """``discrete_features_``, ``discrete_low_``, ``discrete_scale_`` from the parameter and the data."""
+        d = blocks.n_features
+        low = scale = None
+        if self.discrete_features is None:
+            columns = np.empty(0, np.int64)
+        elif isinstance(self.discrete_features, str):  # "auto"
+            low_all, high_all, two_valued = blocks.map_reduce(value_range, combine=combine_value_ranges)
+            columns = np.flatnonzero(two_valued)
+            low, scale = low_all[columns], high_all[columns] - low_all[columns]
+        else:
+            given = np.asarray(self.discrete_features)
+            columns = np.flatnonzero(given) if given.dtype == bool else np.unique(given.astype(np.int64))
+            if given.dtype == bool and given.shape != (d,):
+                raise ValueError(f"discrete_features mask has shape {given.shape}, expected ({d},)")
+            if columns.size and (columns.min() < 0 or columns.max() >= d):
+                raise ValueError(f"discrete_features index {int(columns.max() if columns.max() >= d else columns.min())} is outside 0..{d - 1}")
+        if low is None and columns.size:
+            low_all, high_all, two_valued = blocks.map_reduce(value_range, combine=combine_value_ranges)
+            if not two_valued[columns].all():
+                bad = int(columns[~two_valued[columns]][0])
+                raise ValueError(f"discrete_features column {bad} has more than two distinct values; a Bernoulli column takes two")
+            low, scale = low_all[columns], high_all[columns] - low_all[columns]
+        self.discrete_features_ = columns
+        self.discrete_low_ = np.zeros(0) if low is None else np.asarray(low, np.float64)
+        self.discrete_scale_ = np.zeros(0) if scale is None else np.where(scale > 0, scale, 1.0).astype(np.float64)
+        self.discrete_groups_ = np.zeros(0, np.int64)
+        if columns.size:
+            layout = TwoValued(columns, self.discrete_low_, self.discrete_scale_, np.full(columns.size, -1))
+            counts, n_rows = blocks.map_reduce(co_occurrence, layout)
+            self.discrete_groups_ = one_hot_groups(columns, counts, n_rows)
+
+    def _two_valued(self, bernoulli: np.ndarray | None) -> TwoValued | None:
+        if not len(getattr(self, "discrete_features_", ())):
+            return None
+        return TwoValued(self.discrete_features_, self.discrete_low_, self.discrete_scale_, self.discrete_groups_, bernoulli)
+
+    def _set_means(self, continuous_means: np.ndarray, bernoulli: np.ndarray | None) -> None:
+        """``means_`` over every column and ``bernoulli_`` from the two parts of the fit."""
+        k = continuous_means.shape[0]
+        self.bernoulli_ = np.zeros((k, 0)) if bernoulli is None else np.asarray(bernoulli, np.float64)
+        if not len(self.discrete_features_):
+            self.means_ = continuous_means
+            return
+        means = np.empty((k, self.n_features_in_))
+        means[:, self._continuous_columns()] = continuous_means
+        means[:, self.discrete_features_] = self.discrete_low_ + self.bernoulli_ * self.discrete_scale_
+        self.means_ = means
+
+    def _continuous_columns(self) -> np.ndarray:
+        keep = np.ones(self.n_features_in_, bool)
+        keep[self.discrete_features_] = False
+        return np.flatnonzero(keep)
 
     def _initial_parameters(self, blocks: Blocks, rng: np.random.Generator, device: str):
         k = self.n_components
@@ -176,21 +269,30 @@ class GaussianMixture(ClusterEstimator):
                 centers = kmeans_plusplus(sample, k, rng, device)
             else:
                 centers = sample[rng.choice(sample.shape[0], k, replace=False)]
-        nk, sum_x, scatter, _, _ = blocks.map_reduce(hard_statistics, centers, self.covariance_type, device)
-        weights, means, covariances = m_step(nk, sum_x, scatter, centers, self.covariance_type, self.reg_covar)
+        two_valued = self._two_valued(None)
+        extra = () if two_valued is None else (two_valued,)
+        nk, sum_x, scatter, _, _, *ones = blocks.map_reduce(hard_statistics, centers, self.covariance_type, device, *extra)
+        continuous = centers if two_valued is None else centers[:, self._continuous_columns()]
+        weights, means, covariances = m_step(nk, sum_x, scatter, continuous, self.covariance_type, self.reg_covar)
+        bernoulli = None if two_valued is None else discrete_step(nk, ones[0], self.discrete_groups_, self.discrete_prior)
         if self.weights_init is not None:
             weights = np.asarray(self.weights_init, dtype=np.float64)
         if self.means_init is not None:
             means = np.asarray(self.means_init, dtype=np.float64)
+            if two_valued is not None:
+                means = means[:, self._continuous_columns()]
         if self.precisions_init is not None:
             covariances = covariances_from_precisions(np.asarray(self.precisions_init, np.float64), self.covariance_type)
-        return weights, means, covariances
+        return weights, means, covariances, bernoulli
 
     # -- inference ------------------------------------------------------------------------
     def _log_resp(self, X):
         array = self._check_input(X)
+        two_valued = self._two_valued(self.bernoulli_)
+        means = self.means_ if two_valued is None else self.means_[:, self._continuous_columns()]
+        extra = () if two_valued is None else (two_valued,)
         return log_responsibilities(
-            array, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, self._torch_device()
+            array, self.weights_, means, self.precisions_cholesky_, self.covariance_type, self._torch_device(), *extra
         )
 
     def predict_proba(self, X) -> np.ndarray:
@@ -216,8 +318,12 @@ class GaussianMixture(ClusterEstimator):
         """Number of free parameters of the fitted model."""
         check_is_fitted(self, "means_")
         k, d = self.means_.shape
-        cov = k * d * (d + 1) / 2 if self.covariance_type == "full" else k * d
-        return int(cov + k * d + k - 1)
+        groups = self.discrete_groups_
+        m = len(groups)
+        c = d - m
+        cov = k * c * (c + 1) / 2 if self.covariance_type == "full" else k * c
+        discrete = int((groups < 0).sum()) + sum(int((groups == g).sum()) - 1 for g in np.unique(groups[groups >= 0]))
+        return int(cov + k * c + k * discrete + k - 1)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
@@ -226,7 +332,7 @@ class GaussianMixture(ClusterEstimator):
 
     # -- persistence ----------------------------------------------------------------------
     def _fitted_state(self) -> dict:
-        return {
+        state = {
             "weights_": self.weights_,
             "means_": self.means_,
             "covariances_": self.covariances_,
@@ -234,6 +340,15 @@ class GaussianMixture(ClusterEstimator):
             "converged_": bool(self.converged_),
             "n_iter_": int(self.n_iter_),
         }
+        if len(self.discrete_features_):  # models without two-valued columns keep their earlier files
+            state.update({
+                "discrete_features_": self.discrete_features_,
+                "discrete_low_": self.discrete_low_,
+                "discrete_scale_": self.discrete_scale_,
+                "discrete_groups_": self.discrete_groups_,
+                "bernoulli_": self.bernoulli_,
+            })
+        return state
 
     def _load_fitted_state(self, state: dict) -> None:
         self.weights_ = np.asarray(state["weights_"], np.float64)
@@ -244,6 +359,12 @@ class GaussianMixture(ClusterEstimator):
         self.converged_ = bool(state["converged_"])
         self.n_iter_ = int(state["n_iter_"])
         self.n_clusters_ = int(self.means_.shape[0])
+        k = self.means_.shape[0]
+        self.discrete_features_ = np.asarray(state.get("discrete_features_", np.zeros(0)), np.int64)
+        self.discrete_low_ = np.asarray(state.get("discrete_low_", np.zeros(0)), np.float64)
+        self.discrete_scale_ = np.asarray(state.get("discrete_scale_", np.zeros(0)), np.float64)
+        self.discrete_groups_ = np.asarray(state.get("discrete_groups_", np.full(len(self.discrete_features_), -1)), np.int64)
+        self.bernoulli_ = np.asarray(state.get("bernoulli_", np.zeros((k, 0))), np.float64).reshape(k, -1)
 
 
 def m_step(nk, sum_x, scatter, shift, covariance_type: str, reg_covar: float):
@@ -258,6 +379,70 @@ def m_step(nk, sum_x, scatter, shift, covariance_type: str, reg_covar: float):
         covariances = scatter / nk[:, None] - delta * delta + reg_covar
     weights = nk / nk.sum()
     return weights, means, covariances
+
+
+def discrete_step(nk, ones, groups, prior: float) -> np.ndarray:
+    """MAP emission probabilities of the discrete columns under a Beta / Dirichlet(prior) prior:
+    a Bernoulli column ``(ones + a) / (n_k + 2a)``; a one-hot block's columns
+    ``(ones + a) / (sum of the block's ones + m a)`` (m columns; they sum to 1)."""
+    ones = np.asarray(ones, np.float64)
+    groups = np.asarray(groups)
+    out = (ones + prior) / (np.asarray(nk, np.float64)[:, None] + 2.0 * prior)
+    for group in np.unique(groups[groups >= 0]):
+        members = groups == group
+        out[:, members] = (ones[:, members] + prior) / (ones[:, members].sum(axis=1, keepdims=True) + members.sum() * prior)
+    return out
+
+
+def co_occurrence(block, layout: TwoValued) -> tuple[np.ndarray, int]:
+    """``(U^T U, rows)`` of a block's rescaled two-valued columns (how often two are 1 together)."""
+    x = np.asarray(block, np.float64)[:, layout.columns]
+    binary = np.clip((x - layout.low) / layout.scale, 0.0, 1.0)
+    return binary.T @ binary, binary.shape[0]
+
+
+def one_hot_groups(columns: np.ndarray, counts: np.ndarray, n_rows: int) -> np.ndarray:
+    """Group ids of one-hot blocks among the two-valued ``columns`` (-1: a Bernoulli of its own).
+
+    Adjacent columns (consecutive feature indices, as a categorical featurizer writes its
+    block) join a group while they are never 1 on the same row as a member; a group whose
+    ones add up to every row (exactly one 1 per row) is a categorical variable, any other
+    run of columns stays independent Bernoullis (two rare flags that never meet).
+    """
+    groups = np.full(len(columns), -1, np.int64)
+    start, next_id = 0, 0
+    for end in range(1, len(columns) + 1):
+        member_of_run = (
+            end < len(columns)
+            and columns[end] == columns[end - 1] + 1
+            and not counts[end, start:end].any()
+        )
+        if member_of_run:
+            continue
+        if end - start >= 2 and np.trace(counts[start:end, start:end]) == n_rows:
+            groups[start:end] = next_id
+            next_id += 1
+        start = end
+    return groups
+
+
+def value_range(block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of a block: ``(min, max, only those two values)``."""
+    x = np.asarray(block)
+    if x.shape[0] == 0:
+        return np.full(x.shape[1], np.inf), np.full(x.shape[1], -np.inf), np.ones(x.shape[1], bool)
+    low, high = x.min(axis=0), x.max(axis=0)
+    return low.astype(np.float64), high.astype(np.float64), ((x == low) | (x == high)).all(axis=0)
+
+
+def combine_value_ranges(a, b):
+    """:func:`value_range` of two blocks together: two-valued when both are and their values agree."""
+    low, high = np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
+    ok = a[2] & b[2]
+    for part in (a, b):
+        empty = part[0] > part[1]  # a block without rows: (inf, -inf)
+        ok &= empty | (((part[0] == low) | (part[0] == high)) & ((part[1] == low) | (part[1] == high)))
+    return low, high, ok
 
 
 def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:

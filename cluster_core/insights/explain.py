@@ -87,16 +87,34 @@ def _precision(estimator) -> tuple[list[np.ndarray], np.ndarray]:
     return [c @ c.T for c in chol], np.array([2.0 * np.log(np.diag(c)).sum() for c in chol])
 
 
+def _bernoulli_terms(estimator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, column and component: the discrete columns' log-likelihood terms (n, m, k)
+    (Bernoulli, or a one-hot block's categorical; :class:`~cluster_core.kernels.gmm.TwoValued`), and the columns."""
+    from ..kernels.gmm import emission_logs
+
+    columns = np.asarray(getattr(estimator, "discrete_features_", np.zeros(0)), np.int64)
+    if not len(columns):
+        return np.zeros((len(x), 0, len(estimator.weights_))), columns
+    u = np.clip((x[:, columns] - estimator.discrete_low_) / estimator.discrete_scale_, 0.0, 1.0)
+    log_one, log_zero = emission_logs(estimator.bernoulli_, estimator.discrete_groups_)  # (k, m) each
+    return u[:, :, None] * log_one.T[None] + (1 - u)[:, :, None] * log_zero.T[None], columns
+
+
 def _explain_gmm(estimator, space, z, x, labels):
-    means = np.asarray(estimator.means_, np.float64)
+    bernoulli, discrete = _bernoulli_terms(estimator, x)
+    if len(discrete) and space.components is not None:
+        raise ValueError("a mixture with two-valued columns was fitted on projected features")
+    continuous = np.setdiff1d(np.arange(x.shape[1]), discrete)
+    means = np.asarray(estimator.means_, np.float64)[:, continuous]
+    xc = x[:, continuous]
     log_weights = np.log(np.asarray(estimator.weights_, np.float64))
     precisions, log_det = _precision(estimator)
     k = means.shape[0]
     quadratic = np.empty((len(x), k))
     for c in range(k):
-        y = x - means[c]
+        y = xc - means[c]
         quadratic[:, c] = np.einsum("ij,jk,ik->i", y, precisions[c], y)
-    log_post = log_weights + 0.5 * log_det - 0.5 * quadratic
+    log_post = log_weights + 0.5 * log_det - 0.5 * quadratic + bernoulli.sum(axis=1)
     runner = _runner_up(log_post, labels)
     if k < 2:
         return labels, runner, np.zeros_like(z), np.zeros(len(z)), "log_posterior"
@@ -105,11 +123,17 @@ def _explain_gmm(estimator, space, z, x, labels):
         out = np.zeros_like(z)
         for c in np.unique(cluster_of_row):
             rows = cluster_of_row == c
-            y = x[rows] - means[c]
-            out[rows] = (z[rows] - space.point(means[c])) * space.direction(y @ precisions[c])
+            y = xc[rows] - means[c]
+            if len(discrete):  # the identity space (checked above): continuous columns only
+                out[np.ix_(rows, continuous)] = y * (y @ precisions[c])
+            else:
+                out[rows] = (z[rows] - space.point(means[c])) * space.direction(y @ precisions[c])
         return out
 
     contributions = 0.5 * (split(runner) - split(labels))
+    if len(discrete):
+        rows = np.arange(len(x))
+        contributions[:, discrete] = bernoulli[rows, :, labels] - bernoulli[rows, :, runner]
     prior = log_weights[labels] - log_weights[runner] + 0.5 * (log_det[labels] - log_det[runner])
     return labels, runner, contributions, prior, "log_posterior"
 
