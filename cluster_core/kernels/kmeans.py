@@ -107,7 +107,8 @@ class _LloydSums:
         step = chunk_rows(x_all.shape[0], prepared.k, device=self.device)
         for start in range(0, x_all.shape[0], step):
             best, labels, shifted = prepared.best(x_all[start : start + step])
-            self.counts += torch.bincount(labels, minlength=prepared.k)
+            # not bincount: on CUDA it reads the largest label back to the host (a sync per chunk)
+            self.counts.index_add_(0, labels, torch.ones(labels.shape[0], dtype=torch.int64, device=self.device))
             if shifted.shape[0] <= FLOAT32_SUM_ROWS:  # cache-sized chunk: float32 partial sums
                 partial = torch.zeros(prepared.k, prepared.d, dtype=shifted.dtype, device=self.device)
                 self.sums += partial.index_add_(0, labels, shifted).double()
@@ -289,10 +290,10 @@ def kmeans_plusplus(
             candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)
         candidate_dist = torch.minimum(closest.unsqueeze(0), _sqdist_to(x, x_sq, candidates))
         potentials = candidate_dist.double().sum(dim=1)
-        best = torch.argmin(potentials).reshape(1)
-        chosen.append(candidates[best])
-        closest = candidate_dist[best[0]]
-        best_potential = potentials[best[0]]
+        best = torch.argmin(potentials).reshape(1)  # index_select with it: no host sync
+        chosen.append(candidates.index_select(0, best))
+        closest = candidate_dist.index_select(0, best)[0]
+        best_potential = potentials.index_select(0, best)[0]
         potential = float(best_potential)
     return to_numpy(raw[torch.cat(chosen)]).astype(np.float32)
 
