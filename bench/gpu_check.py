@@ -40,7 +40,7 @@ def _fit_layout(X, k: int, device: str) -> dict:
     from cluster_core.kernels.kmeans import DeviceRows
 
     if device == "cpu":
-        return {"path": "cpu: Hamerly-bounded Lloyd, per-block kernels", "chunk_rows": chunk_rows(len(X), k)}
+        return {"path": "Hamerly-bounded Lloyd on CPU blocks"}
     rows = DeviceRows(X, device)
     layout = {"path": "DeviceRows", "resident": rows.resident, "block_rows": rows.block_rows,
               "chunk_rows": chunk_rows(min(len(X), rows.block_rows), k, device=device)}
