@@ -5,9 +5,14 @@ GaussianMixture with ``device="cuda"`` and ``device="cpu"`` on the same planted 
 seed and the same initial centers, and prints one JSON line per check: agreement (ARI between
 the two devices' labels, relative difference of inertia / mean log-likelihood, ARI against the
 planted labels) and fit seconds on each device (the second of two fits, so CUDA start-up is not
-counted). Needs only numpy, scikit-learn, torch and the repository::
+counted). Needs only numpy, scikit-learn, torch and the repository (no dask, pydantic, faiss
+or cuML: ``cluster_core.algorithms`` imports none of them)::
 
     python bench/gpu_check.py [--rows 1000000] [--dims 32] [--k 64]
+
+The first line names the devices and how the in-memory KMeans fit runs on the first one
+(``DeviceRows``: rows resident on the device or streamed, rows per chunk); ``--devices cpu,cpu``
+checks the script on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -28,6 +33,21 @@ def _fit_twice(make, X):
     return model, time.perf_counter() - started
 
 
+def _fit_layout(X, k: int, device: str) -> dict:
+    """How an in-memory KMeans fit runs on ``device``: the per-block kernels on the CPU, else
+    :class:`~cluster_core.kernels.kmeans.DeviceRows` (resident or streamed, rows per chunk)."""
+    from cluster_core.kernels._torch import chunk_rows
+    from cluster_core.kernels.kmeans import DeviceRows
+
+    if device == "cpu":
+        return {"path": "Hamerly-bounded Lloyd on CPU blocks"}
+    rows = DeviceRows(X, device)
+    layout = {"path": "DeviceRows", "resident": rows.resident, "block_rows": rows.block_rows,
+              "chunk_rows": chunk_rows(min(len(X), rows.block_rows), k, device=device)}
+    del rows
+    return layout
+
+
 def main() -> None:
     import numpy as np
     import torch
@@ -44,13 +64,13 @@ def main() -> None:
     parser.add_argument("--gmm-k", type=int, default=16)
     parser.add_argument("--devices", default="cuda,cpu", help="the two devices compared (cpu,cpu checks the script here)")
     args = parser.parse_args()
-    print(json.dumps({"torch": torch.__version__, "cuda": torch.cuda.is_available(),
-                      "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}), flush=True)
-
+    first, second = args.devices.split(",")
     X, truth = make_blobs(args.rows, args.dims, centers=args.k, cluster_std=1.0, random_state=0)
     X = X.astype(np.float32)
+    print(json.dumps({"torch": torch.__version__, "cuda": torch.cuda.is_available(),
+                      "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                      "devices": [first, second], "kmeans_fit_on_first": _fit_layout(X, args.k, first)}), flush=True)
     init = X[np.random.default_rng(0).choice(len(X), args.k, replace=False)]
-    first, second = args.devices.split(",")
     fits = [_fit_twice(lambda: KMeans(args.k, init=init, n_init=1, max_iter=100, tol=0.0, random_state=0,
                                                  device=device, engine="torch"), X)
             for device in (first, second)]
@@ -61,13 +81,15 @@ def main() -> None:
                       "n_iter": [int(gpu.n_iter_), int(cpu.n_iter_)],
                       "ari_vs_planted": [round(adjusted_rand_score(truth, gpu.labels_), 4),
                                          round(adjusted_rand_score(truth, cpu.labels_), 4)],
-                      "fit_s": {"cuda": round(t_gpu, 3), "cpu": round(t_cpu, 3)}, "speedup": round(t_cpu / t_gpu, 1)}),
+                      "fit_s": {"cuda": round(t_gpu, 3), "cpu": round(t_cpu, 3)}, "speedup": round(t_cpu / t_gpu, 1),
+                      "ms_per_iter": {"cuda": round(1e3 * t_gpu / gpu.n_iter_, 2), "cpu": round(1e3 * t_cpu / cpu.n_iter_, 2)}}),
           flush=True)
     fits = [_fit_twice(lambda: KMeans(args.k, n_init=3, random_state=0, device=device, engine="torch"), X)
             for device in (first, second)]
     (gpu, t_gpu), (cpu, t_cpu) = fits
     print(json.dumps({"check": "kmeans, k-means++ x3 each", "ari_gpu_vs_cpu": round(adjusted_rand_score(cpu.labels_, gpu.labels_), 6),
                       "inertia_rel_diff": abs(gpu.inertia_ - cpu.inertia_) / cpu.inertia_,
+                      "n_iter_of_kept_run": [int(gpu.n_iter_), int(cpu.n_iter_)],
                       "ari_vs_planted": [round(adjusted_rand_score(truth, gpu.labels_), 4),
                                          round(adjusted_rand_score(truth, cpu.labels_), 4)],
                       "fit_s": {"cuda": round(t_gpu, 3), "cpu": round(t_cpu, 3)}, "speedup": round(t_cpu / t_gpu, 1)}),

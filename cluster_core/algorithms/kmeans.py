@@ -8,9 +8,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
 
 from .._compat import optional_import, require
-from ..blocks import Blocks, concat_partials, single_threaded_when_small
+from ..blocks import ArrayBlocks, Blocks, concat_partials, single_threaded_when_small
 from ..distance import unit_rows
-from ..kernels.kmeans import assign_nearest, column_moments, combine_far, farthest_points, kmeans_plusplus, lloyd_partial_sums
+from ..kernels.kmeans import (
+    DeviceRows,
+    assign_nearest,
+    column_moments,
+    combine_far,
+    farthest_points,
+    kmeans_plusplus,
+    lloyd_partial_sums,
+)
 from . import _hamerly
 from ._base import Assignment, ClusterEstimator, seed_from
 
@@ -25,7 +33,10 @@ class KMeans(TransformerMixin, ClusterEstimator):
     is computed in bounded chunks and never materialises whole. On in-memory data on the
     CPU the same iterations skip the rows whose Hamerly bounds prove they keep their center
     and score the others with a fused SIMD kernel (:mod:`cluster_core.algorithms._hamerly`). Empty clusters are
-    re-seeded with the points farthest from their centers.
+    re-seeded with the points farthest from their centers. In-memory data on a GPU is
+    held as one :class:`~cluster_core.kernels.kmeans.DeviceRows` for the whole fit (copied
+    once when it fits in device memory), each pass reduced on the device in device-sized
+    chunks with one host transfer per iteration.
 
     Parameters
     ----------
@@ -134,9 +145,10 @@ class KMeans(TransformerMixin, ClusterEstimator):
         n_rows = blocks.count_rows()
         if n_rows < self.n_clusters:
             raise ValueError(f"n_samples={n_rows} should be >= n_clusters={self.n_clusters}.")
+        rows = device_rows(blocks, device)
         tol = 0.0
         if self.tol > 0:
-            _, col_sum, col_sumsq = blocks.map_reduce(column_moments, device)
+            _, col_sum, col_sumsq = rows.moments() if rows is not None else blocks.map_reduce(column_moments, device)
             variance = col_sumsq / n_rows - (col_sum / n_rows) ** 2
             tol = float(self.tol * np.mean(np.maximum(variance, 0.0)))
         rng = np.random.default_rng(seed_from(self.random_state))
@@ -146,7 +158,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
         best = None
         for centers in seeds:
             result = fit_centers(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures,
-                                 spherical=self._cosine)
+                                 spherical=self._cosine, rows=rows)
             if best is None or (result[1] is not None and result[1] < best[1]):
                 best = result
         self.cluster_centers_, self.inertia_, self.n_iter_, labels = best
@@ -154,7 +166,10 @@ class KMeans(TransformerMixin, ClusterEstimator):
         if labels is not None:  # the bounded iterations end with every row's label and the inertia
             self.labels_ = labels
         elif array is not None:
-            labels, sqdist = blocks.map_reduce(assign_nearest, self.cluster_centers_, device, combine=concat_partials)
+            if rows is not None:
+                labels, sqdist = rows.nearest(self.cluster_centers_)
+            else:
+                labels, sqdist = blocks.map_reduce(assign_nearest, self.cluster_centers_, device, combine=concat_partials)
             self.labels_ = labels
             if labels_pass_measures:
                 self.inertia_ = float(sqdist.astype(np.float64).sum())
@@ -241,18 +256,28 @@ class KMeans(TransformerMixin, ClusterEstimator):
         self.n_clusters_ = int(self.cluster_centers_.shape[0])
 
 
+def device_rows(blocks: Blocks, device: str) -> DeviceRows | None:
+    """The fit's rows held on a GPU (:class:`DeviceRows`) for in-memory data on a non-CPU
+    device, else None (the CPU runs the Hamerly path or per-block kernels in threads; Dask
+    partitions stay on their workers)."""
+    if device == "cpu" or not isinstance(blocks, ArrayBlocks):
+        return None
+    return DeviceRows(blocks.data, device)
+
+
 def fit_centers(
     blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True,
-    spherical: bool = False,
+    spherical: bool = False, rows: DeviceRows | None = None,
 ):
     """Lloyd iterations from ``centers``, skipping distance computations with Hamerly bounds
     where they apply (:mod:`._hamerly`: in-memory data on the CPU); returns ``(centers,
     inertia, n_iter, labels)``, the same iterations either way. ``labels`` (of every row, for
     the returned centers) comes only from the bounded path, else None; so may ``inertia``
     with ``final_inertia=False``, as for :func:`lloyd`. ``spherical``: the rows are unit
-    vectors and every update renormalizes the centers (spherical k-means)."""
-    if not _hamerly.available(blocks, device):
-        return (*lloyd(blocks, centers, max_iter, tol, device, final_inertia, spherical), None)
+    vectors and every update renormalizes the centers (spherical k-means). ``rows``: the
+    same rows held on the device (:func:`device_rows`); the plain iterations then run there."""
+    if rows is not None or not _hamerly.available(blocks, device):
+        return (*lloyd(blocks, centers, max_iter, tol, device, final_inertia, spherical, rows), None)
 
     def update(current, counts, sums):
         return _update_centers(blocks, current, counts, sums, device, spherical)
@@ -262,7 +287,7 @@ def fit_centers(
 
 def lloyd(
     blocks: Blocks, centers: np.ndarray, max_iter: int, tol: float, device: str, final_inertia: bool = True,
-    spherical: bool = False,
+    spherical: bool = False, rows: DeviceRows | None = None,
 ):
     """Lloyd iterations from ``centers``; returns ``(centers, inertia, n_iter)``.
 
@@ -271,14 +296,22 @@ def lloyd(
     fixed shift, so an unchanged assignment reproduces the centers bit for bit).
     ``inertia`` is measured against the returned centers (one more pass when the last
     iteration moved them), or None with ``final_inertia=False`` when the caller measures it.
+    With ``rows`` (the same rows on the device, :class:`DeviceRows`) every pass runs there with
+    one host transfer; else it is one :func:`lloyd_partial_sums` per block.
     """
     centers = np.asarray(centers, dtype=np.float32)
     shift = centers.mean(axis=0)
+
+    def partial_sums(current):
+        if rows is not None:
+            return rows.lloyd_sums(current, shift)
+        return blocks.map_reduce(lloyd_partial_sums, current, device, shift)
+
     n_iter = 0
     inertia = None
     shift_sq = np.inf
     for n_iter in range(1, max_iter + 1):
-        counts, sums, inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, shift)
+        counts, sums, inertia = partial_sums(centers)
         updated = _update_centers(blocks, centers, counts, sums, device, spherical)
         shift_sq = float(((updated.astype(np.float64) - centers) ** 2).sum())
         centers = updated
@@ -288,7 +321,7 @@ def lloyd(
     if inertia is None or shift_sq > 0.0:
         if not final_inertia:
             return centers, None, n_iter
-        inertia = blocks.map_reduce(lloyd_partial_sums, centers, device, shift)[2]
+        inertia = partial_sums(centers)[2]
     return centers, float(inertia), n_iter
 
 

@@ -5,6 +5,11 @@ different library on the CPU when it is faster there: the GEMM (torch's CPU buil
 MKL, which is slow on some CPUs — e.g. AMD EPYC — where numpy's OpenBLAS is 2-3x faster;
 chosen once per process by a short calibration, see :func:`cpu_gemm_backend`) and the
 row-wise argmin of the score matrix (a numba loop, much faster than torch's CPU reduction).
+
+Chunks are sized per device: on the CPU a chunk's score matrix stays in cache
+(:data:`CHUNK_BYTES`); on a GPU it is as large as a share of the free device memory allows
+(:func:`device_chunk_bytes`), so that a pass is a few large kernel launches, not hundreds of
+small ones with the GPU idle between them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import torch
 
 CHUNK_BYTES = 2 << 20  # a chunk's (k x rows) score matrix stays about this size: in cache
 CHUNK_ROWS = 32768  # at most this many rows per chunk
+DEVICE_CHUNK_BYTES = 256 << 20  # on a GPU: a chunk's score matrix up to this size ...
+DEVICE_CHUNK_SHARE = 16  # ... and at most this fraction (1/16) of the free device memory
 
 
 def to_tensor(block: Any, device: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -37,11 +44,35 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def chunk_rows(n_rows: int, n_cols: int, itemsize: int = 4, budget: int | None = None) -> int:
-    """Rows per chunk so that a (rows x n_cols) matrix is about ``budget`` bytes
-    (default CHUNK_BYTES), between 256 and CHUNK_ROWS rows."""
-    budget = budget or CHUNK_BYTES
-    return max(256, min(max(n_rows, 1), CHUNK_ROWS, budget // max(1, n_cols * itemsize)))
+def device_free_bytes(device: str) -> int | None:
+    """Free memory of a CUDA ``device`` in bytes (``torch.cuda.mem_get_info``); None for the CPU."""
+    if torch.device(device).type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free)
+
+
+def device_chunk_bytes(device: str) -> int:
+    """Bytes of a chunk's score matrix on ``device``: :data:`CHUNK_BYTES` (cache-sized) on the
+    CPU; on a GPU :data:`DEVICE_CHUNK_BYTES`, at most 1/:data:`DEVICE_CHUNK_SHARE` of its free memory."""
+    free = device_free_bytes(device)
+    if free is None:
+        return CHUNK_BYTES
+    return max(CHUNK_BYTES, min(DEVICE_CHUNK_BYTES, free // DEVICE_CHUNK_SHARE))
+
+
+def chunk_rows(n_rows: int, n_cols: int, itemsize: int = 4, budget: int | None = None, device: str = "cpu") -> int:
+    """Rows per chunk so that a (rows x n_cols) matrix is about ``budget`` bytes, at least 256 rows.
+
+    On the CPU (the default) the budget defaults to :data:`CHUNK_BYTES` and a chunk has at
+    most :data:`CHUNK_ROWS` rows, so it stays in cache. On a GPU the budget defaults to
+    :func:`device_chunk_bytes` and there is no row cap: one chunk can be a whole block.
+    """
+    if torch.device(device).type == "cpu":
+        budget = budget or CHUNK_BYTES
+        return max(256, min(max(n_rows, 1), CHUNK_ROWS, budget // max(1, n_cols * itemsize)))
+    budget = budget or device_chunk_bytes(device)
+    return max(256, min(max(n_rows, 1), budget // max(1, n_cols * itemsize)))
 
 
 def squared_distances(x: torch.Tensor, centers: torch.Tensor, center_sqnorms: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,10 @@
-"""KMeans kernels: nearest-centroid assignment, Lloyd partial sums, k-means++ seeding."""
+"""KMeans kernels: nearest-centroid assignment, Lloyd partial sums, k-means++ seeding.
+
+The per-block kernels (``assign_nearest``, ``lloyd_partial_sums``, ...) serve
+:class:`~cluster_core.blocks.Blocks` (Dask partitions, CPU threads); :class:`DeviceRows` runs the
+same chunk code over an in-memory matrix held on a GPU for a whole fit, with one host
+transfer per pass.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,13 @@ import numpy as np
 import torch
 
 from ..blocks import threaded_blocks
-from ._torch import chunk_rows, column_min, matmul, row_min, to_numpy, to_tensor
+from ._torch import chunk_rows, column_min, device_free_bytes, matmul, row_min, to_numpy, to_tensor
 
 FAR_POINTS = 16  # candidates for re-seeding empty clusters
 ROW_LAYOUT_MAX_K = 128  # up to this many centers the scores are (rows x k), else (k x rows)
+FLOAT32_SUM_ROWS = 32768  # chunks up to this many rows add their Lloyd sums in float32, larger ones in float64
+RESIDENT_SHARE = 2  # DeviceRows keeps the data on a GPU when it takes at most 1/2 of the free memory,
+STREAM_SHARE = 8  # else copies it block by block, a block at most 1/8 of the free memory
 
 
 class _Centers:
@@ -68,17 +77,55 @@ def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tupl
     labels : ndarray of shape (n_samples,), int64
     sqdist : ndarray of shape (n_samples,), float32 — squared Euclidean distance.
     """
-    x_all = to_tensor(block, device)
-    prepared = _Centers(centers, device)
-    step = chunk_rows(x_all.shape[0], prepared.k)
-    labels, sqdist = [], []
-    for start in range(0, x_all.shape[0], step):
-        lab, dist = prepared.nearest(x_all[start : start + step])
-        labels.append(lab)
-        sqdist.append(dist)
-    if not labels:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    return to_numpy(torch.cat(labels)).astype(np.int64), to_numpy(torch.cat(sqdist))
+    labels, sqdist = _nearest_rows(to_tensor(block, device), _Centers(centers, device), device)
+    return to_numpy(labels).astype(np.int64), to_numpy(sqdist)
+
+
+def _nearest_rows(x_all: torch.Tensor, prepared: _Centers, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels (int64) and squared distances (float32) of the rows of ``x_all``, on the device."""
+    step = chunk_rows(x_all.shape[0], prepared.k, device=device)
+    parts = [prepared.nearest(x_all[start : start + step]) for start in range(0, x_all.shape[0], step)]
+    if not parts:
+        return torch.empty(0, dtype=torch.int64, device=device), torch.empty(0, dtype=torch.float32, device=device)
+    return torch.cat([p[0] for p in parts]).long(), torch.cat([p[1] for p in parts])
+
+
+class _LloydSums:
+    """One pass's Lloyd statistics (counts, sums around ``prepared.shift``, inertia), kept as
+    tensors on the device across chunks and blocks until :meth:`to_host` moves them at once."""
+
+    def __init__(self, prepared: _Centers, device: str):
+        self.prepared = prepared
+        self.device = device
+        self.counts = torch.zeros(prepared.k, dtype=torch.int64, device=device)
+        self.sums = torch.zeros(prepared.k, prepared.d, dtype=torch.float64, device=device)
+        self.inertia = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, x_all: torch.Tensor) -> None:
+        """Add the rows of ``x_all`` (a tensor on the device), in chunks sized for the device."""
+        prepared = self.prepared
+        step = chunk_rows(x_all.shape[0], prepared.k, device=self.device)
+        for start in range(0, x_all.shape[0], step):
+            best, labels, shifted = prepared.best(x_all[start : start + step])
+            # not bincount: on CUDA it reads the largest label back to the host (a sync per chunk)
+            self.counts.index_add_(0, labels, torch.ones(labels.shape[0], dtype=torch.int64, device=self.device))
+            if shifted.shape[0] <= FLOAT32_SUM_ROWS:  # cache-sized chunk: float32 partial sums
+                partial = torch.zeros(prepared.k, prepared.d, dtype=shifted.dtype, device=self.device)
+                self.sums += partial.index_add_(0, labels, shifted).double()
+                flat = shifted.reshape(-1)
+                self.inertia += best.double().sum() + torch.dot(flat, flat).double()
+            else:  # a device-sized chunk: too many rows to add up in float32
+                wide = shifted.double()
+                self.sums.index_add_(0, labels, wide)
+                flat = wide.reshape(-1)
+                self.inertia += best.double().sum() + torch.dot(flat, flat)
+
+    def to_host(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(counts[k] int64, sums[k, d] float64 in data coordinates, inertia)``: one transfer."""
+        k, d = self.prepared.k, self.prepared.d
+        sums = self.sums + self.counts.unsqueeze(1).double() * self.prepared.shift.double()
+        packed = to_numpy(torch.cat([self.counts.double(), sums.reshape(-1), self.inertia.reshape(1)]))
+        return packed[:k].astype(np.int64), packed[k : k + k * d].reshape(k, d), float(packed[-1])
 
 
 @threaded_blocks
@@ -95,22 +142,9 @@ def lloyd_partial_sums(block: Any, centers: np.ndarray, device: str = "cpu", shi
         ``(counts[k] int64, sums[k, d] float64, inertia float)``. The inertia is
         ``sum(min score) + ||X - shift||^2`` (one dot product per chunk, no per-row norms).
     """
-    x_all = to_tensor(block, device)
-    prepared = _Centers(centers, device, shift=shift)
-    k, d = prepared.k, prepared.d
-    counts = torch.zeros(k, dtype=torch.int64, device=device)
-    sums = torch.zeros(k, d, dtype=torch.float64, device=device)
-    inertia = torch.zeros((), dtype=torch.float64, device=device)
-    step = chunk_rows(x_all.shape[0], k)
-    for start in range(0, x_all.shape[0], step):
-        x = x_all[start : start + step]
-        best, labels, shifted = prepared.best(x)
-        counts += torch.bincount(labels, minlength=k)
-        sums += torch.zeros(k, d, dtype=x.dtype, device=device).index_add_(0, labels, shifted).double()
-        flat = shifted.reshape(-1)
-        inertia += best.double().sum() + torch.dot(flat, flat).double()
-    sums += counts.unsqueeze(1).double() * prepared.shift.double()  # back to data coordinates
-    return to_numpy(counts), to_numpy(sums), float(inertia)
+    sums = _LloydSums(_Centers(centers, device, shift=shift), device)
+    sums.add(to_tensor(block, device))
+    return sums.to_host()
 
 
 @threaded_blocks
@@ -133,15 +167,93 @@ def combine_far(a, b):
 def column_moments(block: Any, device: str = "cpu"):
     """``(n, sum[d], sum_sq[d])`` of a block, accumulated in float64 (for variances and tolerances)."""
     x_all = to_tensor(block, device)
+    sums, squares = _moments(x_all, device)
+    return int(x_all.shape[0]), to_numpy(sums), to_numpy(squares)
+
+
+def _moments(x_all: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column sums and sums of squares (float64 tensors on the device) of ``x_all``, in chunks."""
     d = x_all.shape[1]
     sums = torch.zeros(d, dtype=torch.float64, device=device)
     squares = torch.zeros(d, dtype=torch.float64, device=device)
-    step = chunk_rows(x_all.shape[0], d)
+    step = chunk_rows(x_all.shape[0], d, device=device)
     for start in range(0, x_all.shape[0], step):
         x = x_all[start : start + step]
         sums += x.sum(dim=0).double()
         squares += (x * x).sum(dim=0).double()
-    return int(x_all.shape[0]), to_numpy(sums), to_numpy(squares)
+    return sums, squares
+
+
+class DeviceRows:
+    """An in-memory matrix fitted on one torch device: every pass (Lloyd sums, labels,
+    column moments) reduces on the device and moves its result to the host once.
+
+    On a GPU the rows are copied to the device once, for the whole fit, when they take at
+    most 1/:data:`RESIDENT_SHARE` of its free memory; else each pass copies them block by
+    block (blocks of at most 1/:data:`STREAM_SHARE` of the free memory) and accumulates across
+    blocks on the device. On the CPU the tensor is a view of the array. Within a block the
+    rows are walked in chunks sized for the device (:func:`~._torch.chunk_rows`).
+
+    Parameters
+    ----------
+    data : array of shape (n_samples, n_features), float32 (numpy, cupy or torch)
+    device : {"cpu", "cuda"}
+    resident : bool, optional
+        Force keeping the rows on the device (True) or streaming them (False).
+    block_rows : int, optional
+        Rows per streamed block (default: from the free device memory).
+    """
+
+    def __init__(self, data: Any, device: str = "cpu", resident: bool | None = None, block_rows: int | None = None):
+        if len(data.shape) != 2:
+            raise ValueError(f"expected a 2-D array, got shape {tuple(data.shape)}")
+        self.device = device
+        self.n_rows, self.n_features = (int(n) for n in data.shape)
+        row_bytes = 4 * max(1, self.n_features)
+        free = device_free_bytes(device)
+        if resident is None:
+            resident = free is None or self.n_rows * row_bytes <= free // RESIDENT_SHARE
+        if block_rows is None:
+            block_rows = self.n_rows if free is None else (free // STREAM_SHARE) // row_bytes
+        self.block_rows = max(1, int(block_rows))
+        self._data = data
+        self._tensor = to_tensor(data, device) if resident else None
+
+    @property
+    def resident(self) -> bool:
+        """Whether the rows stay on the device between passes."""
+        return self._tensor is not None
+
+    def _blocks(self):
+        if self._tensor is not None:
+            yield self._tensor
+            return
+        for start in range(0, self.n_rows, self.block_rows):
+            yield to_tensor(self._data[start : start + self.block_rows], self.device)
+
+    def lloyd_sums(self, centers: np.ndarray, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """All rows' :func:`lloyd_partial_sums` ``(counts, sums, inertia)``, one host transfer."""
+        sums = _LloydSums(_Centers(centers, self.device, shift=shift), self.device)
+        for block in self._blocks():
+            sums.add(block)
+        return sums.to_host()
+
+    def nearest(self, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's :func:`assign_nearest` ``(labels, sqdist)``."""
+        prepared = _Centers(centers, self.device)
+        parts = [_nearest_rows(block, prepared, self.device) for block in self._blocks()]
+        return to_numpy(torch.cat([p[0] for p in parts])), to_numpy(torch.cat([p[1] for p in parts]))
+
+    def moments(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """:func:`column_moments` ``(n, sum[d], sum_sq[d])`` of all rows, one host transfer."""
+        sums = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
+        squares = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
+        for block in self._blocks():
+            block_sums, block_squares = _moments(block, self.device)
+            sums += block_sums
+            squares += block_squares
+        packed = to_numpy(torch.cat([sums, squares]))
+        return self.n_rows, packed[: self.n_features], packed[self.n_features :]
 
 
 def kmeans_plusplus(
@@ -163,27 +275,31 @@ def kmeans_plusplus(
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}.")
     trials = n_local_trials or 2 + int(math.log(n_clusters))
     x_sq = (x * x).sum(dim=1)
-    chosen = [int(rng.integers(n))]
-    closest = _sqdist_to(x, x_sq, chosen)[0]
-    potential = float(closest.double().sum())
+    # Indices, distances and potentials stay on the device; the only host transfer per center
+    # is the new potential (its sign picks the next draw; the draws come from the host ``rng``).
+    chosen = [torch.tensor([int(rng.integers(n))], device=device)]
+    closest = _sqdist_to(x, x_sq, chosen[0])[0]
+    best_potential = closest.double().sum()
+    potential = float(best_potential)
     for _ in range(1, n_clusters):
         if potential <= 0.0:  # every point coincides with a center: pick any unused row
-            candidates = [int(rng.integers(n))]
+            candidates = torch.tensor([int(rng.integers(n))], device=device)
         else:
             cumulative = torch.cumsum(closest.double(), 0)
-            draws = torch.as_tensor(rng.random(trials) * potential, dtype=torch.float64, device=device)
-            candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1).tolist()
+            draws = torch.as_tensor(rng.random(trials), dtype=torch.float64, device=device) * best_potential
+            candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)
         candidate_dist = torch.minimum(closest.unsqueeze(0), _sqdist_to(x, x_sq, candidates))
         potentials = candidate_dist.double().sum(dim=1)
-        best = int(torch.argmin(potentials))
-        chosen.append(candidates[best])
-        closest = candidate_dist[best]
-        potential = float(potentials[best])
-    return to_numpy(raw[chosen]).astype(np.float32)
+        best = torch.argmin(potentials).reshape(1)  # index_select with it: no host sync
+        chosen.append(candidates.index_select(0, best))
+        closest = candidate_dist.index_select(0, best)[0]
+        best_potential = potentials.index_select(0, best)[0]
+        potential = float(best_potential)
+    return to_numpy(raw[torch.cat(chosen)]).astype(np.float32)
 
 
-def _sqdist_to(x: torch.Tensor, x_sq: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """Squared distances from every row of ``x`` to the rows ``rows`` of ``x``: shape (len(rows), n)."""
+def _sqdist_to(x: torch.Tensor, x_sq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Squared distances from every row of ``x`` to the rows ``rows`` (int64 indices on the device): shape (len(rows), n)."""
     c = x[rows]
     dist = torch.addmm(x_sq.unsqueeze(0), c, x.T, beta=1.0, alpha=-2.0)
     dist += x_sq[rows].unsqueeze(1)

@@ -1,0 +1,179 @@
+"""The GPU path of KMeans (device-sized chunks, rows held on the device, one host transfer per
+pass) run on the CPU: it must give the per-block kernels' and a plain numpy Lloyd's answers."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+
+import cluster_core.algorithms.kmeans as kmeans_module
+import cluster_core.kernels._torch as torch_kernels
+from cluster_core.algorithms import KMeans
+from cluster_core.algorithms.kmeans import lloyd
+from cluster_core.blocks import ArrayBlocks
+from cluster_core.kernels.kmeans import FLOAT32_SUM_ROWS, DeviceRows, assign_nearest, column_moments, lloyd_partial_sums
+
+N_ROWS = 40_000  # more than FLOAT32_SUM_ROWS: one large chunk takes the float64 sums
+
+
+@pytest.fixture(scope="module")
+def planted():
+    x, truth = make_blobs(N_ROWS, n_features=12, centers=20, cluster_std=1.0, random_state=0)
+    return x.astype(np.float32), truth
+
+
+@pytest.fixture(scope="module")
+def blobs(planted):
+    return planted[0]
+
+
+def _one_row_per_blob(x, truth, seed):
+    """Initial centers with no row near a tie (one row of each planted blob, spread 2.5 std
+    further): two float32 roundings of the same iterations then take the same steps."""
+    rng = np.random.default_rng(seed)
+    rows = x[[rng.choice(np.flatnonzero(truth == j)) for j in range(20)]]
+    return (rows + rng.normal(0, 2.5, rows.shape)).astype(np.float32)
+
+
+def _chunks(monkeypatch, size):
+    """Cache-sized chunks (256 rows, float32 sums) or one chunk per block (float64 sums)."""
+    if size == "small":
+        monkeypatch.setattr(torch_kernels, "CHUNK_BYTES", 4096)
+    else:
+        monkeypatch.setattr(torch_kernels, "CHUNK_BYTES", 1 << 30)
+        monkeypatch.setattr(torch_kernels, "CHUNK_ROWS", 1 << 30)
+
+
+LAYOUTS = [
+    pytest.param("small", {}, id="small-chunks-resident"),
+    pytest.param("large", {}, id="one-chunk-resident"),
+    pytest.param("large", {"resident": False, "block_rows": 7000}, id="one-chunk-per-streamed-block"),
+    pytest.param("small", {"resident": False, "block_rows": 7000}, id="small-chunks-streamed"),
+]
+
+
+def _numpy_lloyd(x, centers, iterations):
+    """Textbook Lloyd in float64 (no empty clusters in these tests)."""
+    x64, centers = x.astype(np.float64), centers.astype(np.float64)
+    for _ in range(iterations):
+        labels = ((x64[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+        centers = np.stack([x64[labels == j].mean(0) for j in range(centers.shape[0])])
+    d2 = ((x64[:, None, :] - centers[None]) ** 2).sum(-1)
+    return centers, d2.argmin(1), d2.min(1).sum()
+
+
+def test_chunk_rows_cpu_unchanged_gpu_sized_from_free_memory(monkeypatch):
+    assert torch_kernels.chunk_rows(1_000_000, 64) == 8192  # 2 MiB of float32 scores
+    assert torch_kernels.chunk_rows(1_000_000, 4) == torch_kernels.CHUNK_ROWS
+    assert torch_kernels.chunk_rows(100, 64) == 256
+    assert torch_kernels.device_free_bytes("cpu") is None
+    free = {"bytes": 100 << 30}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 141 << 30))
+    assert torch_kernels.device_chunk_bytes("cuda") == torch_kernels.DEVICE_CHUNK_BYTES
+    assert torch_kernels.chunk_rows(1_000_000, 64, device="cuda") == 1_000_000  # the whole block at once
+    assert torch_kernels.chunk_rows(10_000_000, 64, device="cuda") == (256 << 20) // 256
+    free["bytes"] = 1 << 30  # a busy device: 1/16 of its free memory
+    assert torch_kernels.chunk_rows(10_000_000, 64, device="cuda") == (64 << 20) // 256
+
+
+def test_device_rows_stay_resident_when_they_fit(monkeypatch, blobs):
+    from cluster_core.kernels import kmeans as kernels
+
+    assert DeviceRows(blobs, "cpu").resident
+    # the decision alone (no CUDA here): resident up to half the free memory, else blocks of 1/8 of it
+    free = {"bytes": 2 * blobs.nbytes}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 1 << 40))
+    monkeypatch.setattr(kernels, "to_tensor", lambda data, device: torch.from_numpy(np.asarray(data)))
+    assert DeviceRows(blobs, "cuda").resident
+    free["bytes"] = 2 * blobs.nbytes - 1
+    streamed = DeviceRows(blobs, "cuda")
+    assert not streamed.resident
+    assert streamed.block_rows == (2 * blobs.nbytes - 1) // 8 // (4 * blobs.shape[1])
+
+
+@pytest.mark.parametrize("chunks, layout", LAYOUTS)
+@pytest.mark.parametrize("n_clusters", [20, 150])  # both score layouts (ROW_LAYOUT_MAX_K = 128)
+def test_device_rows_pass_matches_per_block_kernels(monkeypatch, blobs, chunks, layout, n_clusters):
+    centers = blobs[np.random.default_rng(0).choice(N_ROWS, n_clusters, replace=False)]
+    shift = centers.mean(axis=0)
+    counts_ref, sums_ref, inertia_ref = lloyd_partial_sums(blobs, centers, "cpu", shift)
+    labels_ref, sqdist_ref = assign_nearest(blobs, centers, "cpu")
+    _, col_sum_ref, col_sumsq_ref = column_moments(blobs, "cpu")
+    _chunks(monkeypatch, chunks)
+    rows = DeviceRows(blobs, "cpu", **layout)
+    counts, sums, inertia = rows.lloyd_sums(centers, shift)
+    assert np.array_equal(counts, counts_ref)
+    # both agree with the exact sums to float32 rounding of the (shifted) terms added up
+    x64 = blobs.astype(np.float64)
+    exact = np.stack([x64[labels_ref == j].sum(0) for j in range(n_clusters)])
+    scale = np.stack([np.abs(x64[labels_ref == j] - shift).sum(0) for j in range(n_clusters)])
+    assert np.all(np.abs(sums_ref - exact) <= 4e-6 * scale + 1e-6)
+    assert np.all(np.abs(sums - exact) <= 4e-6 * scale + 1e-6)
+    # the inertia comes from float32 GEMM scores: ~1e-6 of the total either way (test_kmeans.py)
+    c64 = centers.astype(np.float64)
+    exact_inertia = ((x64**2).sum(1) - 2 * (x64 @ c64.T)[np.arange(N_ROWS), labels_ref] + (c64**2).sum(1)[labels_ref]).sum()
+    assert inertia_ref == pytest.approx(exact_inertia, rel=1e-5)
+    assert inertia == pytest.approx(exact_inertia, rel=1e-5)
+    labels, sqdist = rows.nearest(centers)
+    assert labels.dtype == np.int64 and np.array_equal(labels, labels_ref)
+    np.testing.assert_allclose(sqdist, sqdist_ref, rtol=1e-5, atol=1e-3)
+    n, col_sum, col_sumsq = rows.moments()
+    assert n == N_ROWS
+    np.testing.assert_allclose(col_sum, col_sum_ref, rtol=1e-6)  # float32 chunk sums
+    np.testing.assert_allclose(col_sumsq, col_sumsq_ref, rtol=1e-6)
+
+
+def test_one_chunk_takes_the_float64_sums(monkeypatch, blobs):
+    """Guard for the test above: its one-chunk layouts really add more than FLOAT32_SUM_ROWS rows at once."""
+    _chunks(monkeypatch, "large")
+    assert torch_kernels.chunk_rows(N_ROWS, 20) == N_ROWS > FLOAT32_SUM_ROWS
+
+
+@pytest.mark.parametrize("chunks, layout", LAYOUTS)
+def test_lloyd_on_device_rows_matches_numpy_and_the_block_path(monkeypatch, planted, chunks, layout):
+    x, truth = planted
+    init = _one_row_per_blob(x, truth, 1)
+    blocks = ArrayBlocks(x, 5000)
+    block_centers, block_inertia, block_iter = lloyd(blocks, init, 15, 0.0, "cpu")
+    expected_centers, expected_labels, expected_inertia = _numpy_lloyd(x, init, block_iter)
+    _chunks(monkeypatch, chunks)
+    rows = DeviceRows(x, "cpu", **layout)
+    centers, inertia, n_iter = lloyd(blocks, init, 15, 0.0, "cpu", rows=rows)
+    assert n_iter == block_iter
+    np.testing.assert_allclose(centers, block_centers, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(centers, expected_centers, rtol=1e-5, atol=1e-5)
+    assert inertia == pytest.approx(block_inertia, rel=1e-6)
+    assert inertia == pytest.approx(expected_inertia, rel=1e-5)
+    assert np.array_equal(rows.nearest(centers)[0], expected_labels)
+
+
+@pytest.mark.parametrize("params", [
+    {"init": "fixed", "n_init": 1, "max_iter": 30, "tol": 0.0},
+    {"init": "k-means++", "n_init": 1, "tol": 1e-4},  # column moments for the tolerance, labels pass
+    {"init": "k-means++", "n_init": 3, "tol": 1e-4},  # the best of three by inertia
+], ids=["fixed-init", "kmeans++", "kmeans++x3"])
+def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted, params):
+    x, truth = planted
+    if params["init"] == "fixed":
+        params = {**params, "init": _one_row_per_blob(x, truth, 2)}
+    cpu = KMeans(20, random_state=0, device="cpu", **params).fit(x)  # Hamerly bounds on the CPU
+    used = []
+
+    def on_device(blocks, device):
+        used.append(DeviceRows(blocks.data, device))
+        return used[-1]
+
+    monkeypatch.setattr(kmeans_module, "device_rows", on_device)  # the GPU's path, run on the CPU
+    _chunks(monkeypatch, "large")
+    device = KMeans(20, random_state=0, device="cpu", **params).fit(x)
+    assert len(used) == 1  # one copy for the whole fit
+    # restarts that reach the same clusters in another order tie on inertia up to rounding,
+    # so either may be kept: compare up to the order of the clusters
+    order = np.array([np.bincount(cpu.labels_[device.labels_ == j], minlength=20).argmax() for j in range(20)])
+    assert sorted(order) == list(range(20))
+    assert np.array_equal(order[device.labels_], cpu.labels_)
+    np.testing.assert_allclose(device.cluster_centers_, cpu.cluster_centers_[order], rtol=1e-5, atol=1e-5)
+    assert device.inertia_ == pytest.approx(cpu.inertia_, rel=1e-6)
+    if params["n_init"] == 1:
+        assert device.n_iter_ == cpu.n_iter_
+        assert np.array_equal(order, np.arange(20))
