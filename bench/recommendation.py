@@ -41,7 +41,7 @@ def package_frame(name: str) -> tuple[pd.DataFrame, str]:
     if name == "penguins":
         from palmerpenguins import load_penguins
 
-        return load_penguins().drop(columns=["year"]), "species"  # as the demo: year is when, not what
+        return load_penguins().drop(columns=["year"]), "species"  # year is when, not what; sex kept (the demo leaves it out too)
     from sklearn import datasets
 
     frame = getattr(datasets, f"load_{name}")(as_frame=True).frame.copy()

@@ -11,9 +11,11 @@ import sys
 import pandas as pd
 import pytest
 
+from cluster_core.datasets import DEMO_EXCLUDE
+
 CLUSTRA = [sys.executable, "-m", "clustra.cli"]
 TOP_KEYS = {"profiles", "observations", "heatmap", "feature_impact", "associations"}
-PENGUIN_COLUMNS = {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "island"}
+PENGUIN_COLUMNS = {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "island"} - set(DEMO_EXCLUDE)
 
 
 def clustra(*args, timeout: int = 300) -> subprocess.CompletedProcess:

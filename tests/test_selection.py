@@ -269,11 +269,14 @@ def test_demo_applies_the_recommended_model_and_says_how_it_chose(demo):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the rule does not recommend 3 groups on the penguins (docs/benchmarks.md)", strict=True)
 def test_demo_recommends_three_penguin_groups(demo):
     import json
+    import re
 
-    out, _ = demo
+    out, result = demo
     board = json.loads((out / "run" / "leaderboard.json").read_text())
     chosen = next(e for e in board["models"] if e["model_id"] == board["recommended"])
     assert chosen["n_clusters_found"] == 3
+    agreement = float(re.search(r"agreement with the true species \(ARI[^)]*\): ([0-9.]+)", result.stdout).group(1))
+    assert agreement >= 0.8, result.stdout
+    assert "leaves out species" in result.stdout and "sex" in result.stdout

@@ -216,7 +216,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """clustra demo: penguins -> train -> leaderboard -> apply."""
-    from cluster_core.datasets import DEMO_EXCLUDE, species_agreement, write_penguins
+    from cluster_core.datasets import DEMO_EXCLUDE, DEMO_QUESTION, species_agreement, write_penguins
     from cluster_core.engine import describe_choice, open_engine, resolve_engine
     from cluster_core.progress import PrintProgress
     from cluster_core.runs import load_model
@@ -227,6 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     progress = PrintProgress()
+    print(DEMO_QUESTION)
     progress.step("writing the Palmer penguins (palmerpenguins package) as hive-partitioned Parquet")
     dataset = open_dataset(write_penguins(root))
     config = train_config(exclude=DEMO_EXCLUDE, seed=args.seed, device=args.device)
