@@ -169,3 +169,45 @@ def test_remembered_rows_give_the_featurizers_answers(registry):
     before = {f.column: len(f._rows) for f in wrapped}
     assert served.featurize(big).tobytes() == fresh.featurize(big).tobytes()
     assert {f.column: len(f._rows) for f in wrapped} == before
+
+
+def test_a_lone_small_request_runs_on_the_event_loop_and_others_in_a_worker_thread():
+    threads: list[list[int]] = []
+
+    def record_thread(items: list[int]) -> list[int]:
+        threads.append([threading.get_ident()] * len(items))
+        return items
+
+    async def scenario() -> tuple[int, list[int]]:
+        loop_thread = threading.get_ident()
+        coalescer = Coalescer(record_thread, max_batch_size=8)
+        assert await coalescer.submit(1, inline=True) == 1
+        assert await coalescer.submit(2) == 2
+        assert await asyncio.gather(coalescer.submit(3), coalescer.submit(4, inline=True)) == [3, 4]
+        return loop_thread
+
+    loop_thread = asyncio.run(scenario())
+    assert threads[0] == [loop_thread]  # inline and idle: no thread hop
+    assert threads[1][0] != loop_thread  # not inline: a worker thread
+    assert len(threads) == 3 and len(threads[2]) == 2 and threads[2][0] != loop_thread  # busy: merged, in a thread
+
+
+def test_the_assigner_runs_lone_small_requests_inline(registry):
+    from serving import inprocess
+
+    assigner = InProcessAssigner(registry, max_models=4)
+    ref = registry.resolve("customers")
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        loaded = await assigner._get(ref)
+        call = loaded.records.call
+        loop_thread = threading.get_ident()
+        loaded.records.call = lambda items: seen.append(threading.get_ident() == loop_thread) or call(items)
+        few, many = [_record()] * inprocess.INLINE_MAX_RECORDS, [_record()] * (inprocess.INLINE_MAX_RECORDS + 1)
+        assert (await assigner.assign_records(ref, few, alone=True))[0] == 200
+        assert (await assigner.assign_records(ref, many, alone=True))[0] == 200
+        assert (await assigner.assign_records(ref, few, alone=False))[0] == 200
+
+    asyncio.run(scenario())
+    assert seen == [True, False, False]
