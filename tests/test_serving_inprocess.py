@@ -211,3 +211,34 @@ def test_the_assigner_runs_lone_small_requests_inline(registry):
 
     asyncio.run(scenario())
     assert seen == [True, False, False]
+
+
+def test_remembered_rows_of_arrow_tables_give_the_featurizers_answers(registry):
+    import pyarrow as pa
+
+    from serving.memo import MemoizedFeaturizer
+
+    fresh = registry.load("customers")  # not wrapped: the reference
+    served = ServedModel(registry.load("customers"), registry.resolve("customers"))
+    wrapped = [f for f in served.model.pipeline.featurizers_ if isinstance(f, MemoizedFeaturizer)]
+    frame = make_mixed_frame(60, seed=22)[FEATURE_COLUMNS]
+    frame.loc[[2, 8], "plan"] = None
+    frame.loc[11, "plan"] = "never-seen-plan"
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    member = table.column_names.index("is_member")
+    variants = [
+        table,
+        table.set_column(table.column_names.index("plan"), "plan", table.column("plan").dictionary_encode()),
+        table.set_column(member, "is_member", pa.array([None if i % 9 == 0 else bool(v) for i, v in enumerate(frame["is_member"])])),
+        table.set_column(member, "is_member", pa.array(frame["is_member"].astype(int).tolist(), pa.int8())),
+    ]
+    for variant in variants:
+        for start in range(0, 60, 6):  # small tables, mostly values seen before (in another type too)
+            part = variant.slice(start, 6)
+            assert served.featurize(part).tobytes() == fresh.featurize(part).tobytes()
+    assert all(any(key[0] == "arrow" for key in f._rows) for f in wrapped)
+    before = {f.column: len(f._rows) for f in wrapped}
+    assert served.featurize(variants[0]).tobytes() == fresh.featurize(variants[0]).tobytes()  # 60 rows: remembered too
+    big = pa.Table.from_pandas(make_mixed_frame(200, seed=3)[FEATURE_COLUMNS], preserve_index=False)
+    assert served.featurize(big).tobytes() == fresh.featurize(big).tobytes()  # bulk: one call, nothing remembered
+    assert {f.column: len(f._rows) for f in wrapped} == before
