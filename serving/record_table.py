@@ -12,26 +12,26 @@ frame, whose errors name the failing record.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-#: column kind -> the Arrow types of its values that the fast path takes
-_TAKES: dict[str, Callable[[Any], bool]] = {}
+#: the column kinds the fast path takes
+KINDS = frozenset({"numeric", "boolean", "categorical", "datetime"})
 #: column kind -> the Arrow type given to a column of nulls only (which a frame holds as None objects:
 #: the featurizers read them as missing either way)
 _NULLS = {"numeric": "float64", "boolean": "bool_", "categorical": "string"}
 
 
-def _takes() -> dict[str, Callable[[Any], bool]]:
-    if not _TAKES:
-        import pyarrow as pa
+def _plain(kind: str, arrow_type: Any) -> bool:
+    """True when ``arrow_type`` is the type the Arrow path takes for a ``kind`` column of JSON values."""
+    import pyarrow as pa
 
-        _TAKES.update({
-            "numeric": lambda t: t == pa.int64() or t == pa.float64(),
-            "boolean": lambda t: t == pa.bool_(),
-            "categorical": lambda t: t == pa.string(),
-            "datetime": lambda t: pa.types.is_timestamp(t),
-        })
-    return _TAKES
+    if kind == "numeric":
+        return arrow_type == pa.int64() or arrow_type == pa.float64()
+    if kind == "boolean":
+        return arrow_type == pa.bool_()
+    if kind == "categorical":
+        return arrow_type == pa.string()
+    return pa.types.is_timestamp(arrow_type)  # datetime: the ISO strings, parsed
 
 
 def arrow_columns(featurizers: list[Any]) -> dict[str, str] | None:
@@ -45,7 +45,7 @@ def arrow_columns(featurizers: list[Any]) -> dict[str, str] | None:
     columns: dict[str, str] = {}
     for featurizer in featurizers:
         kind = getattr(featurizer, "kind", None)
-        if kind not in _takes() or list(featurizer.input_columns) != [featurizer.column] or featurizer.column in columns:
+        if kind not in KINDS or list(featurizer.input_columns) != [featurizer.column] or featurizer.column in columns:
             return None
         columns[featurizer.column] = kind
     return columns
@@ -68,7 +68,6 @@ def records_table(records: list[dict[str, Any]], columns: dict[str, str]) -> Any
 
     if not records:
         return None
-    takes = _takes()
     arrays = {}
     for column, kind in columns.items():
         values = [record[column] for record in records]
@@ -81,10 +80,10 @@ def records_table(records: list[dict[str, Any]], columns: dict[str, str]) -> Any
                     array = pa.nulls(len(values), getattr(pa, _NULLS[kind])())
         except (pa.ArrowException, TypeError, ValueError, OverflowError):  # mixed types, huge ints, bad text
             return None
-        if array is None or not takes[kind](array.type):
+        if array is None or not _plain(kind, array.type):
             return None
         arrays[column] = array
     return pa.table(arrays)
 
 
-__all__ = ["arrow_columns", "records_table"]
+__all__ = ["KINDS", "arrow_columns", "records_table"]
