@@ -163,6 +163,9 @@ class ServedModel:
         self.series = model.metadata.get("series")
         # records go to the pipeline as an Arrow table when every column's kind allows (serving.record_table)
         self._arrow_columns = arrow_columns(pipeline.featurizers_) if self.series is None else None
+        # a few records of scalar columns only take about a millisecond: cheap enough for the event loop
+        # (serving.inprocess); text, image or series features may run a model and stay in a thread
+        self.cheap_records = self._arrow_columns is not None
         # cluster names by label, the last entry for noise (-1): the apply column's values
         self._name_lookup = np.array(self._names + [None], dtype=object)
         # what each assignment carries besides the cluster id (nothing for a model with neither)

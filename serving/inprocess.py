@@ -12,9 +12,10 @@ call, exactly what ``@serve.batch`` gives the model deployment without its wait.
 
 A call runs in a worker thread, so the event loop keeps reading the requests that arrive
 meanwhile. A small JSON request that is the only one in the replica (``inline=True``, at
-most :data:`INLINE_MAX_RECORDS` records) runs on the event loop itself instead: a
-millisecond of work, where the hop to a thread and back costs two thread wake-ups, each a
-wait for a core on a busy machine.
+most :data:`INLINE_MAX_RECORDS` records, a model of numeric, boolean, categorical and
+datetime columns only) runs on the event loop itself instead: a millisecond of work, where
+the hop to a thread and back costs two thread wake-ups, each a wait for a core on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -161,14 +162,15 @@ class InProcessAssigner:
     async def assign_records(self, ref: ModelRef, records: list[Any], alone: bool = False) -> Result:
         """JSON records of one request (merged with others for the same version while busy).
 
-        ``alone``: no other request is in this replica; a small one then runs on the event loop
-        (:data:`INLINE_MAX_RECORDS`).
+        ``alone``: no other request is in this replica; a small one for a model of scalar columns
+        (``cheap_records``) then runs on the event loop (:data:`INLINE_MAX_RECORDS`).
         """
         try:
             loaded = await self._get(ref)
         except ClustraError as exc:
             return error_result(exc)
-        return await loaded.records.submit(records, inline=alone and len(records) <= INLINE_MAX_RECORDS)
+        inline = alone and len(records) <= INLINE_MAX_RECORDS and getattr(loaded.served, "cheap_records", False)
+        return await loaded.records.submit(records, inline=inline)
 
     async def explain_records(self, ref: ModelRef, records: list[Any]) -> Result:
         """JSON records with explanations (not batched: explaining costs more than assigning)."""

@@ -205,12 +205,15 @@ def test_the_assigner_runs_lone_small_requests_inline(registry):
         loop_thread = threading.get_ident()
         loaded.records.call = lambda items: seen.append(threading.get_ident() == loop_thread) or call(items)
         few, many = [_record()] * inprocess.INLINE_MAX_RECORDS, [_record()] * (inprocess.INLINE_MAX_RECORDS + 1)
+        assert loaded.served.cheap_records  # numeric, boolean, categorical and datetime columns
         assert (await assigner.assign_records(ref, few, alone=True))[0] == 200
         assert (await assigner.assign_records(ref, many, alone=True))[0] == 200
         assert (await assigner.assign_records(ref, few, alone=False))[0] == 200
+        loaded.served.cheap_records = False  # as for text, image or series features
+        assert (await assigner.assign_records(ref, few, alone=True))[0] == 200
 
     asyncio.run(scenario())
-    assert seen == [True, False, False]
+    assert seen == [True, False, False, False]
 
 
 def test_remembered_rows_of_arrow_tables_give_the_featurizers_answers(registry):
