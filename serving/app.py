@@ -181,6 +181,7 @@ class AssignmentAPI:
                                            self.options.max_batch_size, self.options.bulk_max_batch_size)
         self._handles: OrderedDict[str, DeploymentHandle] = OrderedDict()
         self._refresher: asyncio.Task | None = None
+        self._assigning = 0  # assign requests in this replica now (a lone small one runs on the event loop)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Apply ``user_config`` (limits, registry refresh interval, batch limits) without a restart."""
@@ -358,6 +359,7 @@ class AssignmentAPI:
         """JSON ``{"records": [...]}`` or an Arrow IPC stream in; assignments in request order out.
         ``explain=true`` (JSON only) adds ``runner_up``, ``margin`` and ``explanation`` to each."""
         started, status = time.perf_counter(), 500
+        self._assigning += 1
         try:
             self._authorize(request)
             arrow = body_format(request.headers.get("content-type")) == "arrow"
@@ -375,13 +377,16 @@ class AssignmentAPI:
             status = exc.http_status
             raise
         finally:
+            self._assigning -= 1
             self._observe("/v1/models/{name}/assign", started, status)
 
     async def _assign_json(self, ref: ModelRef, body: bytes, explain: bool = False) -> Response:
         records = parse_records(body, self.options.max_records)
         if records and self.local is not None:
-            assign = self.local.explain_records if explain else self.local.assign_records
-            code, payload, n_records = await assign(ref, records)
+            if explain:
+                code, payload, n_records = await self.local.explain_records(ref, records)
+            else:
+                code, payload, n_records = await self.local.assign_records(ref, records, alone=self._assigning == 1)
         elif records:
             handle = self._handle(ref)
             method = handle.explain_records if explain else handle.assign_records

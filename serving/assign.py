@@ -20,6 +20,7 @@ from cluster_core.registry import ModelRef
 
 from .errors import error_result
 from .memo import memoized
+from .record_table import arrow_columns, records_table
 from .records import read_arrow, write_table
 
 # JSON-level expectations for the kinds whose values are single scalars; kinds not listed
@@ -160,6 +161,13 @@ class ServedModel:
         self._names = [names.get(i) for i in range(model.n_clusters)]
         # a model of series features (docs/series.md): one series per record, resampled and described here
         self.series = model.metadata.get("series")
+        # records go to the pipeline as an Arrow table when every column's kind allows (serving.record_table)
+        self._arrow_columns = arrow_columns(pipeline.featurizers_) if self.series is None else None
+        # a few records of scalar columns only take about a millisecond: cheap enough for the event loop
+        # (serving.inprocess); text, image or series features may run a model and stay in a thread
+        self.cheap_records = self._arrow_columns is not None
+        # cluster names by label, the last entry for noise (-1): the apply column's values
+        self._name_lookup = np.array(self._names + [None], dtype=object)
         # what each assignment carries besides the cluster id (nothing for a model with neither)
         if model.has_distance:
             self.scalar, self.detail = "distance", "distances"
@@ -238,6 +246,34 @@ class ServedModel:
         except _FEATURIZE_ERRORS as exc:
             raise InvalidInputError(f"the records cannot form a table: {exc}") from None
 
+    def records_features(self, records: list[dict], rows: str = "row") -> np.ndarray:
+        """The feature matrix of checked, non-empty ``records``: through an Arrow table when their values
+        allow it (:func:`serving.record_table.records_table`: the same numbers without pandas objects),
+        else -- or when that fails -- through :meth:`records_frame` and :meth:`featurize`, whose errors
+        name the failing record (``rows="records"``)."""
+        table = records_table(records, self._arrow_columns) if self._arrow_columns else None
+        if table is not None:
+            try:
+                return self.model.featurize(table)
+            except Exception:  # noqa: BLE001 - the frame path below decides, and names the error
+                pass
+        return self.featurize(self.records_frame(records), rows)
+
+    def arrow_features(self, table: Any) -> np.ndarray:
+        """The feature matrix of a checked Arrow table: the pipeline's Arrow path (no pandas frame), or,
+        when that fails, the table converted to pandas and :meth:`featurize` (whose errors name the row)."""
+        import pyarrow as pa
+
+        try:
+            return self.model.featurize(table)
+        except Exception:  # noqa: BLE001 - the pandas path below decides, and names the error
+            pass
+        try:
+            frame = table.to_pandas(use_threads=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            raise InvalidInputError(f"the Arrow table cannot be converted: {exc}") from None
+        return self.featurize(frame)
+
     def featurize(self, frame: pd.DataFrame, rows: str = "row") -> np.ndarray:
         """The feature matrix; a featurizer's failure becomes InvalidInputError naming its column and
         the first failing row (``records[i]`` for JSON records, ``rows="records"``)."""
@@ -276,7 +312,10 @@ class ServedModel:
         (the last two only for models with distances or probabilities)."""
         if len(frame) == 0:
             return []
-        features = self.featurize(frame, rows)
+        return self.feature_assignments(self.featurize(frame, rows))
+
+    def feature_assignments(self, features: np.ndarray) -> list[dict]:
+        """:meth:`assignments` of rows already featurized."""
         result = self.model.estimator.assign(features)
         labels = result.labels.tolist()
         names = self._names
@@ -325,7 +364,9 @@ class ServedModel:
     def assign_records(self, records: list[Any]) -> bytes:
         """Checked records -> the JSON array of assignments, as bytes."""
         self.check_records(records)
-        return json.dumps(self.assignments(self.records_frame(records), rows="records")).encode()
+        if not records or self.series is not None:
+            return json.dumps(self.assignments(self.records_frame(records), rows="records")).encode()
+        return json.dumps(self.feature_assignments(self.records_features(records, rows="records"))).encode()
 
     def assign_batch(self, requests: list[list[Any]]) -> list[tuple[int, bytes, int]]:
         """Several requests' records assigned in one call; ``(status, body, n_records)`` per request.
@@ -339,7 +380,10 @@ class ServedModel:
         def assign_all(requests: list[list[Any]]) -> list[dict]:
             for records in requests:
                 self.check_records(records)
-            return self.assignments(self.records_frame([r for records in requests for r in records]))
+            merged = [r for records in requests for r in records]
+            if not merged or self.series is not None:
+                return self.assignments(self.records_frame(merged))
+            return self.feature_assignments(self.records_features(merged))
 
         return answer_batch(requests, assign_all, self._assign_one)
 
@@ -351,14 +395,18 @@ class ServedModel:
 
     def score_table(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``cluster_id``, ``cluster_probability`` or ``distance``, ``cluster_name``: the columns ``clustra apply`` adds."""
-        features = self.featurize(frame)
+        return self.feature_scores(self.featurize(frame))
+
+    def feature_scores(self, features: np.ndarray) -> pd.DataFrame:
+        """:meth:`score_table` of rows already featurized."""
         result = self.model.estimator.assign(features)
         out = {"cluster_id": result.labels.astype(np.int64)}
         if self.model.has_probability:
             out["cluster_probability"] = np.asarray(result.probability, np.float64)
         if self.model.has_distance:
             out["distance"] = np.asarray(result.distance, np.float64)
-        out["cluster_name"] = self.model.name_column(out["cluster_id"])
+        # ClusteringModel.name_column's values, looked up per label rather than per row in Python
+        out["cluster_name"] = pd.array(self._name_lookup[np.where(out["cluster_id"] >= 0, out["cluster_id"], -1)], dtype="string")
         return pd.DataFrame(out)
 
     def checked_table(self, body: bytes) -> Any:
@@ -371,11 +419,7 @@ class ServedModel:
         """The apply columns of an Arrow table, as an Arrow table."""
         import pyarrow as pa
 
-        try:
-            frame = table.to_pandas(use_threads=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            raise InvalidInputError(f"the Arrow table cannot be converted: {exc}") from None
-        return pa.Table.from_pandas(self.score_table(frame), preserve_index=False, nthreads=1)
+        return pa.Table.from_pandas(self.feature_scores(self.arrow_features(table)), preserve_index=False, nthreads=1)
 
     def assign_arrow(self, body: bytes) -> bytes:
         """An Arrow IPC stream of records -> an Arrow IPC stream of the apply columns, row for row."""

@@ -9,6 +9,13 @@ Batching does not wait: a request that finds its model idle runs at once; reques
 arrive while a call runs are merged into the next call (up to ``max_batch_size``). A lone
 client pays nothing for batching, a busy replica shares the featurizers' fixed cost per
 call, exactly what ``@serve.batch`` gives the model deployment without its wait.
+
+A call runs in a worker thread, so the event loop keeps reading the requests that arrive
+meanwhile. A small JSON request that is the only one in the replica (``inline=True``, at
+most :data:`INLINE_MAX_RECORDS` records, a model of numeric, boolean, categorical and
+datetime columns only) runs on the event loop itself instead: a millisecond of work, where
+the hop to a thread and back costs two thread wake-ups, each a wait for a core on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from .errors import error_result
 from .series_shape import ServedShapeModel, load_served
 
 Result = tuple[int, bytes, int]
+#: most records of a request assigned on the event loop (``inline``) rather than in a worker thread
+INLINE_MAX_RECORDS = 16
 
 
 def limit_math_threads() -> None:
@@ -58,8 +67,14 @@ class Coalescer:
         self._pending: list[tuple[Any, asyncio.Future]] = []
         self._running = False
 
-    async def submit(self, item: Any) -> Any:
-        """The result for ``item``: computed now if no call is running, else in the next merged call."""
+    async def submit(self, item: Any, inline: bool = False) -> Any:
+        """The result for ``item``: computed now if no call is running, else in the next merged call.
+
+        With ``inline`` and nothing running or waiting, ``call([item])`` runs on the event loop
+        itself (no worker thread); its exception, if any, is raised here as from a thread.
+        """
+        if inline and not self._running and not self._pending:
+            return self.call([item])[0]
         future = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if not self._running:
@@ -144,13 +159,18 @@ class InProcessAssigner:
     def _load(self, ref: ModelRef) -> ServedModel | ServedShapeModel:
         return load_served(self.registry, ref)  # a series shape model too (serving/series_shape.py)
 
-    async def assign_records(self, ref: ModelRef, records: list[Any]) -> Result:
-        """JSON records of one request (merged with others for the same version while busy)."""
+    async def assign_records(self, ref: ModelRef, records: list[Any], alone: bool = False) -> Result:
+        """JSON records of one request (merged with others for the same version while busy).
+
+        ``alone``: no other request is in this replica; a small one for a model of scalar columns
+        (``cheap_records``) then runs on the event loop (:data:`INLINE_MAX_RECORDS`).
+        """
         try:
             loaded = await self._get(ref)
         except ClustraError as exc:
             return error_result(exc)
-        return await loaded.records.submit(records)
+        inline = alone and len(records) <= INLINE_MAX_RECORDS and getattr(loaded.served, "cheap_records", False)
+        return await loaded.records.submit(records, inline=inline)
 
     async def explain_records(self, ref: ModelRef, records: list[Any]) -> Result:
         """JSON records with explanations (not batched: explaining costs more than assigning)."""
@@ -169,4 +189,4 @@ class InProcessAssigner:
         return await loaded.arrow.submit(body)
 
 
-__all__ = ["Coalescer", "InProcessAssigner", "limit_math_threads"]
+__all__ = ["INLINE_MAX_RECORDS", "Coalescer", "InProcessAssigner", "limit_math_threads"]

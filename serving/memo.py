@@ -1,4 +1,4 @@
-"""Remembered feature rows of categorical and boolean values, for small requests.
+"""Remembered feature rows of categorical and boolean values, for small requests (pandas or Arrow).
 
 A single-record request pays each featurizer's fixed cost per call (pandas conversions:
 about a third of a millisecond each on a quiet machine, several under load), whatever the
@@ -58,11 +58,30 @@ class MemoizedFeaturizer:
         if kwargs or not 0 < len(frame) <= SMALL_FRAME:
             return self.featurizer.transform(frame, **kwargs)
         keys = [_value_key(v) for v in frame[self.featurizer.column].tolist()]
+        return self._block(keys, lambda missed: self.featurizer.transform(frame.iloc[missed] if len(missed) < len(keys) else frame))
+
+    def transform_arrow(self, table: Any, out: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+        """The featurizer's block for a pyarrow Table (written to ``out`` when given); rows of values
+        seen before in a column of the same Arrow type are not recomputed."""
+        if kwargs or not 0 < table.num_rows <= SMALL_FRAME:
+            return self.featurizer.transform_arrow(table, out, **kwargs)
+        column = table.column(self.featurizer.column)
+        arrow_type = str(column.type)  # Arrow keys apart from the frame's, and by type
+        keys = [None if key is None else ("arrow", arrow_type, key) for key in map(_value_key, column.to_pylist())]
+        block = self._block(keys, lambda missed: self.featurizer.transform_arrow(
+            table.take(missed) if len(missed) < len(keys) else table))
+        if out is None:
+            return block
+        out[...] = block
+        return out
+
+    def _block(self, keys: list[tuple | None], compute: Any) -> np.ndarray:
+        """The rows of ``keys`` (one per row): remembered, or ``compute(missed row positions)``, then remembered."""
         rows = [None if key is None else self._rows.get(key) for key in keys]
         missed = [i for i, row in enumerate(rows) if row is None]
         if not missed:
             return np.stack(rows)
-        computed = self.featurizer.transform(frame.iloc[missed] if len(missed) < len(keys) else frame)
+        computed = compute(missed)
         if len(self._rows) + len(missed) > MAX_REMEMBERED:
             self._rows.clear()
         for i, row in zip(missed, computed):

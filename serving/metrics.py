@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, OrderedDict
+from typing import Any
 
 from cluster_core._compat import require
 
@@ -69,6 +70,9 @@ class ServingMetrics:
             registry=self.registry,
         )
         self._counted: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
+        # labelled children of the series never removed, looked up once (``labels()`` locks and hashes per call)
+        self._observed: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._assigned: dict[tuple[str, str], Any] = {}
 
         self.replica_loss = prometheus.Counter(
             "clustra_replica_loss_requests",
@@ -84,12 +88,18 @@ class ServingMetrics:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        children = self._observed.get((route, status))
+        if children is None:
+            children = self._observed[(route, status)] = (self.requests.labels(route, str(status)), self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def assigned(self, model: str, body_format: str, n_records: int) -> None:
         """Count records assigned by ``model`` through the ``json`` or ``arrow`` path."""
-        self.records.labels(model, body_format).inc(n_records)
+        child = self._assigned.get((model, body_format))
+        if child is None:
+            child = self._assigned[(model, body_format)] = self.records.labels(model, body_format)
+        child.inc(n_records)
 
     def assigned_clusters(self, model: str, version: int | str, counts: Counter | dict[int, int]) -> None:
         """Count records assigned to each cluster of ``model`` version ``version`` (``{cluster id: n}``).

@@ -169,3 +169,79 @@ def test_remembered_rows_give_the_featurizers_answers(registry):
     before = {f.column: len(f._rows) for f in wrapped}
     assert served.featurize(big).tobytes() == fresh.featurize(big).tobytes()
     assert {f.column: len(f._rows) for f in wrapped} == before
+
+
+def test_a_lone_small_request_runs_on_the_event_loop_and_others_in_a_worker_thread():
+    threads: list[list[int]] = []
+
+    def record_thread(items: list[int]) -> list[int]:
+        threads.append([threading.get_ident()] * len(items))
+        return items
+
+    async def scenario() -> tuple[int, list[int]]:
+        loop_thread = threading.get_ident()
+        coalescer = Coalescer(record_thread, max_batch_size=8)
+        assert await coalescer.submit(1, inline=True) == 1
+        assert await coalescer.submit(2) == 2
+        assert await asyncio.gather(coalescer.submit(3), coalescer.submit(4, inline=True)) == [3, 4]
+        return loop_thread
+
+    loop_thread = asyncio.run(scenario())
+    assert threads[0] == [loop_thread]  # inline and idle: no thread hop
+    assert threads[1][0] != loop_thread  # not inline: a worker thread
+    assert len(threads) == 3 and len(threads[2]) == 2 and threads[2][0] != loop_thread  # busy: merged, in a thread
+
+
+def test_the_assigner_runs_lone_small_requests_inline(registry):
+    from serving import inprocess
+
+    assigner = InProcessAssigner(registry, max_models=4)
+    ref = registry.resolve("customers")
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        loaded = await assigner._get(ref)
+        call = loaded.records.call
+        loop_thread = threading.get_ident()
+        loaded.records.call = lambda items: seen.append(threading.get_ident() == loop_thread) or call(items)
+        few, many = [_record()] * inprocess.INLINE_MAX_RECORDS, [_record()] * (inprocess.INLINE_MAX_RECORDS + 1)
+        assert loaded.served.cheap_records  # numeric, boolean, categorical and datetime columns
+        assert (await assigner.assign_records(ref, few, alone=True))[0] == 200
+        assert (await assigner.assign_records(ref, many, alone=True))[0] == 200
+        assert (await assigner.assign_records(ref, few, alone=False))[0] == 200
+        loaded.served.cheap_records = False  # as for text, image or series features
+        assert (await assigner.assign_records(ref, few, alone=True))[0] == 200
+
+    asyncio.run(scenario())
+    assert seen == [True, False, False, False]
+
+
+def test_remembered_rows_of_arrow_tables_give_the_featurizers_answers(registry):
+    import pyarrow as pa
+
+    from serving.memo import MemoizedFeaturizer
+
+    fresh = registry.load("customers")  # not wrapped: the reference
+    served = ServedModel(registry.load("customers"), registry.resolve("customers"))
+    wrapped = [f for f in served.model.pipeline.featurizers_ if isinstance(f, MemoizedFeaturizer)]
+    frame = make_mixed_frame(60, seed=22)[FEATURE_COLUMNS]
+    frame.loc[[2, 8], "plan"] = None
+    frame.loc[11, "plan"] = "never-seen-plan"
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    member = table.column_names.index("is_member")
+    variants = [
+        table,
+        table.set_column(table.column_names.index("plan"), "plan", table.column("plan").dictionary_encode()),
+        table.set_column(member, "is_member", pa.array([None if i % 9 == 0 else bool(v) for i, v in enumerate(frame["is_member"])])),
+        table.set_column(member, "is_member", pa.array(frame["is_member"].astype(int).tolist(), pa.int8())),
+    ]
+    for variant in variants:
+        for start in range(0, 60, 6):  # small tables, mostly values seen before (in another type too)
+            part = variant.slice(start, 6)
+            assert served.featurize(part).tobytes() == fresh.featurize(part).tobytes()
+    assert all(any(key[0] == "arrow" for key in f._rows) for f in wrapped)
+    before = {f.column: len(f._rows) for f in wrapped}
+    assert served.featurize(variants[0]).tobytes() == fresh.featurize(variants[0]).tobytes()  # 60 rows: remembered too
+    big = pa.Table.from_pandas(make_mixed_frame(200, seed=3)[FEATURE_COLUMNS], preserve_index=False)
+    assert served.featurize(big).tobytes() == fresh.featurize(big).tobytes()  # bulk: one call, nothing remembered
+    assert {f.column: len(f._rows) for f in wrapped} == before

@@ -76,7 +76,6 @@ def iso_stamps(values: pd.Series) -> Any:
     gives for the same strings, without pandas' per-call parsing cost (a served record pays it).
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
         return None
@@ -84,6 +83,15 @@ def iso_stamps(values: pd.Series) -> Any:
         text = pa.array(values.to_numpy(object, na_value=None), type=pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings (datetime objects, numbers)
         return None
+    return iso_timestamps(text)
+
+
+def iso_timestamps(text: Any) -> Any:
+    """An Arrow string array parsed as ISO 8601 timestamps (what :func:`iso_stamps` gives for the
+    same strings), or None where Arrow cannot parse every one of them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     for tz in (None, "UTC"):  # naive ISO strings; then ISO strings with offsets
         try:
             return pc.cast(text, pa.timestamp("ns", tz=tz))
