@@ -135,6 +135,14 @@ def validation_values(part: Any, index: int, column: str, seed: int, fraction: f
     return np.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in kept], dtype=object)
 
 
+def _column_partitions(dataset: Dataset, column: str) -> list:
+    """The partitions of ``dataset.frame`` with ``column`` only (the Parquet reader reads no other column), one
+    delayed object per partition; every column's partitions if the projection merged partitions (the rows of
+    partition i must stay those the split of partition i saw)."""
+    projected = dataset.frame[[column]].to_delayed()
+    return projected if len(projected) == dataset.frame.npartitions else dataset.frame.to_delayed()
+
+
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
@@ -407,7 +415,7 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
         values = dask.delayed(validation_values, pure=True)
         column = config.evaluate_against
         truth_parts = dask.compute(*[
-            values(p, i, column, config.seed, config.validation_fraction) for i, p in enumerate(dataset.frame.to_delayed())
+            values(p, i, column, config.seed, config.validation_fraction) for i, p in enumerate(_column_partitions(dataset, column))
         ])
         truth = np.concatenate(truth_parts) if truth_parts else np.array([], dtype=object)
         progress.message(f"evaluating every model against {column!r} ({len(set(truth) - {None})} values; not a feature)")

@@ -108,3 +108,26 @@ def test_waiting_for_model_tasks_stops_once_the_client_is_closed():
         with pytest.raises(CancelledError):  # ours, or the cancelled futures' own
             list(_as_completed(client, slow, poll_s=0.1))
         assert time.perf_counter() - started < 10
+
+
+def test_truth_values_read_from_their_column_alone_equal_those_of_whole_partitions(tmp_path):
+    """``evaluate_against`` reads one column; its validation rows are those of every partition's split."""
+    import pandas as pd
+
+    from cluster_core.training import _column_partitions, validation_values
+
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, n in enumerate([300, 170, 410, 95]):
+        truth = rng.choice(np.array(["a", "b", "c"], dtype=object), n)
+        truth[rng.random(n) < 0.1] = None
+        pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(size=n), "truth": truth}).to_parquet(folder / f"p{i}.parquet")
+    dataset = read_dataset(str(folder))
+    projected = _column_partitions(dataset, "truth")
+    assert len(projected) == dataset.frame.npartitions == 4
+    for i, (one, whole) in enumerate(zip(projected, dataset.frame.to_delayed())):
+        one, whole = one.compute(), whole.compute()
+        assert list(one.columns) == ["truth"] and len(one) == len(whole)
+        ours, expected = validation_values(one, i, "truth", 5, 0.3), validation_values(whole, i, "truth", 5, 0.3)
+        assert ours.tolist() == expected.tolist() and len(ours) > 10
