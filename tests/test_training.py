@@ -131,3 +131,37 @@ def test_truth_values_read_from_their_column_alone_equal_those_of_whole_partitio
         assert list(one.columns) == ["truth"] and len(one) == len(whole)
         ours, expected = validation_values(one, i, "truth", 5, 0.3), validation_values(whole, i, "truth", 5, 0.3)
         assert ours.tolist() == expected.tolist() and len(ours) > 10
+
+
+def test_a_models_validation_rows_are_labelled_once(monkeypatch):
+    """The metrics' passes and the ARI against the truth read one labelling of the validation rows."""
+    from sklearn.datasets import make_blobs
+
+    from cluster_core.algorithms import KMeans
+    from cluster_core.blocks import ArrayBlocks
+    from cluster_core.metrics import evaluate_clustering
+    from cluster_core.training import ModelSpec, agreement_with, fit_and_evaluate
+
+    x, y = make_blobs(10_000, n_features=4, centers=5, random_state=6)
+    x = x.astype(np.float32)
+    train, validation = x[:8000], x[8000:]
+    truth = np.array([str(v) for v in y[8000:]], dtype=object)
+    seen = []
+    predict = KMeans.predict
+
+    def counting(self, rows):
+        seen.append(len(rows))
+        return predict(self, rows)
+
+    monkeypatch.setattr(KMeans, "predict", counting)
+    config = TrainConfig(seed=0)
+    spec = ModelSpec("kmeans-k5", "kmeans", 5, "kmeans")
+    result = fit_and_evaluate(spec, spec.build(config, "cpu"), config, ArrayBlocks(train, 1500), ArrayBlocks(validation, 700),
+                              [f"x{i}" for i in range(4)], truth=truth)
+    assert result.error is None
+    assert sum(seen) == 2 * 2000  # the validation rows once, the profile sample (every row here) once
+    expected = evaluate_clustering(ArrayBlocks(validation, 700), result.estimator.predict, 5, seed=0)  # a pass each
+    assert {k: result.metrics[k] for k in expected} == expected
+    assert {k: result.metrics[k] for k in ("ari", "nmi")} == {
+        k: v for k, v in agreement_with(truth, predict(result.estimator, validation)).items() if k in ("ari", "nmi")}
+    assert result.metrics["ari"] > 0.9
