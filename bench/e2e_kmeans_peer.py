@@ -15,23 +15,27 @@ Both sides are separate processes timed from start to the leaderboard on disk, a
   10,000-row sample, Davies-Bouldin, Calinski-Harabasz, ARI; a JSON leaderboard.
 
 Reported: each side's best time, the ratio peer / Clustra (above 1: Clustra is faster), and
-both ARIs against the planted labels on the validation rows.
+both ARIs against the planted labels on the validation rows; wall and CPU seconds (user + sys)
+of every run, with the load average at its start.
+
+``--baseline DIR``: also time the ``clustra`` of another checkout (e.g. ``git archive main |
+tar -x -C DIR``) in the same rounds, for before/after side by side; its run directory is kept
+to compare with ``bench/e2e_compare_runs.py`` (``--keep DIR`` keeps both).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from _common import ROOT, machine
+from e2e_timing import Timing, clustra_command, summary, timed_process
 
 PEER = r'''
 import json, sys
@@ -67,18 +71,14 @@ def write_data(root: Path, rows: int, dims: int, k: int, seed: int = 0) -> None:
         frame.iloc[part].to_parquet(root / f"part-{i}.parquet")
 
 
-def run_clustra(data: Path, out: Path, k: int) -> float:
-    started = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv/bin/clustra"), "train", str(data), "--out", str(out), "--algorithms", "kmeans",
-                    "--k", str(k), "--kmeans-n-init", "1", "--evaluate-against", "truth", "--overwrite"],
-                   check=True, capture_output=True)
-    return time.perf_counter() - started
+def run_clustra(root: Path, data: Path, out: Path, k: int) -> Timing:
+    command, env = clustra_command(root, "train", str(data), "--out", str(out), "--algorithms", "kmeans", "--k", str(k),
+                                   "--kmeans-n-init", "1", "--evaluate-against", "truth", "--overwrite")
+    return timed_process(command, env, cwd=root)
 
 
-def run_peer(data: Path, out: Path, k: int) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", PEER, str(data), str(out), str(k)], check=True, capture_output=True)
-    return time.perf_counter() - started
+def run_peer(data: Path, out: Path, k: int) -> Timing:
+    return timed_process([sys.executable, "-c", PEER, str(data), str(out), str(k)])
 
 
 def main() -> int:
@@ -87,24 +87,35 @@ def main() -> int:
     parser.add_argument("--dims", type=int, default=32)
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose clustra is timed in the same rounds")
+    parser.add_argument("--keep", type=Path, help="keep the run directories here (run, baseline_run)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        keep = args.keep or tmp
         data = tmp / "data"
         write_data(data, args.rows, args.dims, args.k)
-        clustra_times, peer_times = [], []
+        times: dict[str, list[Timing]] = {"clustra": [], "peer": []}
+        if args.baseline:
+            times["baseline"] = []
         for _ in range(args.repeats):
-            clustra_times.append(run_clustra(data, tmp / "run", args.k))
-            peer_times.append(run_peer(data, tmp / "peer.json", args.k))
-        board = json.loads((tmp / "run" / "leaderboard.json").read_text())
+            if args.baseline:
+                times["baseline"].append(run_clustra(args.baseline.resolve(), data, keep / "baseline_run", args.k))
+            times["clustra"].append(run_clustra(ROOT, data, keep / "run", args.k))
+            times["peer"].append(run_peer(data, tmp / "peer.json", args.k))
+        board = json.loads((keep / "run" / "leaderboard.json").read_text())
         peer = json.loads((tmp / "peer.json").read_text())
     ours = board["models"][0]
-    best_c, best_p = min(clustra_times), min(peer_times)
-    print(json.dumps({"rows": args.rows, "dims": args.dims, "k": args.k, "clustra_seconds": [round(t, 2) for t in clustra_times],
-                      "peer_seconds": [round(t, 2) for t in peer_times], "speedup": round(best_p / best_c, 2),
+    best_c, best_p = min(t.wall for t in times["clustra"]), min(t.wall for t in times["peer"])
+    print(json.dumps({"rows": args.rows, "dims": args.dims, "k": args.k,
+                      "runs": {side: [t.as_dict() for t in runs] for side, runs in times.items()},
+                      "speedup": round(best_p / best_c, 2),
                       "clustra_ari": ours.get("ari"), "peer_ari": round(peer["models"][0]["ari"], 4),
                       "clustra_silhouette": ours.get("silhouette"), "peer_silhouette": round(peer["models"][0]["silhouette"], 4),
                       "machine": machine()}, indent=1))
+    print()
+    for side, runs in times.items():
+        print(summary(side, runs))
     print(f"\n| rows x dims, k | clustra train (best of {args.repeats}) | pandas + scikit-learn | peer / Clustra | ARI Clustra | ARI peer |\n"
           f"|---|---:|---:|---:|---:|---:|\n| {args.rows:,} x {args.dims}, {args.k} | {best_c:.1f} s | {best_p:.1f} s | "
           f"{best_p / best_c:.2f}x | {ours.get('ari')} | {peer['models'][0]['ari']:.4f} |")

@@ -17,23 +17,27 @@ on disk, alternated ``--repeats`` times (the best of each is reported, and every
   on the validation rows, a JSON leaderboard.
 
 The ratio is Clustra's time over the script's (below 1: Clustra is faster). Also printed: ARI
-of each side's best-silhouette model against the planted segments.
+of each side's best-silhouette model against the planted segments; wall and CPU seconds
+(user + sys) of every run, with the load average at its start.
+
+``--baseline DIR``: also time the ``clustra`` of another checkout (e.g. ``git archive main |
+tar -x -C DIR``) in the same rounds, for before/after side by side; ``--keep DIR`` keeps the
+run directories (run, baseline_run) to compare with ``bench/e2e_compare_runs.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from _common import ROOT, machine
+from e2e_timing import Timing, clustra_command, summary, timed_process
 
 PEER = r'''
 import json, sys
@@ -90,49 +94,55 @@ def table(n: int, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def run_clustra(data: Path, out: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv/bin/clustra"), "train", str(data), "--out", str(out), "--algorithms", "kmeans,gmm",
-                    "--k", ",".join(str(k) for k in range(2, 9)), "--exclude", "segment_truth", "--overwrite"],
-                   check=True, capture_output=True)
-    return time.perf_counter() - started
+def run_clustra(root: Path, data: Path, out: Path) -> Timing:
+    command, env = clustra_command(root, "train", str(data), "--out", str(out), "--algorithms", "kmeans,gmm",
+                                   "--k", ",".join(str(k) for k in range(2, 9)), "--exclude", "segment_truth", "--overwrite")
+    return timed_process(command, env, cwd=root)
 
 
-def run_peer(data: Path, out: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", PEER, str(data), str(out)], check=True, capture_output=True)
-    return time.perf_counter() - started
+def run_peer(data: Path, out: Path) -> Timing:
+    return timed_process([sys.executable, "-c", PEER, str(data), str(out)])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose clustra is timed in the same rounds")
+    parser.add_argument("--keep", type=Path, help="keep the run directories here (run, baseline_run)")
     args = parser.parse_args()
     from sklearn.metrics import adjusted_rand_score
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        keep = args.keep or tmp
         frame = table(args.rows)
         data = tmp / "table.parquet"
         frame.to_parquet(data)
-        clustra_times, peer_times = [], []
+        times: dict[str, list[Timing]] = {"clustra": [], "peer": []}
+        if args.baseline:
+            times["baseline"] = []
         for _ in range(args.repeats):
-            clustra_times.append(run_clustra(data, tmp / "run"))
-            peer_times.append(run_peer(data, tmp / "peer.json"))
-        board = json.loads((tmp / "run" / "leaderboard.json").read_text())
+            if args.baseline:
+                times["baseline"].append(run_clustra(args.baseline.resolve(), data, keep / "baseline_run"))
+            times["clustra"].append(run_clustra(ROOT, data, keep / "run"))
+            times["peer"].append(run_peer(data, tmp / "peer.json"))
+        board = json.loads((keep / "run" / "leaderboard.json").read_text())
         aris = {}
         for role, model_id in (("best_silhouette", board["best"]), ("recommended", board.get("recommended"))):
             if model_id:
-                subprocess.run([str(ROOT / ".venv/bin/clustra"), "apply", str(tmp / "run" / "models" / model_id), str(data),
-                                "--out", str(tmp / role)], capture_output=True, check=True)
+                command, env = clustra_command(ROOT, "apply", str(keep / "run" / "models" / model_id), str(data),
+                                               "--out", str(tmp / role))
+                timed_process(command, env, cwd=ROOT)
                 scored = pd.read_parquet(tmp / role)  # every input column is kept, the label too (not a feature)
                 aris[role] = {"model": model_id,
                               "ari": round(adjusted_rand_score(scored["segment_truth"], scored["cluster_id"]), 3)}
-    best_c, best_p = min(clustra_times), min(peer_times)
-    print(json.dumps({"rows": args.rows, "clustra_seconds": [round(t, 2) for t in clustra_times],
-                      "peer_seconds": [round(t, 2) for t in peer_times], "ratio_best": round(best_c / best_p, 2),
-                      "clustra_ari": aris, "machine": machine()}, indent=1))
+    best_c, best_p = min(t.wall for t in times["clustra"]), min(t.wall for t in times["peer"])
+    print(json.dumps({"rows": args.rows, "runs": {side: [t.as_dict() for t in runs] for side, runs in times.items()},
+                      "ratio_best": round(best_c / best_p, 2), "clustra_ari": aris, "machine": machine()}, indent=1))
+    print()
+    for side, runs in times.items():
+        print(summary(side, runs))
     print(f"\n| rows | clustra train (best of {args.repeats}) | pandas + scikit-learn | ratio |\n|---:|---:|---:|---:|\n"
           f"| {args.rows:,} | {best_c:.1f} s | {best_p:.1f} s | {best_c / best_p:.2f}x |")
     return 0

@@ -50,6 +50,59 @@ def _labels(block: Any, assign: AssignFn) -> np.ndarray:
     return np.asarray(assign(block), dtype=np.int64)
 
 
+@threaded_blocks
+def _assign_block(block: Any, assign: AssignFn) -> np.ndarray:
+    return _labels(block, assign)
+
+
+def assign_all(blocks: ArrayBlocks, assign: AssignFn) -> np.ndarray:
+    """Labels of every row of in-memory ``blocks``, in row order (the blocks assigned in parallel threads)."""
+    return blocks.map_reduce(_assign_block, assign, combine=concat_partials)
+
+
+class KnownLabels:
+    """An :data:`AssignFn` for row blocks of one in-memory array whose labels were computed once.
+
+    A block that is a view of consecutive rows of ``data`` (what :class:`ArrayBlocks` hands
+    to the per-block functions) gets its rows' entries of ``labels``; any other block (a
+    copy, unit rows for the cosine metric) is assigned by ``fallback``. The passes of
+    :func:`evaluate_clustering` then label the rows once instead of once per pass.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_samples, n_features)
+    labels : ndarray of shape (n_samples,)
+        ``fallback(data)``, as :func:`assign_all` computes it.
+    fallback : callable
+        The model's assign function.
+    """
+
+    def __init__(self, data: np.ndarray, labels: np.ndarray, fallback: AssignFn):
+        if labels.shape[0] != data.shape[0]:
+            raise ValueError(f"labels has {labels.shape[0]} entries, expected one per row of data ({data.shape[0]})")
+        self.data, self.labels, self.fallback = data, np.asarray(labels, np.int64), fallback
+
+    def _first_row(self, block: Any) -> int | None:
+        """The row of ``data`` that ``block`` starts at, None when ``block`` is not a row range of it."""
+        if not isinstance(block, np.ndarray) or block.ndim != 2 or block.dtype != self.data.dtype:
+            return None
+        if block.strides != self.data.strides or block.shape[1] != self.data.shape[1] or block.shape[0] == 0:
+            return None
+        if self.data.strides[0] <= 0:
+            return None
+        offset = block.__array_interface__["data"][0] - self.data.__array_interface__["data"][0]
+        row, remainder = divmod(offset, self.data.strides[0])
+        if remainder or row < 0 or row + block.shape[0] > self.data.shape[0]:
+            return None
+        return row
+
+    def __call__(self, block: Any) -> np.ndarray:
+        row = self._first_row(block)
+        if row is None:
+            return _labels(block, self.fallback)
+        return self.labels[row : row + block.shape[0]]
+
+
 def _one_hot(labels: np.ndarray, n_clusters: int, dtype=np.float32) -> np.ndarray:
     """(n, k) membership matrix; noise rows (-1) are all zero."""
     out = np.zeros((labels.shape[0], n_clusters), dtype)

@@ -40,7 +40,7 @@ from .drift import build_reference, column_references
 from .errors import ClustraError, DataError
 from .features import FEATURIZERS, FeaturePipeline
 from .insights import profile_clusters, run_insights
-from .metrics import evaluate_clustering
+from .metrics import KnownLabels, assign_all, evaluate_clustering
 from .model import ClusteringModel
 from .progress import Progress
 from .schema import Schema, infer_schema
@@ -135,6 +135,14 @@ def validation_values(part: Any, index: int, column: str, seed: int, fraction: f
     return np.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in kept], dtype=object)
 
 
+def _column_partitions(dataset: Dataset, column: str) -> list:
+    """The partitions of ``dataset.frame`` with ``column`` only (the Parquet reader reads no other column), one
+    delayed object per partition; every column's partitions if the projection merged partitions (the rows of
+    partition i must stay those the split of partition i saw)."""
+    projected = dataset.frame[[column]].to_delayed()
+    return projected if len(projected) == dataset.frame.npartitions else dataset.frame.to_delayed()
+
+
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
@@ -191,6 +199,19 @@ def _predict_block(block: Any, predict: Any) -> np.ndarray:
     return np.asarray(predict(np.asarray(block)), np.int64)
 
 
+def _validation_assign(validation: Blocks, predict: Any, label_once: bool = True) -> tuple[Any, np.ndarray | None]:
+    """The assign function the validation passes use, and the validation rows' labels when known.
+
+    In-memory rows are labelled once (``label_once``), in parallel threads, and every later
+    pass (the metrics' two, the ARI against ``evaluate_against``) reads those labels; Dask
+    blocks are labelled in each pass where they live.
+    """
+    if not label_once or not isinstance(validation, ArrayBlocks) or not isinstance(validation.data, np.ndarray):
+        return predict, None
+    labels = assign_all(validation, predict)
+    return KnownLabels(validation.data, labels, predict), labels
+
+
 def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
     """ARI, NMI, homogeneity and completeness of ``labels`` against ``truth`` (rows with a missing
     truth left out; noise, -1, counts as one more cluster)."""
@@ -234,8 +255,11 @@ def fit_and_evaluate(
         estimator = estimator.fit(train)
         fit_seconds = time.perf_counter() - started
         n_clusters = estimator.n_clusters_found
+        # cosine metrics see unit rows (their own labelling pass): labelled up front only for the ARI
+        assign, validation_labels = _validation_assign(
+            validation, estimator.predict, config.metric != "cosine" or truth is not None)
         metrics = evaluate_clustering(
-            validation, estimator.predict, n_clusters, sample_size=config.silhouette_sample,
+            validation, assign, n_clusters, sample_size=config.silhouette_sample,
             reference_size=config.silhouette_reference, seed=config.seed, device=device, metric=config.metric,
         )
         sample = validation.sample_rows(PROFILE_SAMPLE_ROWS, config.seed)
@@ -256,7 +280,8 @@ def fit_and_evaluate(
             index_rows = unit_rows(stability_rows) if config.metric == "cosine" else stability_rows
             metrics.update(validity_indices(index_rows, estimator.predict(stability_rows)))
         if truth is not None:
-            labels = validation.map_reduce(_predict_block, estimator.predict, combine=concat_partials)
+            labels = validation_labels if validation_labels is not None else validation.map_reduce(
+                _predict_block, estimator.predict, combine=concat_partials)
             metrics.update(agreement_with(truth, labels))
         selection_seconds = time.perf_counter() - selection_started
         return ModelResult(spec, estimator, metrics, clusters, fit_seconds, selection_seconds=selection_seconds)
@@ -390,7 +415,7 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
         values = dask.delayed(validation_values, pure=True)
         column = config.evaluate_against
         truth_parts = dask.compute(*[
-            values(p, i, column, config.seed, config.validation_fraction) for i, p in enumerate(dataset.frame.to_delayed())
+            values(p, i, column, config.seed, config.validation_fraction) for i, p in enumerate(_column_partitions(dataset, column))
         ])
         truth = np.concatenate(truth_parts) if truth_parts else np.array([], dtype=object)
         progress.message(f"evaluating every model against {column!r} ({len(set(truth) - {None})} values; not a feature)")

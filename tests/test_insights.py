@@ -126,6 +126,30 @@ def test_associations_flag_a_planted_duplicate(mixed_frame):
     assert sorted(order) == sorted(assoc["columns"]) and abs(order.index("spend") - order.index("spend_copy")) == 1
 
 
+def test_association_matrix_equals_scikit_learns_nmi_bit_for_bit():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from cluster_core.insights.associations import association_matrix
+
+    rng = np.random.default_rng(11)
+    codes = [rng.integers(-1, int(rng.integers(2, 21)), 3000) for _ in range(12)]
+    codes[1] = codes[0] * 3 + 7  # the same partition under other codes
+    codes[2] = np.where(codes[0] > 4, codes[0], -1)  # a coarsening of it
+    codes[3] = np.zeros(3000, np.int64)  # one value: 0 against everything
+    codes[4] = (rng.random(3000) < 0.01).astype(np.int64)  # a rare flag
+    matrix = association_matrix(codes)
+    for i in range(12):
+        for j in range(12):
+            if i == j:
+                expected = 1.0
+            elif 3 in (i, j):
+                expected = 0.0
+            else:
+                expected = normalized_mutual_info_score(codes[min(i, j)], codes[max(i, j)])  # the upper triangle's
+            assert matrix[i, j] == expected, (i, j)  # exact: the same operations in the same order
+    assert matrix[0, 1] == 1.0
+
+
 def test_text_and_geo_profiles():
     rng = np.random.default_rng(5)
     n = 400

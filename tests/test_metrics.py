@@ -96,3 +96,53 @@ def test_reference_path_same_on_dask_blocks_as_in_memory():
     assert a["silhouette_reference_size"] == b["silhouette_reference_size"] < 6000
     assert a["silhouette"] == pytest.approx(b["silhouette"], abs=1e-9)
     assert abs(a["silhouette"] - skm.silhouette_score(x, model.labels_)) <= 0.01
+
+
+def test_known_labels_read_each_view_and_assign_anything_else():
+    from cluster_core.metrics import KnownLabels, assign_all
+
+    x, _ = make_blobs(5000, n_features=3, centers=3, random_state=1)
+    x = x.astype(np.float32)
+    model = KMeans(3, random_state=0).fit(x)
+    labels = assign_all(ArrayBlocks(x, 700), model.predict)
+    np.testing.assert_array_equal(labels, model.predict(x))
+    calls = []
+
+    def fallback(block):
+        calls.append(block.shape[0])
+        return model.predict(block)
+
+    known = KnownLabels(x, labels, fallback)
+    np.testing.assert_array_equal(known(x[1234:2345]), labels[1234:2345])
+    np.testing.assert_array_equal(known(x[4990:]), labels[4990:])
+    assert calls == []  # row views: read, not assigned
+    np.testing.assert_array_equal(known(x[100:200].copy()), labels[100:200])  # a copy: assigned
+    np.testing.assert_array_equal(known(x[::2][:50]), labels[::2][:50])  # not consecutive rows: assigned
+    moved = x[:300] + 5.0  # other rows (unit rows for the cosine metric, say): assigned
+    np.testing.assert_array_equal(known(moved), model.predict(moved))
+    assert calls == [100, 50, 300]
+    with pytest.raises(ValueError, match="labels has 10 entries, expected one per row of data \\(5000\\)"):
+        KnownLabels(x, labels[:10], fallback)
+
+
+def test_metrics_from_labels_computed_once_equal_those_of_a_pass_each():
+    from cluster_core.metrics import KnownLabels, assign_all
+
+    x, _ = make_blobs(30_000, n_features=6, centers=5, cluster_std=2.0, random_state=4)
+    x = x.astype(np.float32)
+    model = KMeans(5, random_state=0).fit(x)
+    blocks = ArrayBlocks(x, 4096)
+    counted = []
+
+    def predict(block):
+        counted.append(block.shape[0])
+        return model.predict(block)
+
+    options = {"sample_size": 2000, "reference_size": 8000, "seed": 3}
+    each_pass = evaluate_clustering(blocks, predict, 5, **options)
+    assert sum(counted) == 2 * 30_000
+    counted.clear()
+    known = KnownLabels(x, assign_all(blocks, predict), predict)
+    once = evaluate_clustering(blocks, known, 5, **options)
+    assert sum(counted) == 30_000
+    assert once == each_pass

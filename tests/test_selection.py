@@ -280,3 +280,26 @@ def test_demo_recommends_three_penguin_groups(demo):
     agreement = float(re.search(r"agreement with the true species \(ARI[^)]*\): ([0-9.]+)", result.stdout).group(1))
     assert agreement >= 0.8, result.stdout
     assert "leaves out species" in result.stdout and "sex" in result.stdout
+
+
+def test_validity_indices_load_genieclusts_module_without_matplotlib():
+    """The indices come from genieclust's own compiled module, loaded without the package's plots."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, numpy as np
+from sklearn.datasets import make_blobs
+from cluster_core.selection import validity_indices
+x, y = make_blobs(600, n_features=3, centers=3, random_state=2)
+ours = validity_indices(x, y)
+assert "matplotlib" not in sys.modules and "genieclust" not in sys.modules, sorted(m for m in sys.modules if "genie" in m or "matplotlib" in m)
+from genieclust import cluster_validity
+expected = {"wcnn": round(float(cluster_validity.wcnn_index(x, y, M=25)), 4),
+            "dunn_owa": round(float(cluster_validity.dunnowa_index(x, y, M=25, owa_numerator="SMin:5", owa_denominator="Max")), 4)}
+assert ours == expected and ours["wcnn"] is not None, (ours, expected)
+assert validity_indices(x, y) == ours  # now from the imported package
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

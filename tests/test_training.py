@@ -108,3 +108,60 @@ def test_waiting_for_model_tasks_stops_once_the_client_is_closed():
         with pytest.raises(CancelledError):  # ours, or the cancelled futures' own
             list(_as_completed(client, slow, poll_s=0.1))
         assert time.perf_counter() - started < 10
+
+
+def test_truth_values_read_from_their_column_alone_equal_those_of_whole_partitions(tmp_path):
+    """``evaluate_against`` reads one column; its validation rows are those of every partition's split."""
+    import pandas as pd
+
+    from cluster_core.training import _column_partitions, validation_values
+
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, n in enumerate([300, 170, 410, 95]):
+        truth = rng.choice(np.array(["a", "b", "c"], dtype=object), n)
+        truth[rng.random(n) < 0.1] = None
+        pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(size=n), "truth": truth}).to_parquet(folder / f"p{i}.parquet")
+    dataset = read_dataset(str(folder))
+    projected = _column_partitions(dataset, "truth")
+    assert len(projected) == dataset.frame.npartitions == 4
+    for i, (one, whole) in enumerate(zip(projected, dataset.frame.to_delayed())):
+        one, whole = one.compute(), whole.compute()
+        assert list(one.columns) == ["truth"] and len(one) == len(whole)
+        ours, expected = validation_values(one, i, "truth", 5, 0.3), validation_values(whole, i, "truth", 5, 0.3)
+        assert ours.tolist() == expected.tolist() and len(ours) > 10
+
+
+def test_a_models_validation_rows_are_labelled_once(monkeypatch):
+    """The metrics' passes and the ARI against the truth read one labelling of the validation rows."""
+    from sklearn.datasets import make_blobs
+
+    from cluster_core.algorithms import KMeans
+    from cluster_core.blocks import ArrayBlocks
+    from cluster_core.metrics import evaluate_clustering
+    from cluster_core.training import ModelSpec, agreement_with, fit_and_evaluate
+
+    x, y = make_blobs(10_000, n_features=4, centers=5, random_state=6)
+    x = x.astype(np.float32)
+    train, validation = x[:8000], x[8000:]
+    truth = np.array([str(v) for v in y[8000:]], dtype=object)
+    seen = []
+    predict = KMeans.predict
+
+    def counting(self, rows):
+        seen.append(len(rows))
+        return predict(self, rows)
+
+    monkeypatch.setattr(KMeans, "predict", counting)
+    config = TrainConfig(seed=0)
+    spec = ModelSpec("kmeans-k5", "kmeans", 5, "kmeans")
+    result = fit_and_evaluate(spec, spec.build(config, "cpu"), config, ArrayBlocks(train, 1500), ArrayBlocks(validation, 700),
+                              [f"x{i}" for i in range(4)], truth=truth)
+    assert result.error is None
+    assert sum(seen) == 2 * 2000  # the validation rows once, the profile sample (every row here) once
+    expected = evaluate_clustering(ArrayBlocks(validation, 700), result.estimator.predict, 5, seed=0)  # a pass each
+    assert {k: result.metrics[k] for k in expected} == expected
+    assert {k: result.metrics[k] for k in ("ari", "nmi")} == {
+        k: v for k, v in agreement_with(truth, predict(result.estimator, validation)).items() if k in ("ari", "nmi")}
+    assert result.metrics["ari"] > 0.9

@@ -7,6 +7,8 @@ threshold are flagged redundant, and a hierarchical clustering orders related co
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -61,18 +63,63 @@ def discretize(view: ColumnView, frame: pd.DataFrame, inputs: np.ndarray, seed: 
     return _block_codes(inputs[:, view.block], seed)
 
 
-def association_matrix(codes: list[np.ndarray]) -> np.ndarray:
-    """Symmetric NMI matrix (arithmetic normalization), 1 on the diagonal."""
-    from sklearn.metrics import normalized_mutual_info_score
+class _Coded:
+    """One column's codes as consecutive integers (``np.unique`` order) with their entropy."""
 
+    def __init__(self, codes: np.ndarray):
+        values, self.index = np.unique(np.asarray(codes), return_inverse=True)
+        self.index = self.index.ravel()
+        self.n_values = values.shape[0]
+        self.entropy = _entropy(np.bincount(self.index, minlength=self.n_values))
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """Entropy of a labelling from its value counts, computed as scikit-learn's ``_entropy`` does."""
+    pi = counts.astype(np.float64)
+    if pi.size == 1:
+        return 0.0
+    pi_sum = np.sum(pi)
+    return float(-np.sum((pi / pi_sum) * (np.log(pi) - math.log(pi_sum))))
+
+
+def _nmi(a: _Coded, b: _Coded) -> float:
+    """``sklearn.metrics.normalized_mutual_info_score`` (arithmetic) of two columns with two or more values each.
+
+    The same operations in the same order (a dense contingency table's non-zero cells come in
+    the row-major order of scikit-learn's sparse one, and every count sum is exact), without
+    the input validation and the per-call ``np.unique`` of both columns, which made the 1,225
+    pairs of 50 columns take seconds.
+    """
+    table = np.bincount(a.index * b.n_values + b.index, minlength=a.n_values * b.n_values)
+    contingency = table.reshape(a.n_values, b.n_values).astype(np.float64)
+    nzx, nzy = np.nonzero(contingency)
+    nz_val = contingency[nzx, nzy]
+    contingency_sum = contingency.sum()
+    pi, pj = contingency.sum(axis=1), contingency.sum(axis=0)
+    log_contingency_nm = np.log(nz_val)
+    contingency_nm = nz_val / contingency_sum
+    outer = pi.take(nzx).astype(np.int64, copy=False) * pj.take(nzy).astype(np.int64, copy=False)
+    log_outer = -np.log(outer) + math.log(pi.sum()) + math.log(pj.sum())
+    mi = contingency_nm * (log_contingency_nm - math.log(contingency_sum)) + contingency_nm * log_outer
+    mi = np.where(np.abs(mi) < np.finfo(mi.dtype).eps, 0.0, mi)
+    mi = float(np.clip(mi.sum(), 0.0, None))
+    if mi == 0:
+        return 0.0
+    return float(mi / np.mean([a.entropy, b.entropy]))
+
+
+def association_matrix(codes: list[np.ndarray]) -> np.ndarray:
+    """Symmetric NMI matrix (arithmetic normalization, as scikit-learn's
+    ``normalized_mutual_info_score``), 1 on the diagonal; 0 for a column with one value."""
     n = len(codes)
     matrix = np.eye(n)
+    coded = [_Coded(c) for c in codes]
     for i in range(n):
         for j in range(i + 1, n):
-            if len(np.unique(codes[i])) < 2 or len(np.unique(codes[j])) < 2:
+            if coded[i].n_values < 2 or coded[j].n_values < 2:
                 value = 0.0
             else:
-                value = float(normalized_mutual_info_score(codes[i], codes[j]))
+                value = _nmi(coded[i], coded[j])
             matrix[i, j] = matrix[j, i] = value
     return matrix
 
