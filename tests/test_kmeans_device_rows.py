@@ -163,7 +163,8 @@ def test_lloyd_on_device_rows_matches_numpy_and_the_block_path(monkeypatch, plan
     {"init": "k-means++", "n_init": 1, "tol": 1e-4},  # column moments for the tolerance, labels pass
     {"init": "k-means++", "n_init": 3, "tol": 1e-4},  # the best of three by inertia
 ], ids=["fixed-init", "kmeans++", "kmeans++x3"])
-def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted, params):
+@pytest.mark.parametrize("reduction", ["index_add", "onehot"])
+def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted, params, reduction):
     x, truth = planted
     if params["init"] == "fixed":
         params = {**params, "init": _one_row_per_blob(x, truth, 2)}
@@ -171,7 +172,7 @@ def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted
     used = []
 
     def on_device(blocks, device):
-        used.append(DeviceRows(blocks.data, device))
+        used.append(DeviceRows(blocks.data, device, reduction=reduction))
         return used[-1]
 
     monkeypatch.setattr(kmeans_module, "device_rows", on_device)  # the GPU's path, run on the CPU
