@@ -94,7 +94,8 @@ def _nearest_rows(x_all: torch.Tensor, prepared: _Centers, device: str) -> tuple
 
 class _LloydSums:
     """One pass's Lloyd statistics (counts, sums around ``prepared.shift``, inertia), kept as
-    tensors on the device across chunks and blocks until :meth:`to_host` moves them at once."""
+    tensors on the device across chunks and blocks until :meth:`to_host` moves them at once.
+    ``reduction``: rows added with ``index_add_`` or as one-hot GEMMs (:func:`onehot_cluster_sums`)."""
 
     def __init__(self, prepared: _Centers, device: str, reduction: str = "index_add"):
         if reduction not in REDUCTIONS:
