@@ -13,6 +13,13 @@ or cuML: ``cluster_core.algorithms`` imports none of them)::
 The first line names the devices and how the in-memory KMeans fit runs on the first one
 (``DeviceRows``: rows resident on the device or streamed, rows per chunk); ``--devices cpu,cpu``
 checks the script on a machine without a GPU.
+
+``--profile`` first times the plain Lloyd iterations of the KMeans data on the first device with
+each way of adding rows into cluster sums (``DeviceRows(reduction=...)``: ``index_add`` and
+``onehot``; one line each with ``ms_per_iter``, then one line with their agreement), then runs
+``torch.profiler`` around ``--profile-iters`` iterations of the device's default reduction and
+prints the top ``--profile-top`` ops by self device time (self CPU time on a CPU) as JSON lines,
+followed by the usual checks.
 """
 
 from __future__ import annotations
@@ -42,10 +49,114 @@ def _fit_layout(X, k: int, device: str) -> dict:
     if device == "cpu":
         return {"path": "Hamerly-bounded Lloyd on CPU blocks"}
     rows = DeviceRows(X, device)
-    layout = {"path": "DeviceRows", "resident": rows.resident, "block_rows": rows.block_rows,
+    layout = {"path": "DeviceRows", "resident": rows.resident, "reduction": rows.reduction, "block_rows": rows.block_rows,
               "chunk_rows": chunk_rows(min(len(X), rows.block_rows), k, device=device)}
     del rows
     return layout
+
+
+def _self_time_us(event, kind: str) -> float:
+    """An op's self time in microseconds (``kind``: "device" or "cpu"; torch < 2.4 says "cuda")."""
+    if kind == "cpu":
+        return float(event.self_cpu_time_total)
+    return float(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0))
+
+
+def _lloyd_runner(X, init, device: str, reduction: str | None):
+    """A function running ``n`` plain Lloyd iterations (no tolerance stop, no final inertia
+    pass) of ``X`` from ``init`` on ``device`` through one :class:`DeviceRows`; returns centers."""
+    from cluster_core.algorithms.kmeans import lloyd
+    from cluster_core.blocks import ArrayBlocks
+    from cluster_core.kernels.kmeans import DeviceRows
+
+    blocks = ArrayBlocks(X)
+    rows = DeviceRows(X, device, reduction=reduction)
+
+    def run(n: int):
+        return lloyd(blocks, init, n, -1.0, device, final_inertia=False, rows=rows)[0]
+
+    return run, rows
+
+
+def _synchronize(device: str) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_reductions(X, init, device: str, iters: int) -> None:
+    """Plain Lloyd iterations per reduction on ``device``: ms per iteration and agreement."""
+    import numpy as np
+
+    from cluster_core.kernels.kmeans import REDUCTIONS
+
+    centers = {}
+    for reduction in REDUCTIONS:
+        run, rows = _lloyd_runner(X, init, device, reduction)
+        run(2)  # warm-up
+        _synchronize(device)
+        started = time.perf_counter()
+        centers[reduction] = run(iters)
+        _synchronize(device)
+        elapsed = time.perf_counter() - started
+        print(json.dumps({"profile": "lloyd iterations", "device": device, "reduction": reduction,
+                          "resident": rows.resident, "iterations": iters,
+                          "ms_per_iter": round(1e3 * elapsed / iters, 3)}), flush=True)
+        del rows
+    a, b = (centers[r].astype(np.float64) for r in REDUCTIONS)
+    print(json.dumps({"profile": "reductions agree", "iterations": iters,
+                      "centers_max_abs_diff": float(np.abs(a - b).max()),
+                      "centers_max_abs": float(np.abs(a).max())}), flush=True)
+
+
+def _profile_lloyd(X, init, device: str, iters: int, top: int) -> None:
+    """``torch.profiler`` around ``iters`` Lloyd iterations with the device's default reduction.
+
+    Prints the ``top`` torch ops by self device time (the kernels each op launched itself;
+    on a CPU: self CPU time) as ``{"op": ...}`` lines, the 5 longest kernels as ``{"kernel": ...}``
+    lines, then a total: the device's busy time (kernels and copies, as the profiler's table
+    sums it) against the wall time per iteration; the difference is the device idling.
+    """
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = torch.device(device).type == "cuda"
+    run, rows = _lloyd_runner(X, init, device, None)
+    run(2)  # warm-up outside the profile
+    _synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        started = time.perf_counter()
+        run(iters)
+        _synchronize(device)
+        wall = time.perf_counter() - started
+    events = list(prof.key_averages())
+    ops = [e for e in events if e.device_type == DeviceType.CPU]
+    kernels = [e for e in events if e.device_type != DeviceType.CPU]
+    kind = "device" if on_gpu else "cpu"
+    if on_gpu and not kernels:
+        # no kernel events (CUPTI unavailable to this process): rank by self CPU time instead
+        print(json.dumps({"profile": "no CUDA kernel events recorded; ranking by self CPU time"}), flush=True)
+        kind = "cpu"
+    busy_us = sum(_self_time_us(e, kind) for e in (kernels if kind == "device" else ops))
+
+    def line(label: str, event) -> str:
+        self_us = _self_time_us(event, kind)
+        return json.dumps({label: event.key[:160], "calls_per_iter": round(event.count / iters, 2),
+                           f"self_{kind}_ms_per_iter": round(self_us / 1e3 / iters, 4),
+                           "self_cpu_ms_per_iter": round(event.self_cpu_time_total / 1e3 / iters, 4),
+                           "share": round(self_us / busy_us, 4) if busy_us else None})
+
+    for event in sorted(ops, key=lambda e: _self_time_us(e, kind), reverse=True)[:top]:
+        print(line("op", event), flush=True)
+    if kind == "device":
+        for event in sorted(kernels, key=lambda e: _self_time_us(e, kind), reverse=True)[:5]:
+            print(line("kernel", event), flush=True)
+    print(json.dumps({"profile": "total", "device": device, "reduction": rows.reduction, "iterations": iters,
+                      f"busy_{kind}_ms_per_iter": round(busy_us / 1e3 / iters, 4),
+                      "wall_ms_per_iter_profiled": round(1e3 * wall / iters, 3)}), flush=True)
 
 
 def main() -> None:
@@ -63,6 +174,10 @@ def main() -> None:
     parser.add_argument("--gmm-rows", type=int, default=200_000)
     parser.add_argument("--gmm-k", type=int, default=16)
     parser.add_argument("--devices", default="cuda,cpu", help="the two devices compared (cpu,cpu checks the script here)")
+    parser.add_argument("--profile", action="store_true",
+                        help="first time and profile plain Lloyd iterations on the first device (see above)")
+    parser.add_argument("--profile-iters", type=int, default=10, help="Lloyd iterations timed and profiled")
+    parser.add_argument("--profile-top", type=int, default=15, help="ops printed from the profile")
     args = parser.parse_args()
     first, second = args.devices.split(",")
     X, truth = make_blobs(args.rows, args.dims, centers=args.k, cluster_std=1.0, random_state=0)
@@ -71,6 +186,12 @@ def main() -> None:
                       "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                       "devices": [first, second], "kmeans_fit_on_first": _fit_layout(X, args.k, first)}), flush=True)
     init = X[np.random.default_rng(0).choice(len(X), args.k, replace=False)]
+    if args.profile:
+        _time_reductions(X, init, first, args.profile_iters)
+        try:
+            _profile_lloyd(X, init, first, args.profile_iters, args.profile_top)
+        except Exception as error:  # a profiler failure must not cost the checks below
+            print(json.dumps({"profile": "failed", "error": repr(error)}), flush=True)
     fits = [_fit_twice(lambda: KMeans(args.k, init=init, n_init=1, max_iter=100, tol=0.0, random_state=0,
                                                  device=device, engine="torch"), X)
             for device in (first, second)]

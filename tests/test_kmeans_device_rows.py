@@ -11,7 +11,15 @@ import cluster_core.kernels._torch as torch_kernels
 from cluster_core.algorithms import KMeans
 from cluster_core.algorithms.kmeans import lloyd
 from cluster_core.blocks import ArrayBlocks
-from cluster_core.kernels.kmeans import FLOAT32_SUM_ROWS, DeviceRows, assign_nearest, column_moments, lloyd_partial_sums
+from cluster_core.kernels.kmeans import (
+    FLOAT32_SUM_ROWS,
+    ONEHOT_BATCH_ROWS,
+    DeviceRows,
+    assign_nearest,
+    column_moments,
+    lloyd_partial_sums,
+    onehot_cluster_sums,
+)
 
 N_ROWS = 40_000  # more than FLOAT32_SUM_ROWS: one large chunk takes the float64 sums
 
@@ -49,6 +57,9 @@ LAYOUTS = [
     pytest.param("large", {}, id="one-chunk-resident"),
     pytest.param("large", {"resident": False, "block_rows": 7000}, id="one-chunk-per-streamed-block"),
     pytest.param("small", {"resident": False, "block_rows": 7000}, id="small-chunks-streamed"),
+    # the GPU's default reduction (one-hot GEMMs, no atomic adds), forced on the CPU
+    pytest.param("large", {"reduction": "onehot"}, id="one-chunk-resident-onehot"),
+    pytest.param("small", {"resident": False, "block_rows": 7000, "reduction": "onehot"}, id="small-chunks-streamed-onehot"),
 ]
 
 
@@ -152,7 +163,8 @@ def test_lloyd_on_device_rows_matches_numpy_and_the_block_path(monkeypatch, plan
     {"init": "k-means++", "n_init": 1, "tol": 1e-4},  # column moments for the tolerance, labels pass
     {"init": "k-means++", "n_init": 3, "tol": 1e-4},  # the best of three by inertia
 ], ids=["fixed-init", "kmeans++", "kmeans++x3"])
-def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted, params):
+@pytest.mark.parametrize("reduction", ["index_add", "onehot"])
+def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted, params, reduction):
     x, truth = planted
     if params["init"] == "fixed":
         params = {**params, "init": _one_row_per_blob(x, truth, 2)}
@@ -160,7 +172,7 @@ def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted
     used = []
 
     def on_device(blocks, device):
-        used.append(DeviceRows(blocks.data, device))
+        used.append(DeviceRows(blocks.data, device, reduction=reduction))
         return used[-1]
 
     monkeypatch.setattr(kmeans_module, "device_rows", on_device)  # the GPU's path, run on the CPU
@@ -177,3 +189,50 @@ def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted
     if params["n_init"] == 1:
         assert device.n_iter_ == cpu.n_iter_
         assert np.array_equal(order, np.arange(20))
+
+
+@pytest.mark.parametrize("n_rows", [1, 300, 3 * ONEHOT_BATCH_ROWS, 5 * ONEHOT_BATCH_ROWS + 77])
+def test_onehot_cluster_sums_match_index_add(n_rows):
+    """Whole batches (the batched GEMM), a ragged tail (one GEMM) and both; clusters 3 and 9 stay empty."""
+    rng = np.random.default_rng(n_rows)
+    k, d = 11, 6
+    x = (rng.standard_normal((n_rows, d)) * 3 + 50).astype(np.float32)
+    labels = rng.choice([0, 1, 2, 4, 5, 6, 7, 8, 10], size=n_rows, p=[0.5] + [0.0625] * 8)
+    counts, sums = onehot_cluster_sums(torch.from_numpy(x), torch.from_numpy(labels), k)
+    assert counts.dtype == torch.int64 and sums.dtype == torch.float64
+    assert np.array_equal(counts.numpy(), np.bincount(labels, minlength=k))
+    x64 = x.astype(np.float64)
+    exact = np.zeros((k, d))
+    np.add.at(exact, labels, x64)
+    reference = torch.zeros(k, d, dtype=torch.float64).index_add_(0, torch.from_numpy(labels), torch.from_numpy(x64))
+    np.testing.assert_allclose(reference.numpy(), exact, rtol=1e-12, atol=1e-9)
+    scale = np.zeros((k, d))
+    np.add.at(scale, labels, np.abs(x64))
+    # float32 partial sums over at most ONEHOT_BATCH_ROWS rows: within float32 rounding of the terms
+    assert np.all(np.abs(sums.numpy() - exact) <= 1e-6 * scale)
+    assert np.all(sums.numpy()[[3, 9]] == 0.0)
+
+
+def test_device_rows_reduction_defaults_per_device_and_is_checked(monkeypatch, blobs):
+    from cluster_core.kernels import kmeans as kernels
+
+    assert DeviceRows(blobs, "cpu").reduction == "index_add"  # the CPU keeps the per-block kernels' sums
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 << 40, 1 << 40))
+    monkeypatch.setattr(kernels, "to_tensor", lambda data, device: torch.from_numpy(np.asarray(data)))
+    assert DeviceRows(blobs, "cuda").reduction == "onehot"
+    assert DeviceRows(blobs, "cuda", reduction="index_add").reduction == "index_add"
+    with pytest.raises(ValueError, match=r"reduction='atomic' should be one of \('index_add', 'onehot'\)"):
+        DeviceRows(blobs, "cpu", reduction="atomic")
+
+
+def test_onehot_lloyd_pass_is_the_index_add_pass_to_rounding(blobs):
+    """The same pass with both reductions: identical counts, sums and inertia to float rounding."""
+    centers = blobs[np.random.default_rng(3).choice(N_ROWS, 20, replace=False)]
+    shift = centers.mean(axis=0)
+    counts_ref, sums_ref, inertia_ref = DeviceRows(blobs, "cpu", reduction="index_add").lloyd_sums(centers, shift)
+    counts, sums, inertia = DeviceRows(blobs, "cpu", reduction="onehot").lloyd_sums(centers, shift)
+    assert np.array_equal(counts, counts_ref)
+    np.testing.assert_allclose(sums, sums_ref, rtol=1e-5, atol=1e-2)
+    # the new centers (coordinates up to ~10) agree to the float32 partial sums' rounding
+    np.testing.assert_allclose(sums / counts[:, None], sums_ref / counts_ref[:, None], rtol=1e-5, atol=3e-5)
+    assert inertia == pytest.approx(inertia_ref, rel=1e-6)

@@ -20,6 +20,8 @@ from ._torch import chunk_rows, column_min, device_free_bytes, matmul, row_min, 
 FAR_POINTS = 16  # candidates for re-seeding empty clusters
 ROW_LAYOUT_MAX_K = 128  # up to this many centers the scores are (rows x k), else (k x rows)
 FLOAT32_SUM_ROWS = 32768  # chunks up to this many rows add their Lloyd sums in float32, larger ones in float64
+ONEHOT_BATCH_ROWS = 4096  # one-hot Lloyd sums: float32 GEMM partial sums over this many rows, then float64
+REDUCTIONS = ("index_add", "onehot")  # how a Lloyd pass adds rows into their clusters' sums
 RESIDENT_SHARE = 2  # DeviceRows keeps the data on a GPU when it takes at most 1/2 of the free memory,
 STREAM_SHARE = 8  # else copies it block by block, a block at most 1/8 of the free memory
 
@@ -92,11 +94,15 @@ def _nearest_rows(x_all: torch.Tensor, prepared: _Centers, device: str) -> tuple
 
 class _LloydSums:
     """One pass's Lloyd statistics (counts, sums around ``prepared.shift``, inertia), kept as
-    tensors on the device across chunks and blocks until :meth:`to_host` moves them at once."""
+    tensors on the device across chunks and blocks until :meth:`to_host` moves them at once.
+    ``reduction``: rows added with ``index_add_`` or as one-hot GEMMs (:func:`onehot_cluster_sums`)."""
 
-    def __init__(self, prepared: _Centers, device: str):
+    def __init__(self, prepared: _Centers, device: str, reduction: str = "index_add"):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction={reduction!r} should be one of {REDUCTIONS}")
         self.prepared = prepared
         self.device = device
+        self.reduction = reduction
         self.counts = torch.zeros(prepared.k, dtype=torch.int64, device=device)
         self.sums = torch.zeros(prepared.k, prepared.d, dtype=torch.float64, device=device)
         self.inertia = torch.zeros((), dtype=torch.float64, device=device)
@@ -107,6 +113,13 @@ class _LloydSums:
         step = chunk_rows(x_all.shape[0], prepared.k, device=self.device)
         for start in range(0, x_all.shape[0], step):
             best, labels, shifted = prepared.best(x_all[start : start + step])
+            if self.reduction == "onehot":
+                counts, sums = onehot_cluster_sums(shifted, labels, prepared.k)
+                self.counts += counts
+                self.sums += sums
+                # per-row squared norms in float32 (d terms each), added up in float64
+                self.inertia += best.double().sum() + (shifted * shifted).sum(dim=1).double().sum()
+                continue
             # not bincount: on CUDA it reads the largest label back to the host (a sync per chunk)
             self.counts.index_add_(0, labels, torch.ones(labels.shape[0], dtype=torch.int64, device=self.device))
             if shifted.shape[0] <= FLOAT32_SUM_ROWS:  # cache-sized chunk: float32 partial sums
@@ -126,6 +139,36 @@ class _LloydSums:
         sums = self.sums + self.counts.unsqueeze(1).double() * self.prepared.shift.double()
         packed = to_numpy(torch.cat([self.counts.double(), sums.reshape(-1), self.inertia.reshape(1)]))
         return packed[:k].astype(np.int64), packed[k : k + k * d].reshape(k, d), float(packed[-1])
+
+
+def onehot_cluster_sums(shifted: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster ``(counts[k] int64, sums[k, d] float64)`` of the rows of ``shifted``
+    (float32, on any device) as GEMMs, without atomic adds.
+
+    ``index_add_`` on a GPU makes every row's ``d`` values an atomic add into only ``k x d``
+    addresses (heavy contention). Here a (rows x k) float32 one-hot matrix (the size of the
+    chunk's score matrix) is built with one write per row, and ``one-hot.T @ rows`` runs as one
+    batched GEMM over batches of :data:`ONEHOT_BATCH_ROWS` rows: float32 partial sums over at
+    most that many rows (as cache-sized chunks on the CPU add theirs), added up in float64.
+    Counts are the one-hot's column sums (exact in float32 up to 2**24 rows per batch).
+    """
+    n, d = shifted.shape
+    device = shifted.device
+    onehot = torch.zeros(n, k, dtype=shifted.dtype, device=device)
+    onehot.scatter_(1, labels.reshape(n, 1).long(), 1.0)
+    counts = torch.zeros(k, dtype=torch.float64, device=device)
+    sums = torch.zeros(k, d, dtype=torch.float64, device=device)
+    batch = ONEHOT_BATCH_ROWS
+    full = (n // batch) * batch
+    if full:
+        hot = onehot[:full].reshape(-1, batch, k)
+        sums += torch.bmm(hot.transpose(1, 2), shifted[:full].reshape(-1, batch, d)).double().sum(dim=0)
+        counts += hot.sum(dim=1).double().sum(dim=0)
+    if full < n:
+        hot = onehot[full:]
+        sums += (hot.T @ shifted[full:]).double()
+        counts += hot.sum(dim=0).double()
+    return counts.round().long(), sums
 
 
 @threaded_blocks
@@ -202,12 +245,24 @@ class DeviceRows:
         Force keeping the rows on the device (True) or streaming them (False).
     block_rows : int, optional
         Rows per streamed block (default: from the free device memory).
+    reduction : {"index_add", "onehot"}, optional
+        How a Lloyd pass adds rows into their clusters' sums: ``index_add_`` (the per-block
+        kernels' way; the default on the CPU) or one-hot GEMMs (:func:`onehot_cluster_sums`,
+        no atomic adds; the default on a GPU).
     """
 
-    def __init__(self, data: Any, device: str = "cpu", resident: bool | None = None, block_rows: int | None = None):
+    def __init__(
+        self, data: Any, device: str = "cpu", resident: bool | None = None, block_rows: int | None = None,
+        reduction: str | None = None,
+    ):
         if len(data.shape) != 2:
             raise ValueError(f"expected a 2-D array, got shape {tuple(data.shape)}")
+        if reduction is None:
+            reduction = "index_add" if torch.device(device).type == "cpu" else "onehot"
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction={reduction!r} should be one of {REDUCTIONS}")
         self.device = device
+        self.reduction = reduction
         self.n_rows, self.n_features = (int(n) for n in data.shape)
         row_bytes = 4 * max(1, self.n_features)
         free = device_free_bytes(device)
@@ -233,7 +288,7 @@ class DeviceRows:
 
     def lloyd_sums(self, centers: np.ndarray, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """All rows' :func:`lloyd_partial_sums` ``(counts, sums, inertia)``, one host transfer."""
-        sums = _LloydSums(_Centers(centers, self.device, shift=shift), self.device)
+        sums = _LloydSums(_Centers(centers, self.device, shift=shift), self.device, self.reduction)
         for block in self._blocks():
             sums.add(block)
         return sums.to_host()
