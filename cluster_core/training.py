@@ -132,7 +132,10 @@ def validation_values(part: Any, index: int, column: str, seed: int, fraction: f
     values = part[column]
     is_validation = _is_validation(len(part), index, seed, fraction)
     kept = values[is_validation]
-    return np.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in kept], dtype=object)
+    import pandas as pd  # loaded with the partition already
+
+    # pd.isna: None, NaN, pd.NA (nullable string / integer columns) and NaT are all missing, never a class "<NA>"
+    return np.array([None if pd.isna(v) else str(v) for v in kept], dtype=object)
 
 
 def _column_partitions(dataset: Dataset, column: str) -> list:

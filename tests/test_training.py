@@ -133,6 +133,27 @@ def test_truth_values_read_from_their_column_alone_equal_those_of_whole_partitio
         assert ours.tolist() == expected.tolist() and len(ours) > 10
 
 
+def test_missing_truth_values_of_every_kind_are_left_out_not_a_class():
+    """pd.NA (nullable string and integer columns), NaN, None and NaT are missing, never the class "<NA>"."""
+    import pandas as pd
+
+    from cluster_core.training import agreement_with, validation_values
+
+    frame = pd.DataFrame({
+        "s": pd.array(["a", None, "b", "a", None, "b"] * 50, dtype="string"),
+        "i": pd.array([1, None, 2, 1, None, 2] * 50, dtype="Int64"),
+        "f": [1.0, np.nan, 2.0, 1.0, np.nan, 2.0] * 50,
+        "t": pd.to_datetime(["2020-01-01", None, "2021-01-01", "2020-01-01", None, "2021-01-01"] * 50),
+    })
+    for column in frame.columns:
+        values = validation_values(frame, 0, column, 0, 1.0)
+        assert len(values) == 300 and sum(v is None for v in values) == 100, column
+        assert "<NA>" not in set(values) and "NaT" not in set(values) and "nan" not in set(values), column
+    truth = validation_values(frame, 0, "s", 0, 1.0)
+    labels = np.array([0, 1, 1, 0, 0, 1] * 50)  # perfect on the known rows, anything on the missing ones
+    assert agreement_with(truth, labels)["ari"] == 1.0
+
+
 def test_a_models_validation_rows_are_labelled_once(monkeypatch):
     """The metrics' passes and the ARI against the truth read one labelling of the validation rows."""
     from sklearn.datasets import make_blobs
