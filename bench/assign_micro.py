@@ -4,9 +4,12 @@ Fits KMeans, GaussianMixture (with two-valued columns, so discrete emissions), H
 Genie on one fixed synthetic table, then times, per model, ``assign`` and the serving pair
 (``assign`` plus ``transform`` or ``predict_proba``: what ``ServedModel.feature_assignments``
 asks for) on 1, 16 and 1,000 rows: the best of several rounds of ``timeit``, in microseconds per
-call. ``--digest`` prints a SHA-256 of every output instead, to compare two versions bit for bit.
+call. ``--digest DIR`` prints a SHA-256 of every output instead, to compare two versions bit for
+bit: the models are saved to DIR on the first run (``get_state``: JSON + npz) and loaded from it on
+later runs, and ``CLUSTRA_CPU_GEMM=numpy`` fixes the GEMM library (its timing calibration can pick
+either, whose last bits differ).
 
-    PYTHONPATH=. .venv/bin/python bench/assign_micro.py [--digest]
+    PYTHONPATH=. .venv/bin/python bench/assign_micro.py [--digest DIR]
 """
 
 from __future__ import annotations
@@ -66,6 +69,19 @@ def per_call_us(fn, budget_s: float = 0.25, rounds: int = 5) -> float:
     return min(timeit.repeat(fn, number=number, repeat=rounds)) / number * 1e6
 
 
+def saved_models(directory: str, data: np.ndarray) -> dict:
+    """The models of :func:`models`, fitted and saved to ``directory`` once, then loaded from it."""
+    from cluster_core._state import read_state, write_state
+
+    classes = {"kmeans": KMeans, "gmm-full": GaussianMixture, "gmm-diag": GaussianMixture, "hdbscan": HDBSCAN,
+               "genie": Genie}
+    if not os.path.exists(os.path.join(directory, "kmeans.json")):
+        os.makedirs(directory, exist_ok=True)
+        for name, model in models(data).items():
+            write_state(directory, name, model.get_state())
+    return {name: cls.from_state(read_state(directory, name)) for name, cls in classes.items()}
+
+
 def digests(fitted: dict, data: np.ndarray) -> dict:
     """SHA-256 of every inference output on fixed rows (float32 and float64 inputs)."""
     rows = np.random.default_rng(1).normal(0, 5, (300, data.shape[1])).astype(np.float32)
@@ -90,16 +106,17 @@ def digests(fitted: dict, data: np.ndarray) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--digest", action="store_true", help="print output digests instead of timings")
+    parser.add_argument("--digest", metavar="DIR", help="print output digests of the models saved in DIR instead of timings")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     data = table()
-    fitted = models(data)
     if args.digest:
-        print(json.dumps(digests(fitted, data), indent=1))
+        os.environ.setdefault("CLUSTRA_CPU_GEMM", "numpy")
+        print(json.dumps(digests(saved_models(args.digest, data), data), indent=1))
         return
+    fitted = models(data)
     results = []
     for name, model in fitted.items():
         for size in SIZES:
