@@ -17,7 +17,7 @@ from sklearn.utils.validation import validate_data
 from cluster_core.algorithms import HDBSCAN, GaussianMixture, Genie, KMeans
 from cluster_core.algorithms.hdbscan import approximate_predict
 from cluster_core.distance import unit_rows
-from cluster_core.kernels.gmm import _em_chunk_rows, _log_gaussian, _params
+from cluster_core.kernels.gmm import _em_chunk_rows, _moments, _params
 from cluster_core.kernels.kmeans import assign_nearest
 from cluster_core.kernels._torch import matmul, to_numpy, to_tensor
 
@@ -44,6 +44,28 @@ def _inputs(rows: np.ndarray) -> list:
     return [rows, rows.astype(np.float64), rows[:1], rows[5:21], np.asfortranarray(rows), rows.tolist()]
 
 
+def _old_log_gaussian(x, means, prec_chol, covariance_type):
+    """``kernels.gmm._log_gaussian`` as it was before the per-model cache (every term per call)."""
+    n, d = x.shape
+    if d == 0:
+        return torch.zeros((n, means.shape[0]), dtype=x.dtype, device=x.device)
+    if covariance_type == "full":
+        precision = prec_chol @ prec_chol.transpose(1, 2)
+        outer = _moments(x, covariance_type)
+        precision_means = torch.einsum("kde,ke->kd", precision, means)
+        out = matmul(outer, precision.reshape(-1, d * d).T)
+        out -= 2.0 * matmul(x, precision_means.T)
+        out += (means * precision_means).sum(dim=1).unsqueeze(0)
+        out.clamp_(min=0.0)
+        log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(dim=1)
+    else:
+        precision = prec_chol * prec_chol
+        out = matmul(_moments(x, covariance_type), torch.cat([-2.0 * means * precision, precision], dim=1).T)
+        out += (means * means * precision).sum(dim=1).unsqueeze(0)
+        log_det = torch.log(prec_chol).sum(dim=1)
+    return -0.5 * (d * math.log(2 * math.pi) + out) + log_det.unsqueeze(0)
+
+
 def _old_log_resp(model: GaussianMixture, array: np.ndarray):
     """The mixture's ``log_responsibilities`` as it was before the per-model cache: every tensor made per call."""
     two_valued = model._two_valued(model.bernoulli_)
@@ -60,7 +82,7 @@ def _old_log_resp(model: GaussianMixture, array: np.ndarray):
     step = _em_chunk_rows(x_all.shape[0], mu.shape[0], mu.shape[1], model.covariance_type)
     log_resp, norms = [], []
     for start in range(0, x_all.shape[0], step):
-        weighted = _log_gaussian(x_all[start : start + step] - origin, mu, pc, model.covariance_type) + log_w
+        weighted = _old_log_gaussian(x_all[start : start + step] - origin, mu, pc, model.covariance_type) + log_w
         if binary is not None:
             weighted += matmul(binary[start : start + step], log_odds.T) + log_q.unsqueeze(0)
         norm = torch.logsumexp(weighted, dim=1)
