@@ -316,14 +316,16 @@ class ServedModel:
 
     def feature_assignments(self, features: np.ndarray) -> list[dict]:
         """:meth:`assignments` of rows already featurized."""
-        result = self.model.estimator.assign(features)
-        labels = result.labels.tolist()
+        estimator = self.model.estimator
         names = self._names
         if self.scalar is None:
+            labels = estimator.assign(features).labels.tolist()
             return [{"cluster_id": label, "cluster_name": names[label] if label >= 0 else None, "is_noise": label < 0}
                     for label in labels]
+        result, detail = self._assign_detail(features)
+        labels = result.labels.tolist()
         scalars = (result.distance if self.model.has_distance else result.probability).tolist()
-        details = self._detail_matrix(features, result).tolist()
+        details = detail.tolist()
         return [
             {
                 "cluster_id": label,
@@ -334,6 +336,16 @@ class ServedModel:
             }
             for label, scalar, detail in zip(labels, scalars, details)
         ]
+
+    def _assign_detail(self, features: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The estimator's assignment and :meth:`_detail_matrix`, from one ``assign_detail`` call (one
+        input check, one pass) where the estimator has one: KMeans (``transform``), GaussianMixture
+        (``predict_proba``)."""
+        estimator = self.model.estimator
+        if hasattr(estimator, "assign_detail"):
+            return estimator.assign_detail(features)
+        result = estimator.assign(features)
+        return result, self._detail_matrix(features, result)
 
     def _detail_matrix(self, features: np.ndarray, result: Any) -> np.ndarray:
         """Distances to every centroid (KMeans) or membership probabilities per cluster."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, Hashable, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -27,16 +27,64 @@ class Assignment(NamedTuple):
     distance: np.ndarray | None
 
 
+class _InferenceCache:
+    """Per-model values that inference derives from the fitted state (prepared centres, tensors).
+
+    An entry is reused only while its ``key`` is equal and its ``sources`` (the fitted arrays
+    it was derived from) are the very same objects: a refit or a load assigns new arrays, so
+    a stale entry is never used even if nobody cleared it. Not pickled (see
+    :meth:`ClusterEstimator.__getstate__`) and never part of a saved model.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Hashable, tuple, Any]] = {}
+
+    def get(self, name: str, key: Hashable, sources: tuple, build: Callable[[], Any]) -> Any:
+        entry = self.entries.get(name)
+        if entry is not None and entry[0] == key and len(entry[1]) == len(sources) \
+                and all(a is b for a, b in zip(entry[1], sources)):
+            return entry[2]
+        value = build()
+        self.entries[name] = (key, sources, value)
+        return value
+
+
+_CACHE = "_inference_cache"
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class ClusterEstimator(ClusterMixin, BaseEstimator):
     """Base class: ``fit`` accepts an in-memory array, a dask array or :class:`Blocks`.
 
     Subclasses implement ``fit``, ``assign`` and the pair ``_fitted_state`` /
     ``_load_fitted_state``; ``get_state`` / ``from_state`` turn a fitted estimator into
     JSON + arrays and back (see :mod:`cluster_core._state`).
+
+    Inference keeps what it derives from the fitted state once per model
+    (:meth:`_prepared`): every ``fit`` starts a new cache, a pickle leaves it out, and
+    ``get_state`` never sees it.
     """
 
     algorithm: ClassVar[str] = ""
     _fitted_attribute: ClassVar[str] = ""
+
+    # -- per-model inference cache -------------------------------------------------------
+    def _reset_inference_cache(self) -> None:
+        """Forget every prepared value (called when a fit starts)."""
+        self.__dict__[_CACHE] = _InferenceCache()
+
+    def _prepared(self, name: str, key: Hashable, sources: tuple, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per model: reused while ``key`` is equal and ``sources``
+        (the fitted arrays it derives from) are the same objects."""
+        cache = self.__dict__.get(_CACHE)
+        if cache is None:
+            cache = self.__dict__[_CACHE] = _InferenceCache()
+        return cache.get(name, key, sources, build)
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ may hand out __dict__ itself
+        state.pop(_CACHE, None)
+        return state
 
     # -- input handling -------------------------------------------------------------------
     @property
@@ -48,6 +96,7 @@ class ClusterEstimator(ClusterMixin, BaseEstimator):
     def _fit_blocks(self, X: Any) -> tuple[Blocks, np.ndarray | None]:
         """Blocks to fit on, plus the validated array when ``X`` is in memory (for ``labels_``);
         rows unit-normalized for ``metric="cosine"``."""
+        self._reset_inference_cache()
         if isinstance(X, Blocks) or type(X).__module__.startswith("dask."):
             blocks = as_blocks(X)
             self.n_features_in_ = blocks.n_features
@@ -80,9 +129,22 @@ class ClusterEstimator(ClusterMixin, BaseEstimator):
 
     def _check_input(self, X: Any) -> np.ndarray:
         """Validate ``X`` for inference (fitted, right width) and return float32 (unit rows for cosine)."""
-        check_is_fitted(self, self._fitted_attribute)
-        array = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        if not hasattr(self, self._fitted_attribute):
+            check_is_fitted(self, self._fitted_attribute)
+        array = X if self._plain_rows(X) else validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
         return unit_rows(array) if self._cosine else np.ascontiguousarray(array, dtype=np.float32)
+
+    def _plain_rows(self, X: Any) -> bool:
+        """True when ``X`` is what ``validate_data`` would return unchanged and silently: a
+        C-contiguous, finite float32/float64 numpy matrix with at least one row and
+        ``n_features_in_`` columns, for a model fitted without feature names. Anything else
+        (and every error message) goes through scikit-learn's ``validate_data``."""
+        if type(X) is not np.ndarray or X.ndim != 2 or X.dtype not in _FAST_DTYPES or not X.flags.c_contiguous:
+            return False
+        if X.shape[0] < 1 or X.shape[1] != getattr(self, "n_features_in_", -1) or hasattr(self, "feature_names_in_"):
+            return False
+        with np.errstate(over="ignore"):
+            return bool(np.isfinite(X.sum()))  # scikit-learn's own first pass; a non-finite sum is re-checked there
 
     def _torch_device(self) -> str:
         return resolve_device(getattr(self, "device", "auto")).torch

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..blocks import Blocks, single_threaded_when_small
-from ..kernels.gmm import TwoValued, em_statistics, em_statistics_blockwise, hard_statistics, log_responsibilities
+from ..kernels.gmm import PreparedMixture, TwoValued, em_statistics, em_statistics_blockwise, hard_statistics
 from ..kernels.kmeans import kmeans_plusplus
 from ._base import Assignment, ClusterEstimator, seed_from
 from .kmeans import KMeans
@@ -288,12 +288,20 @@ class GaussianMixture(ClusterEstimator):
     # -- inference ------------------------------------------------------------------------
     def _log_resp(self, X):
         array = self._check_input(X)
-        two_valued = self._two_valued(self.bernoulli_)
-        means = self.means_ if two_valued is None else self.means_[:, self._continuous_columns()]
-        extra = () if two_valued is None else (two_valued,)
-        return log_responsibilities(
-            array, self.weights_, means, self.precisions_cholesky_, self.covariance_type, self._torch_device(), *extra
-        )
+        return self._prepared_mixture().log_responsibilities(array)
+
+    def _prepared_mixture(self) -> PreparedMixture:
+        """The fitted parameters as tensors on this model's device, kept per model."""
+        device = self._torch_device()
+        sources = (self.weights_, self.means_, self.precisions_cholesky_, self.bernoulli_, self.discrete_features_,
+                   self.discrete_low_, self.discrete_scale_, self.discrete_groups_)
+
+        def build() -> PreparedMixture:
+            two_valued = self._two_valued(self.bernoulli_)
+            means = self.means_ if two_valued is None else self.means_[:, self._continuous_columns()]
+            return PreparedMixture(self.weights_, means, self.precisions_cholesky_, self.covariance_type, device, two_valued)
+
+        return self._prepared("mixture", (device, self.covariance_type), sources, build)
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of each component for every row, shape (n_samples, n_components)."""
@@ -309,10 +317,12 @@ class GaussianMixture(ClusterEstimator):
 
     def assign(self, X) -> Assignment:
         """Most probable component and its posterior probability."""
+        return _most_probable(self._log_resp(X)[0])
+
+    def assign_detail(self, X) -> tuple[Assignment, np.ndarray]:
+        """``(assign(X), predict_proba(X))`` from one pass: what serving answers per record."""
         log_resp = self._log_resp(X)[0]
-        labels = log_resp.argmax(axis=1).astype(np.int64)
-        probability = np.exp(log_resp[np.arange(labels.shape[0]), labels])
-        return Assignment(labels, probability, None)
+        return _most_probable(log_resp), np.exp(log_resp)
 
     def n_parameters(self) -> int:
         """Number of free parameters of the fitted model."""
@@ -365,6 +375,13 @@ class GaussianMixture(ClusterEstimator):
         self.discrete_scale_ = np.asarray(state.get("discrete_scale_", np.zeros(0)), np.float64)
         self.discrete_groups_ = np.asarray(state.get("discrete_groups_", np.full(len(self.discrete_features_), -1)), np.int64)
         self.bernoulli_ = np.asarray(state.get("bernoulli_", np.zeros((k, 0))), np.float64).reshape(k, -1)
+
+
+def _most_probable(log_resp: np.ndarray) -> Assignment:
+    """Most probable component of every row and its posterior probability."""
+    labels = log_resp.argmax(axis=1).astype(np.int64)
+    probability = np.exp(log_resp[np.arange(labels.shape[0]), labels])
+    return Assignment(labels, probability, None)
 
 
 def m_step(nk, sum_x, scatter, shift, covariance_type: str, reg_covar: float):

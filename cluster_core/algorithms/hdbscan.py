@@ -121,8 +121,15 @@ class HDBSCAN(ClusterEstimator):
     def assign(self, X) -> Assignment:
         """Approximate-predict labels (-1 = noise) and membership probabilities."""
         array = self._check_input(X)
-        labels, probability = approximate_predict(self._prediction_state(), array, self.neighbor_index_)
+        state = self._prediction_state()
+        labels, probability = approximate_predict(state, array, self.neighbor_index_, tree=self._tree_index(state))
         return Assignment(labels, probability, None)
+
+    def _tree_index(self, state: dict) -> _TreeIndex:
+        """The dense lookups over the fitted tree, built once per model."""
+        sources = tuple(state[name] for name in ("fit_data_", "tree_parent_", "tree_child_", "tree_lambda_",
+                                                 "cluster_label_", "cluster_max_lambda_"))
+        return self._prepared("tree", None, sources, lambda: _TreeIndex(state, state["fit_data_"].shape[0]))
 
     def _prediction_state(self) -> dict:
         return {name: getattr(self, name) for name in _STATE_KEYS}
@@ -218,20 +225,21 @@ def state_from_tree(raw_tree: np.ndarray, labels: np.ndarray, sample: np.ndarray
     }
 
 
-def approximate_predict(state: dict, points: np.ndarray, index: NeighborIndex, block_rows: int = 65536):
+def approximate_predict(state: dict, points: np.ndarray, index: NeighborIndex, block_rows: int = 65536,
+                        tree: _TreeIndex | None = None):
     """Labels and probabilities of new points, as ``hdbscan.approximate_predict`` computes them.
 
     For each point: its ``2 * min_samples`` nearest fit rows; the one nearest in mutual
     reachability gives the point's lambda and its parent cluster in the condensed tree;
     the point climbs the tree while the parent cluster was born at a lambda above its
     own; the selected cluster reached (if any) is its label, and ``lambda / max_lambda``
-    its probability.
+    its probability. ``tree``: the state's :class:`_TreeIndex`, when the caller keeps one.
     """
     fit_data = state["fit_data_"]
     n = fit_data.shape[0]
     if int(state["n_clusters_"]) == 0:
         return np.full(points.shape[0], -1, np.int64), np.zeros(points.shape[0])
-    tree = _TreeIndex(state, n)
+    tree = _TreeIndex(state, n) if tree is None else tree
     min_samples = int(state["min_samples_"])
     k = min(2 * min_samples, n)
     labels = np.empty(points.shape[0], np.int64)

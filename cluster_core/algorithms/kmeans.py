@@ -18,6 +18,7 @@ from ..kernels.kmeans import (
     farthest_points,
     kmeans_plusplus,
     lloyd_partial_sums,
+    prepare_centers,
 )
 from . import _hamerly
 from ._base import Assignment, ClusterEstimator, seed_from
@@ -220,27 +221,54 @@ class KMeans(TransformerMixin, ClusterEstimator):
 
     def assign(self, X) -> Assignment:
         """Nearest center and the distance to it (Euclidean, or cosine distance for ``metric="cosine"``)."""
+        return self._assign_rows(self._check_input(X))
+
+    def transform(self, X) -> np.ndarray:
+        """Distance of every row to every center, shape (n_samples, n_clusters): Euclidean,
+        or the cosine distance ``1 - cos`` for ``metric="cosine"``."""
+        return self._distance_matrix(self._check_input(X))
+
+    def assign_detail(self, X) -> tuple[Assignment, np.ndarray]:
+        """``(assign(X), transform(X))`` with one input check: what serving answers per record."""
         array = self._check_input(X)
-        labels, sqdist = assign_nearest(array, self.cluster_centers_, self._torch_device())
+        return self._assign_rows(array), self._distance_matrix(array)
+
+    def score(self, X, y=None) -> float:
+        """Opposite of the inertia of ``X`` against the fitted centers."""
+        array = self._check_input(X)
+        return -float(assign_nearest(array, self._prepared_centers(), self._torch_device())[1].astype(np.float64).sum())
+
+    # -- inference on checked rows ---------------------------------------------------------
+    def _prepared_centers(self):
+        """The fitted centers prepared for :func:`assign_nearest` on this model's device, kept per model."""
+        device = self._torch_device()
+        centers = self.cluster_centers_
+        return self._prepared("centers", device, (centers,), lambda: prepare_centers(centers, device))
+
+    def _float64_centers(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(centers as float64, their squared norms as a (1, k) row)``, kept per model."""
+        centers = self.cluster_centers_
+
+        def build():
+            wide = centers.astype(np.float64)
+            return wide, (wide**2).sum(1)[None, :]
+
+        return self._prepared("centers64", None, (centers,), build)
+
+    def _assign_rows(self, array: np.ndarray) -> Assignment:
+        labels, sqdist = assign_nearest(array, self._prepared_centers(), self._torch_device())
         if self._cosine:  # 1 - x.c (a row of zeros: 1)
             dots = np.einsum("ij,ij->i", array, self.cluster_centers_[labels], dtype=np.float64)
             return Assignment(labels, None, np.clip(1.0 - dots, 0.0, 2.0))
         return Assignment(labels, None, np.sqrt(sqdist))
 
-    def transform(self, X) -> np.ndarray:
-        """Distance of every row to every center, shape (n_samples, n_clusters): Euclidean,
-        or the cosine distance ``1 - cos`` for ``metric="cosine"``."""
-        array = self._check_input(X).astype(np.float64)
-        centers = self.cluster_centers_.astype(np.float64)
+    def _distance_matrix(self, array: np.ndarray) -> np.ndarray:
+        array = array.astype(np.float64)
+        centers, center_sqnorms = self._float64_centers()
         if self._cosine:
             return np.clip(1.0 - array @ centers.T, 0.0, 2.0)
-        sq = (array**2).sum(1)[:, None] - 2 * array @ centers.T + (centers**2).sum(1)[None, :]
+        sq = (array**2).sum(1)[:, None] - 2 * array @ centers.T + center_sqnorms
         return np.sqrt(np.maximum(sq, 0.0))
-
-    def score(self, X, y=None) -> float:
-        """Opposite of the inertia of ``X`` against the fitted centers."""
-        array = self._check_input(X)
-        return -float(assign_nearest(array, self.cluster_centers_, self._torch_device())[1].astype(np.float64).sum())
 
     def _fitted_state(self) -> dict:
         return {

@@ -82,25 +82,46 @@ def _log_gaussian(
     on data centred near the means (as :func:`em_statistics` passes it) the expansion
     keeps about 1e-10 relative accuracy.
     """
-    n, d = x.shape
-    if d == 0:  # every column two-valued (see TwoValued): no Gaussian part
-        return torch.zeros((n, means.shape[0]), dtype=x.dtype, device=x.device)
+    return _log_gaussian_with(x, _gaussian_terms(means, prec_chol, covariance_type), covariance_type, outer, means.shape[0])
+
+
+def _gaussian_terms(means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str) -> tuple | None:
+    """What :func:`_log_gaussian` derives from the parameters alone (None without continuous columns):
+    full ``(precision flattened and transposed, (L mu)^T, mu^T L mu, log det)``; diag ``([-2 mu L, L]^T,
+    mu^T L mu, log det)``."""
+    d = means.shape[1]
+    if d == 0:
+        return None
     if covariance_type == "full":
         precision = prec_chol @ prec_chol.transpose(1, 2)  # (k, d, d)
-        outer = _moments(x, covariance_type) if outer is None else outer
         precision_means = torch.einsum("kde,ke->kd", precision, means)
-        out = matmul(outer, precision.reshape(-1, d * d).T)
-        out -= 2.0 * matmul(x, precision_means.T)
-        out += (means * precision_means).sum(dim=1).unsqueeze(0)
-        out.clamp_(min=0.0)
         log_det = torch.log(torch.diagonal(prec_chol, dim1=1, dim2=2)).sum(dim=1)
+        return (precision.reshape(-1, d * d).T, precision_means.T, (means * precision_means).sum(dim=1).unsqueeze(0),
+                log_det.unsqueeze(0))
+    precision = prec_chol * prec_chol
+    return (torch.cat([-2.0 * means * precision, precision], dim=1).T, (means * means * precision).sum(dim=1).unsqueeze(0),
+            torch.log(prec_chol).sum(dim=1).unsqueeze(0))
+
+
+def _log_gaussian_with(x: torch.Tensor, terms: tuple | None, covariance_type: str, outer: torch.Tensor | None = None,
+                       k: int | None = None) -> torch.Tensor:
+    """:func:`_log_gaussian` from its :func:`_gaussian_terms` (``k`` components when ``terms`` is None)."""
+    n, d = x.shape
+    if terms is None:  # every column two-valued (see TwoValued): no Gaussian part
+        return torch.zeros((n, k), dtype=x.dtype, device=x.device)
+    if covariance_type == "full":
+        precision_t, precision_means_t, mean_term, log_det = terms
+        outer = _moments(x, covariance_type) if outer is None else outer
+        out = matmul(outer, precision_t)
+        out -= 2.0 * matmul(x, precision_means_t)
+        out += mean_term
+        out.clamp_(min=0.0)
     else:
-        precision = prec_chol * prec_chol
+        weights_t, mean_term, log_det = terms
         moments = _moments(x, covariance_type) if outer is None else outer
-        out = matmul(moments, torch.cat([-2.0 * means * precision, precision], dim=1).T)
-        out += (means * means * precision).sum(dim=1).unsqueeze(0)
-        log_det = torch.log(prec_chol).sum(dim=1)
-    return -0.5 * (d * math.log(2 * math.pi) + out) + log_det.unsqueeze(0)
+        out = matmul(moments, weights_t)
+        out += mean_term
+    return -0.5 * (d * math.log(2 * math.pi) + out) + log_det
 
 
 def _moments(x: torch.Tensor, covariance_type: str) -> torch.Tensor:
@@ -120,33 +141,71 @@ def _params(weights, means, prec_chol, device):
     )
 
 
+class PreparedMixture:
+    """A fitted mixture's parameters as the tensors :func:`log_responsibilities` needs on ``device``:
+    converted and derived once (a fitted model keeps one), the same numbers every call would compute.
+
+    With ``two_valued`` (fitted probabilities), ``means`` and ``prec_chol`` are the continuous
+    columns' and the two-valued columns add their discrete log-likelihood.
+    """
+
+    def __init__(self, weights, means, prec_chol, covariance_type: str, device: str = "cpu",
+                 two_valued: TwoValued | None = None):
+        self.covariance_type = covariance_type
+        self.device = device
+        self.split = None
+        if two_valued is not None:
+            keep = np.ones(len(two_valued.columns) + np.asarray(means).shape[1], bool)
+            keep[two_valued.columns] = False
+            # TwoValued.split's operations, with its index and scale tensors made once
+            self.split = (
+                torch.as_tensor(np.flatnonzero(keep), device=device),
+                torch.as_tensor(two_valued.columns, device=device),
+                to_tensor(two_valued.low, device, torch.float64),
+                to_tensor(two_valued.scale, device, torch.float64),
+            )
+            log_odds, log_q = two_valued.log_terms(device)
+            self.log_odds_t, self.log_q = log_odds.T, log_q.unsqueeze(0)
+        w, mu, pc = _params(weights, means, prec_chol, device)
+        self.origin = mu.mean(dim=0)  # work near the data (see _log_gaussian)
+        mu = mu - self.origin
+        self.k, self.d = mu.shape
+        self.log_w = torch.log(w).unsqueeze(0)
+        self.terms = _gaussian_terms(mu, pc, covariance_type)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.split is None:
+            return x, None
+        continuous, columns, low, scale = self.split
+        binary = ((x[:, columns] - low) / scale).clamp_(0.0, 1.0)
+        return x[:, continuous], binary
+
+    def log_responsibilities(self, block: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(log_resp[n, k], log_prob_norm[n])`` of a block (numpy float64)."""
+        x_all, binary = self._split(to_tensor(block, self.device, torch.float64))
+        step = _em_chunk_rows(x_all.shape[0], self.k, self.d, self.covariance_type)
+        log_resp, norms = [], []
+        for start in range(0, x_all.shape[0], step):
+            x = x_all[start : start + step] - self.origin
+            weighted = _log_gaussian_with(x, self.terms, self.covariance_type, k=self.k) + self.log_w
+            if binary is not None:
+                weighted += matmul(binary[start : start + step], self.log_odds_t) + self.log_q
+            norm = torch.logsumexp(weighted, dim=1)
+            log_resp.append(weighted - norm.unsqueeze(1))
+            norms.append(norm)
+        if not norms:
+            return np.empty((0, self.k)), np.empty(0)
+        return to_numpy(torch.cat(log_resp)), to_numpy(torch.cat(norms))
+
+
 def log_responsibilities(block: Any, weights, means, prec_chol, covariance_type: str, device: str = "cpu", two_valued: TwoValued | None = None):
     """``(log_resp[n, k], log_prob_norm[n])`` of a block under the mixture (numpy float64).
 
     With ``two_valued`` (fitted probabilities), ``means`` and ``prec_chol`` are the
     continuous columns' and those columns add their Bernoulli log-likelihood.
+    A fitted model keeps its :class:`PreparedMixture` instead of calling this per request.
     """
-    x_all = to_tensor(block, device, torch.float64)
-    binary = None
-    if two_valued is not None:
-        x_all, binary = two_valued.split(x_all)
-        log_odds, log_q = two_valued.log_terms(device)
-    w, mu, pc = _params(weights, means, prec_chol, device)
-    origin = mu.mean(dim=0)  # work near the data (see _log_gaussian)
-    mu = mu - origin
-    log_w = torch.log(w).unsqueeze(0)
-    step = _em_chunk_rows(x_all.shape[0], mu.shape[0], mu.shape[1], covariance_type)
-    log_resp, norms = [], []
-    for start in range(0, x_all.shape[0], step):
-        weighted = _log_gaussian(x_all[start : start + step] - origin, mu, pc, covariance_type) + log_w
-        if binary is not None:
-            weighted += matmul(binary[start : start + step], log_odds.T) + log_q.unsqueeze(0)
-        norm = torch.logsumexp(weighted, dim=1)
-        log_resp.append(weighted - norm.unsqueeze(1))
-        norms.append(norm)
-    if not norms:
-        return np.empty((0, mu.shape[0])), np.empty(0)
-    return to_numpy(torch.cat(log_resp)), to_numpy(torch.cat(norms))
+    return PreparedMixture(weights, means, prec_chol, covariance_type, device, two_valued).log_responsibilities(block)
 
 
 def _scatter(

@@ -65,13 +65,14 @@ class _Centers:
 
 
 @threaded_blocks
-def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def assign_nearest(block: Any, centers: np.ndarray | _Centers, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Nearest center of every row.
 
     Parameters
     ----------
     block : array of shape (n_samples, n_features)
-    centers : ndarray of shape (n_clusters, n_features)
+    centers : ndarray of shape (n_clusters, n_features), or the same centers already
+        prepared on ``device`` (:func:`prepare_centers`: a fitted model's inference reuses them)
     device : {"cpu", "cuda"}
 
     Returns
@@ -79,8 +80,15 @@ def assign_nearest(block: Any, centers: np.ndarray, device: str = "cpu") -> tupl
     labels : ndarray of shape (n_samples,), int64
     sqdist : ndarray of shape (n_samples,), float32 — squared Euclidean distance.
     """
-    labels, sqdist = _nearest_rows(to_tensor(block, device), _Centers(centers, device), device)
+    prepared = centers if isinstance(centers, _Centers) else _Centers(centers, device)
+    labels, sqdist = _nearest_rows(to_tensor(block, device), prepared, device)
     return to_numpy(labels).astype(np.int64), to_numpy(sqdist)
+
+
+def prepare_centers(centers: np.ndarray, device: str = "cpu") -> _Centers:
+    """``centers`` prepared once for :func:`assign_nearest` on ``device`` (shift, norms, GEMM
+    layout): the same numbers every call would compute, kept by a fitted model."""
+    return _Centers(centers, device)
 
 
 def _nearest_rows(x_all: torch.Tensor, prepared: _Centers, device: str) -> tuple[torch.Tensor, torch.Tensor]:
