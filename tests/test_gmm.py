@@ -169,3 +169,26 @@ def test_models_saved_before_bernoulli_columns_load_as_all_gaussian():
     state = GaussianMixture(3, random_state=0, discrete_features=None).fit(x).get_state()
     assert "bernoulli_" not in state["fitted"]
     assert GaussianMixture.from_state(state).discrete_features_.size == 0
+
+
+def test_a_restart_within_tol_of_the_kept_one_does_not_replace_it(monkeypatch):
+    """Restarts that reach the same optimum differ in the last bits between processes (thread counts,
+    GEMM backends), often with the components in another order: the first of them is kept."""
+    x, _ = _mixed_table()
+
+    def kept_restart(bounds):
+        model = GaussianMixture(3, n_init=len(bounds), tol=1e-3, random_state=0)
+        real, runs = model._em, []
+
+        def em(blocks, rng, device):
+            out = real(blocks, rng, device)
+            out["lower_bound_"] = bounds[len(runs)]
+            runs.append(out)
+            out["n_iter_"] = len(runs)  # tags which restart this was
+            return out
+
+        monkeypatch.setattr(model, "_em", em)
+        return model.fit(x).n_iter_
+
+    assert kept_restart([-1.0, -1.0 + 1e-12, -1.0 + 5e-4]) == 1
+    assert kept_restart([-1.0, -0.5, -0.5 + 1e-12]) == 2

@@ -141,7 +141,8 @@ class GaussianMixture(ClusterEstimator):
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Run EM ``n_init`` times and keep the parameters with the best likelihood."""
+        """Run EM ``n_init`` times and keep the parameters with the best likelihood (the first of those
+        within ``tol`` of it: the same optimum reached twice keeps its first labelling)."""
         self._validate_params()
         blocks, array = self._fit_blocks(X)
         with single_threaded_when_small(blocks):
@@ -158,7 +159,10 @@ class GaussianMixture(ClusterEstimator):
         best = None
         for _ in range(self.n_init):
             result = self._em(blocks, rng, device)
-            if best is None or result["lower_bound_"] > best["lower_bound_"]:
+            # a restart replaces the kept one only when better by more than the convergence threshold:
+            # runs that reach the same optimum (often with the components in another order) differ in
+            # the last bits between processes and thread counts, and must not swap the labels
+            if best is None or result["lower_bound_"] > best["lower_bound_"] + self.tol:
                 best = result
         continuous_means, bernoulli = best.pop("_continuous_means"), best.pop("bernoulli_")
         for name, value in best.items():
