@@ -176,15 +176,7 @@ class ClusteringModel:
     def describe(self) -> dict:
         """The content of ``model.json``."""
         return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "clustra_version": __version__,
-            "model_id": self.model_id,
-            "algorithm": self.algorithm,
-            "n_clusters": self.n_clusters,
-            "created_at": self.metadata.get("created_at") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "metrics": self.metrics,
-            "clusters": self.clusters,
+            **model_header(self),
             "input_schema": self.input_schema,
             "feature_names": list(self.pipeline.feature_names_),
             "output_columns": self.output_columns(),
@@ -236,6 +228,24 @@ class ClusteringModel:
             metadata=metadata,
             drift_reference=reference,
         )
+
+
+def model_header(model: Any, **extra: Any) -> dict[str, Any]:
+    """The fields every ``model.json`` starts with (table and series-shape models alike): format,
+    versions, id, algorithm, cluster count, creation time, metrics and clusters; ``extra`` (e.g.
+    ``model_type``) goes after the versions."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **extra,
+        "clustra_version": __version__,
+        "model_id": model.model_id,
+        "algorithm": model.algorithm,
+        "n_clusters": model.n_clusters,
+        "created_at": model.metadata.get("created_at") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "metrics": model.metrics,
+        "clusters": model.clusters,
+    }
 
 
 def _as_table(frame: Any) -> Any:

@@ -20,7 +20,6 @@ long table (:func:`~cluster_core.series.table.summarize_partition`) and assigns 
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 from dataclasses import dataclass, field
@@ -29,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._state import read_state, staged_directory, write_json, write_state
 from ..errors import ArtifactError, InvalidInputError
-from ..model import FORMAT, FORMAT_VERSION, MODEL_FILE, SERIES_SHAPE, read_model_info
+from ..model import MODEL_FILE, SERIES_SHAPE, model_header, read_model_info
 from .records import series_feature_frame
 from .settings import SeriesSettings
 from .shape import ShapeModel
@@ -131,16 +129,7 @@ class SeriesShapeModel:
     def describe(self) -> dict[str, Any]:
         """The content of ``model.json``."""
         return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model_type": MODEL_TYPE,
-            "clustra_version": __version__,
-            "model_id": self.model_id,
-            "algorithm": self.algorithm,
-            "n_clusters": self.n_clusters,
-            "created_at": self.metadata.get("created_at") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "metrics": self.metrics,
-            "clusters": self.clusters,
+            **model_header(self, model_type=MODEL_TYPE),
             "input_schema": [{"name": v, "kind": "series", "dtype": "float64"} for v in self.values],
             "feature_names": [],
             "output_columns": self.output_columns(),
