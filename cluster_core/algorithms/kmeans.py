@@ -378,7 +378,7 @@ class _DeviceLloyd:
 
     def inertia(self) -> float:
         """The inertia against the current centers (one more pass, one read)."""
-        return float(self.rows.lloyd_totals(self.centers, self.shift)[2])
+        return float(to_numpy(self.rows.lloyd_totals(self.centers, self.shift)[2]))
 
     def result(self) -> np.ndarray:
         return to_numpy(self.centers)
