@@ -38,7 +38,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
     re-seeded with the points farthest from their centers. In-memory data on a GPU is
     held as one :class:`~cluster_core.kernels.kmeans.DeviceRows` for the whole fit (copied
     once when it fits in device memory), each pass reduced on the device in device-sized
-    chunks with one host transfer per iteration.
+    chunks, the centers kept on the device with one small host read per iteration.
 
     Parameters
     ----------

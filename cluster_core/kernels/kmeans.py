@@ -4,7 +4,7 @@ The per-block kernels (``assign_nearest``, ``lloyd_partial_sums``, ...) serve
 :class:`~cluster_core.blocks.Blocks` (Dask partitions, CPU threads); :class:`DeviceRows` runs the
 same chunk code over an in-memory matrix held on a GPU for a whole fit: a pass takes and
 returns tensors on the device (:meth:`DeviceRows.lloyd_totals`), so a Lloyd loop keeps its centers
-there and reads one packed number pair back per iteration.
+there and reads back one small packed array per iteration.
 """
 
 from __future__ import annotations
