@@ -1,5 +1,6 @@
-"""The GPU path of KMeans (device-sized chunks, rows held on the device, one host transfer per
-pass) run on the CPU: it must give the per-block kernels' and a plain numpy Lloyd's answers."""
+"""The GPU path of KMeans (device-sized chunks, rows and centers held on the device, one small
+host read per Lloyd iteration) run on the CPU: it must give the per-block kernels', the host
+update's and a plain numpy Lloyd's answers."""
 
 import numpy as np
 import pytest
