@@ -16,10 +16,14 @@ checks the script on a machine without a GPU.
 
 ``--profile`` first times the plain Lloyd iterations of the KMeans data on the first device with
 each way of adding rows into cluster sums (``DeviceRows(reduction=...)``: ``index_add`` and
-``onehot``; one line each with ``ms_per_iter``, then one line with their agreement), then runs
-``torch.profiler`` around ``--profile-iters`` iterations of the device's default reduction and
-prints the top ``--profile-top`` ops by self device time (self CPU time on a CPU) as JSON lines,
-followed by the usual checks.
+``onehot``), centers kept on the device (``"update": "device"``, what a fit runs), and once more
+with ``index_add`` and the centers updated on the host as before (``"update": "host"``: every
+pass copies the centers in and the sums out, and an emptied cluster is re-seeded by a pass over
+the host blocks); one line each with ``ms_per_iter``, then one line with their agreement. Then it
+runs ``torch.profiler`` around ``--profile-iters`` iterations of the device's default reduction
+and prints the top ``--profile-top`` ops by self device time (self CPU time on a CPU), the longest
+kernels, the host<->device copies per iteration and a total as JSON lines, followed by the usual
+checks.
 """
 
 from __future__ import annotations
@@ -62,18 +66,34 @@ def _self_time_us(event, kind: str) -> float:
     return float(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0))
 
 
-def _lloyd_runner(X, init, device: str, reduction: str | None):
+def _lloyd_runner(X, init, device: str, reduction: str | None, update: str = "device"):
     """A function running ``n`` plain Lloyd iterations (no tolerance stop, no final inertia
-    pass) of ``X`` from ``init`` on ``device`` through one :class:`DeviceRows`; returns centers."""
-    from cluster_core.algorithms.kmeans import lloyd
+    pass) of ``X`` from ``init`` on ``device`` through one :class:`DeviceRows`; returns centers.
+    ``update="host"``: the loop before the centers stayed on the device (each pass through
+    ``DeviceRows.lloyd_sums``, the update and re-seeding in numpy over the host blocks)."""
+    from cluster_core.algorithms import kmeans as kmeans_module
     from cluster_core.blocks import ArrayBlocks
     from cluster_core.kernels.kmeans import DeviceRows
 
     blocks = ArrayBlocks(X)
     rows = DeviceRows(X, device, reduction=reduction)
 
+    class HostUpdate(kmeans_module._HostLloyd):
+        def __init__(self, rows, centers, spherical):
+            super().__init__(blocks, centers, device, spherical)
+            self.rows = rows
+
+        def _sums(self):
+            return self.rows.lloyd_sums(self.centers, self.shift)
+
     def run(n: int):
-        return lloyd(blocks, init, n, -1.0, device, final_inertia=False, rows=rows)[0]
+        state = kmeans_module._DeviceLloyd
+        if update == "host":
+            kmeans_module._DeviceLloyd = HostUpdate
+        try:
+            return kmeans_module.lloyd(blocks, init, n, -1.0, device, final_inertia=False, rows=rows)[0]
+        finally:
+            kmeans_module._DeviceLloyd = state
 
     return run, rows
 
@@ -92,22 +112,41 @@ def _time_reductions(X, init, device: str, iters: int) -> None:
     from cluster_core.kernels.kmeans import REDUCTIONS
 
     centers = {}
-    for reduction in REDUCTIONS:
-        run, rows = _lloyd_runner(X, init, device, reduction)
+    for reduction, update in [(r, "device") for r in REDUCTIONS] + [("index_add", "host")]:
+        run, rows = _lloyd_runner(X, init, device, reduction, update)
         run(2)  # warm-up
         _synchronize(device)
         started = time.perf_counter()
-        centers[reduction] = run(iters)
+        centers[reduction, update] = run(iters)
         _synchronize(device)
         elapsed = time.perf_counter() - started
-        print(json.dumps({"profile": "lloyd iterations", "device": device, "reduction": reduction,
+        print(json.dumps({"profile": "lloyd iterations", "device": device, "reduction": reduction, "update": update,
                           "resident": rows.resident, "iterations": iters,
                           "ms_per_iter": round(1e3 * elapsed / iters, 3)}), flush=True)
         del rows
-    a, b = (centers[r].astype(np.float64) for r in REDUCTIONS)
+    reference = centers["index_add", "device"].astype(np.float64)
     print(json.dumps({"profile": "reductions agree", "iterations": iters,
-                      "centers_max_abs_diff": float(np.abs(a - b).max()),
-                      "centers_max_abs": float(np.abs(a).max())}), flush=True)
+                      "centers_max_abs_diff": float(np.abs(centers["onehot", "device"] - reference).max()),
+                      "host_update_centers_max_abs_diff": float(np.abs(centers["index_add", "host"] - reference).max()),
+                      "centers_max_abs": float(np.abs(reference).max())}), flush=True)
+
+
+def _copies(kernels, ops, iters: int) -> dict:
+    """The profile's host<->device copies per iteration: calls and device ms of each direction's
+    ``Memcpy`` kernels (``HtoD``, ``DtoH``, ...; pageable or pinned together), and the
+    ``cudaMemcpyAsync`` calls (each a host synchronisation for a pageable copy)."""
+    copies = {}
+    for event in kernels:  # "Memcpy HtoD (Pageable -> Device)", "Memcpy DtoH (Device -> Pageable)", ...
+        if event.key.startswith("Memcpy"):
+            direction = event.key.split()[1]
+            calls, device_us = copies.get(direction, (0, 0.0))
+            copies[direction] = (calls + event.count, device_us + _self_time_us(event, "device"))
+    line = {"profile": "copies"}
+    for direction, (calls, device_us) in sorted(copies.items()):
+        line[f"{direction}_calls_per_iter"] = round(calls / iters, 2)
+        line[f"{direction}_device_ms_per_iter"] = round(device_us / 1e3 / iters, 4)
+    line["cudaMemcpyAsync_calls_per_iter"] = round(sum(e.count for e in ops if e.key == "cudaMemcpyAsync") / iters, 2)
+    return line
 
 
 def _profile_lloyd(X, init, device: str, iters: int, top: int) -> None:
@@ -154,6 +193,7 @@ def _profile_lloyd(X, init, device: str, iters: int, top: int) -> None:
     if kind == "device":
         for event in sorted(kernels, key=lambda e: _self_time_us(e, kind), reverse=True)[:5]:
             print(line("kernel", event), flush=True)
+        print(json.dumps(_copies(kernels, ops, iters)), flush=True)
     print(json.dumps({"profile": "total", "device": device, "reduction": rows.reduction, "iterations": iters,
                       f"busy_{kind}_ms_per_iter": round(busy_us / 1e3 / iters, 4),
                       "wall_ms_per_iter_profiled": round(1e3 * wall / iters, 3)}), flush=True)

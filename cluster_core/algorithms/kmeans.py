@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.base import TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
@@ -20,6 +21,7 @@ from ..kernels.kmeans import (
     lloyd_partial_sums,
     prepare_centers,
 )
+from ..kernels._torch import to_numpy, to_tensor
 from . import _hamerly
 from ._base import Assignment, ClusterEstimator, seed_from
 
@@ -37,7 +39,7 @@ class KMeans(TransformerMixin, ClusterEstimator):
     re-seeded with the points farthest from their centers. In-memory data on a GPU is
     held as one :class:`~cluster_core.kernels.kmeans.DeviceRows` for the whole fit (copied
     once when it fits in device memory), each pass reduced on the device in device-sized
-    chunks with one host transfer per iteration.
+    chunks, the centers kept on the device with one small host read per iteration.
 
     Parameters
     ----------
@@ -324,33 +326,117 @@ def lloyd(
     fixed shift, so an unchanged assignment reproduces the centers bit for bit).
     ``inertia`` is measured against the returned centers (one more pass when the last
     iteration moved them), or None with ``final_inertia=False`` when the caller measures it.
-    With ``rows`` (the same rows on the device, :class:`DeviceRows`) every pass runs there with
-    one host transfer; else it is one :func:`lloyd_partial_sums` per block.
+    Without ``rows`` an iteration is one :func:`lloyd_partial_sums` per block and a center
+    update on the host (:class:`_HostLloyd`); with ``rows`` (the same rows on the device,
+    :class:`DeviceRows`) the centers stay on the device and an iteration reads back only its
+    inertia and center shift (:class:`_DeviceLloyd`). Both run this one loop.
     """
     centers = np.asarray(centers, dtype=np.float32)
-    shift = centers.mean(axis=0)
-
-    def partial_sums(current):
-        if rows is not None:
-            return rows.lloyd_sums(current, shift)
-        return blocks.map_reduce(lloyd_partial_sums, current, device, shift)
-
+    if rows is not None:
+        state = _DeviceLloyd(rows, centers, spherical)
+    else:
+        state = _HostLloyd(blocks, centers, device, spherical)
     n_iter = 0
     inertia = None
     shift_sq = np.inf
     for n_iter in range(1, max_iter + 1):
-        counts, sums, inertia = partial_sums(centers)
-        updated = _update_centers(blocks, centers, counts, sums, device, spherical)
-        shift_sq = float(((updated.astype(np.float64) - centers) ** 2).sum())
-        centers = updated
+        inertia, shift_sq = state.step()
         if shift_sq <= tol:
             break
         inertia = None
     if inertia is None or shift_sq > 0.0:
         if not final_inertia:
-            return centers, None, n_iter
-        inertia = partial_sums(centers)[2]
-    return centers, float(inertia), n_iter
+            return state.result(), None, n_iter
+        inertia = state.inertia()
+    return state.result(), float(inertia), n_iter
+
+
+class _HostLloyd:
+    """Lloyd state on the host: per-block :func:`lloyd_partial_sums` around one fixed shift
+    (the initial centers' mean), reduced on the driver, and :func:`_update_centers` in numpy."""
+
+    def __init__(self, blocks: Blocks, centers: np.ndarray, device: str, spherical: bool):
+        self.blocks, self.device, self.spherical = blocks, device, spherical
+        self.centers = centers
+        self.shift = centers.mean(axis=0)
+
+    def _sums(self):
+        return self.blocks.map_reduce(lloyd_partial_sums, self.centers, self.device, self.shift)
+
+    def step(self) -> tuple[float, float]:
+        """One iteration: ``(inertia against the old centers, squared center shift)``."""
+        counts, sums, inertia = self._sums()
+        updated = _update_centers(self.blocks, self.centers, counts, sums, self.device, self.spherical)
+        shift_sq = float(((updated.astype(np.float64) - self.centers) ** 2).sum())
+        self.centers = updated
+        return inertia, shift_sq
+
+    def inertia(self) -> float:
+        """The inertia against the current centers (one more pass)."""
+        return self._sums()[2]
+
+    def result(self) -> np.ndarray:
+        return self.centers
+
+
+class _DeviceLloyd:
+    """Lloyd state on the device of ``rows``: centers, their fixed shift, the sums and the
+    update stay tensors there (:meth:`DeviceRows.lloyd_totals`, :func:`_update_centers_on_device`);
+    an iteration copies nothing to the device and reads back one packed
+    ``(inertia, squared shift, empty clusters)`` triple. Only an emptied cluster costs more: its
+    re-seeding reads which clusters are empty and runs one :meth:`DeviceRows.farthest` pass."""
+
+    def __init__(self, rows: DeviceRows, centers: np.ndarray, spherical: bool):
+        self.rows, self.spherical = rows, spherical
+        self.centers = to_tensor(centers, rows.device)  # the only copies to the device
+        self.shift = to_tensor(centers.mean(axis=0), rows.device)
+
+    def step(self) -> tuple[float, float]:
+        """One iteration: ``(inertia against the old centers, squared center shift)``."""
+        counts, sums, inertia = self.rows.lloyd_totals(self.centers, self.shift)
+        empty = counts == 0
+        updated = _update_centers_on_device(self.rows, self.centers, counts, sums, self.spherical)
+        shift_sq = _squared_shift(updated, self.centers)
+        inertia, shift_sq, n_empty = to_numpy(torch.stack([inertia, shift_sq, empty.sum().double()])).tolist()
+        if n_empty:  # rare: re-seed the empty clusters, then measure the shift again
+            updated = _update_centers_on_device(self.rows, self.centers, counts, sums, self.spherical, reseed=True)
+            shift_sq = float(_squared_shift(updated, self.centers))
+        self.centers = updated
+        return inertia, shift_sq
+
+    def inertia(self) -> float:
+        """The inertia against the current centers (one more pass, one read)."""
+        return float(to_numpy(self.rows.lloyd_totals(self.centers, self.shift)[2]))
+
+    def result(self) -> np.ndarray:
+        return to_numpy(self.centers)
+
+
+def _squared_shift(updated: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """``sum((updated - centers)^2)`` in float64, a 0-d tensor on their device."""
+    return ((updated.double() - centers.double()) ** 2).sum()
+
+
+def _update_centers_on_device(
+    rows: DeviceRows, centers: torch.Tensor, counts: torch.Tensor, sums: torch.Tensor, spherical: bool,
+    reseed: bool = False,
+) -> torch.Tensor:
+    """:func:`_update_centers` on tensors on the device of ``rows``: the means of the filled
+    clusters (float64 division, rounded to float32, as on the host); an empty cluster keeps its
+    center unless ``reseed``, which gives the empty clusters the rows farthest from ``centers``
+    (:meth:`DeviceRows.farthest`; reads the empty clusters' indices back). ``spherical``: every
+    center is then scaled to unit length."""
+    means = (sums / counts.clamp(min=1).unsqueeze(1)).float()
+    updated = torch.where((counts > 0).unsqueeze(1), means, centers)
+    if reseed:
+        empty = torch.nonzero(counts == 0).flatten()
+        _, far_rows = rows.farthest(centers)
+        taken = min(int(empty.shape[0]), int(far_rows.shape[0]))
+        updated[empty[:taken]] = far_rows[:taken]
+    if spherical:  # unit_rows on the device: float64 norms rounded to float32, rows of zeros stay zero
+        norms = torch.sqrt((updated.double() ** 2).sum(dim=1)).float()
+        updated = updated / torch.where(norms == 0, torch.ones_like(norms), norms).unsqueeze(1)
+    return updated
 
 
 def _update_centers(
