@@ -167,3 +167,27 @@ def test_tol_zero_stops_when_the_assignment_stops_changing(blobs, make_blocks):
     # restarted from its own centers: one iteration reproduces them up to rounding, the next exactly
     again = KMeans(5, init=model.cluster_centers_, n_init=1, max_iter=300, tol=0).fit(make_blocks(x))
     assert again.n_iter_ <= 2
+
+
+def test_a_restart_within_float_rounding_of_the_kept_one_does_not_replace_it(monkeypatch):
+    """Restarts that reach the same optimum differ in the last bits of the float32 inertia between
+    processes and thread counts (often with the clusters in another order): the first is kept."""
+    import cluster_core.algorithms.kmeans as module
+    from sklearn.datasets import make_blobs
+
+    x, _ = make_blobs(600, centers=4, n_features=3, random_state=0)
+    real = module.fit_centers
+
+    def kept_restart(inertias):
+        calls = []
+
+        def fit_centers(*args, **kwargs):
+            centers, inertia, n_iter, labels = real(*args, **kwargs)
+            calls.append(len(calls) + 1)
+            return centers, inertias[len(calls) - 1], calls[-1], labels  # n_iter tags the restart
+
+        monkeypatch.setattr(module, "fit_centers", fit_centers)
+        return module.KMeans(4, n_init=len(inertias), random_state=0, device="cpu").fit(x.astype(np.float32)).n_iter_
+
+    assert kept_restart([100.0, 100.0 * (1 - 1e-8), 100.0 * (1 - 5e-7)]) == 1
+    assert kept_restart([100.0, 90.0, 90.0 * (1 - 1e-9)]) == 2

@@ -25,6 +25,7 @@ from ..kernels._torch import to_numpy, to_tensor
 from . import _hamerly
 from ._base import Assignment, ClusterEstimator, seed_from
 
+RESTART_TIE = 1e-6  # relative inertia difference below which two restarts count as the same optimum
 DEFAULT_INIT_SAMPLE = 200_000
 
 
@@ -162,7 +163,10 @@ class KMeans(TransformerMixin, ClusterEstimator):
         for centers in seeds:
             result = fit_centers(blocks, centers, self.max_iter, tol, device, final_inertia=not labels_pass_measures,
                                  spherical=self._cosine, rows=rows)
-            if best is None or (result[1] is not None and result[1] < best[1]):
+            # a restart replaces the kept one only when clearly better: restarts that reach the same
+            # optimum (often with the clusters in another order) differ in the last bits of their
+            # float32 inertia between processes and thread counts, and must not swap the labels
+            if best is None or (result[1] is not None and result[1] < best[1] * (1.0 - RESTART_TIE)):
                 best = result
         self.cluster_centers_, self.inertia_, self.n_iter_, labels = best
         self.n_clusters_ = int(self.n_clusters)
