@@ -155,7 +155,9 @@ def test_lloyd_on_device_rows_matches_numpy_and_the_block_path(monkeypatch, plan
     assert n_iter == block_iter
     np.testing.assert_allclose(centers, block_centers, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(centers, expected_centers, rtol=1e-5, atol=1e-5)
-    assert inertia == pytest.approx(block_inertia, rel=1e-6)
+    # both inertias come from float32 GEMM scores summed in another order (chunk sizes, threads, the
+    # CPU GEMM backend picked at start-up): ~1e-6 of the total each, up to 8e-6 apart in a full run
+    assert inertia == pytest.approx(block_inertia, rel=1e-5)
     assert inertia == pytest.approx(expected_inertia, rel=1e-5)
     assert np.array_equal(rows.nearest(centers)[0], expected_labels)
 
@@ -187,7 +189,7 @@ def test_kmeans_fit_through_device_rows_matches_the_cpu_fit(monkeypatch, planted
     assert sorted(order) == list(range(20))
     assert np.array_equal(order[device.labels_], cpu.labels_)
     np.testing.assert_allclose(device.cluster_centers_, cpu.cluster_centers_[order], rtol=1e-5, atol=1e-5)
-    assert device.inertia_ == pytest.approx(cpu.inertia_, rel=1e-6)
+    assert device.inertia_ == pytest.approx(cpu.inertia_, rel=1e-5)  # float32 scores summed in another order
     if params["n_init"] == 1:
         assert device.n_iter_ == cpu.n_iter_
         assert np.array_equal(order, np.arange(20))
