@@ -206,34 +206,35 @@ class GaussianMixture(ClusterEstimator):
     def _set_discrete_columns(self, blocks: Blocks) -> None:
         """``discrete_features_``, ``discrete_low_``, ``discrete_scale_`` from the parameter and the data."""
         d = blocks.n_features
-        low = scale = None
-        if self.discrete_features is None:
-            columns = np.empty(0, np.int64)
-        elif isinstance(self.discrete_features, str):  # "auto"
+        columns = np.empty(0, np.int64)
+        if self.discrete_features is not None:
             low_all, high_all, two_valued = blocks.map_reduce(value_range, combine=combine_value_ranges)
-            columns = np.flatnonzero(two_valued)
-            low, scale = low_all[columns], high_all[columns] - low_all[columns]
-        else:
-            given = np.asarray(self.discrete_features)
-            columns = np.flatnonzero(given) if given.dtype == bool else np.unique(given.astype(np.int64))
-            if given.dtype == bool and given.shape != (d,):
-                raise ValueError(f"discrete_features mask has shape {given.shape}, expected ({d},)")
-            if columns.size and (columns.min() < 0 or columns.max() >= d):
-                raise ValueError(f"discrete_features index {int(columns.max() if columns.max() >= d else columns.min())} is outside 0..{d - 1}")
-        if low is None and columns.size:
-            low_all, high_all, two_valued = blocks.map_reduce(value_range, combine=combine_value_ranges)
-            if not two_valued[columns].all():
-                bad = int(columns[~two_valued[columns]][0])
-                raise ValueError(f"discrete_features column {bad} has more than two distinct values; a Bernoulli column takes two")
-            low, scale = low_all[columns], high_all[columns] - low_all[columns]
+            if isinstance(self.discrete_features, str):  # "auto"
+                columns = np.flatnonzero(two_valued)
+            else:
+                columns = self._given_discrete_columns(d, two_valued)
         self.discrete_features_ = columns
-        self.discrete_low_ = np.zeros(0) if low is None else np.asarray(low, np.float64)
-        self.discrete_scale_ = np.zeros(0) if scale is None else np.where(scale > 0, scale, 1.0).astype(np.float64)
+        scale = high_all[columns] - low_all[columns] if columns.size else np.zeros(0)
+        self.discrete_low_ = low_all[columns].astype(np.float64) if columns.size else np.zeros(0)
+        self.discrete_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float64)
         self.discrete_groups_ = np.zeros(0, np.int64)
         if columns.size:
             layout = TwoValued(columns, self.discrete_low_, self.discrete_scale_, np.full(columns.size, -1))
             counts, n_rows = blocks.map_reduce(co_occurrence, layout)
             self.discrete_groups_ = one_hot_groups(columns, counts, n_rows)
+
+    def _given_discrete_columns(self, d: int, two_valued: np.ndarray) -> np.ndarray:
+        """The columns ``discrete_features`` names (indices or a mask), checked against the data."""
+        given = np.asarray(self.discrete_features)
+        if given.dtype == bool and given.shape != (d,):
+            raise ValueError(f"discrete_features mask has shape {given.shape}, expected ({d},)")
+        columns = np.flatnonzero(given) if given.dtype == bool else np.unique(given.astype(np.int64))
+        if columns.size and (columns.min() < 0 or columns.max() >= d):
+            raise ValueError(f"discrete_features index {int(columns.max() if columns.max() >= d else columns.min())} is outside 0..{d - 1}")
+        if not two_valued[columns].all():
+            bad = int(columns[~two_valued[columns]][0])
+            raise ValueError(f"discrete_features column {bad} has more than two distinct values; a Bernoulli column takes two")
+        return columns
 
     def _two_valued(self, bernoulli: np.ndarray | None) -> TwoValued | None:
         if not len(getattr(self, "discrete_features_", ())):
@@ -417,8 +418,7 @@ def discrete_step(nk, ones, groups, prior: float) -> np.ndarray:
 
 def co_occurrence(block, layout: TwoValued) -> tuple[np.ndarray, int]:
     """``(U^T U, rows)`` of a block's rescaled two-valued columns (how often two are 1 together)."""
-    x = np.asarray(block, np.float64)[:, layout.columns]
-    binary = np.clip((x - layout.low) / layout.scale, 0.0, 1.0)
+    binary = layout.unit_values(block)
     return binary.T @ binary, binary.shape[0]
 
 

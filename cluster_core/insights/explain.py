@@ -90,12 +90,12 @@ def _precision(estimator) -> tuple[list[np.ndarray], np.ndarray]:
 def _bernoulli_terms(estimator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, column and component: the discrete columns' log-likelihood terms (n, m, k)
     (Bernoulli, or a one-hot block's categorical; :class:`~cluster_core.kernels.gmm.TwoValued`), and the columns."""
-    from ..kernels.gmm import emission_logs
+    from ..kernels.gmm import emission_logs, unit_two_valued
 
     columns = np.asarray(getattr(estimator, "discrete_features_", np.zeros(0)), np.int64)
     if not len(columns):
         return np.zeros((len(x), 0, len(estimator.weights_))), columns
-    u = np.clip((x[:, columns] - estimator.discrete_low_) / estimator.discrete_scale_, 0.0, 1.0)
+    u = unit_two_valued(x, columns, estimator.discrete_low_, estimator.discrete_scale_)
     log_one, log_zero = emission_logs(estimator.bernoulli_, estimator.discrete_groups_)  # (k, m) each
     return u[:, :, None] * log_one.T[None] + (1 - u)[:, :, None] * log_zero.T[None], columns
 

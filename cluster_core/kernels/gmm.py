@@ -48,18 +48,39 @@ class TwoValued:
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(continuous columns, rescaled two-valued columns)`` of a float64 block."""
-        keep = np.ones(x.shape[1], bool)
-        keep[self.columns] = False
-        device = x.device
-        binary = x[:, torch.as_tensor(self.columns, device=device)]
-        binary = ((binary - to_tensor(self.low, device, torch.float64)) / to_tensor(self.scale, device, torch.float64)).clamp_(0.0, 1.0)
-        return x[:, torch.as_tensor(np.flatnonzero(keep), device=device)], binary
+        continuous, columns, low, scale = self._tensors(x.device, x.shape[1])
+        return x[:, continuous], ((x[:, columns] - low) / scale).clamp_(0.0, 1.0)
+
+    def _tensors(self, device: torch.device, n_features: int) -> tuple:
+        """The index and scale tensors of :meth:`split`, made once per device and width (EM splits
+        every block on every iteration; a served model every request)."""
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        key = (str(device), n_features)
+        if key not in cache:
+            keep = np.ones(n_features, bool)
+            keep[self.columns] = False
+            cache[key] = (
+                torch.as_tensor(np.flatnonzero(keep), device=device),
+                torch.as_tensor(self.columns, device=device),
+                to_tensor(self.low, device, torch.float64),
+                to_tensor(self.scale, device, torch.float64),
+            )
+        return cache[key]
+
+    def unit_values(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`split`'s rescaled two-valued columns of a numpy matrix (float64)."""
+        return unit_two_valued(x, self.columns, self.low, self.scale)
 
     def log_terms(self, device: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A (k, m), c (k,))`` with log P(u | k) = u . A_k + c_k: per column the log-weight
         of a one minus that of a zero (a zero weighs nothing in a categorical block)."""
         log_one, log_zero = emission_logs(self.probabilities, self.groups)
         return to_tensor(log_one - log_zero, device, torch.float64), to_tensor(log_zero.sum(axis=1), device, torch.float64)
+
+
+def unit_two_valued(x: np.ndarray, columns, low, scale) -> np.ndarray:
+    """Two-valued columns of ``x`` rescaled to [0, 1]: ``(x - low) / scale``, clipped (:class:`TwoValued`)."""
+    return np.clip((np.asarray(x, np.float64)[:, columns] - low) / scale, 0.0, 1.0)
 
 
 def emission_logs(probabilities: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,17 +174,8 @@ class PreparedMixture:
                  two_valued: TwoValued | None = None):
         self.covariance_type = covariance_type
         self.device = device
-        self.split = None
+        self.two_valued = two_valued
         if two_valued is not None:
-            keep = np.ones(len(two_valued.columns) + np.asarray(means).shape[1], bool)
-            keep[two_valued.columns] = False
-            # TwoValued.split's operations, with its index and scale tensors made once
-            self.split = (
-                torch.as_tensor(np.flatnonzero(keep), device=device),
-                torch.as_tensor(two_valued.columns, device=device),
-                to_tensor(two_valued.low, device, torch.float64),
-                to_tensor(two_valued.scale, device, torch.float64),
-            )
             log_odds, log_q = two_valued.log_terms(device)
             self.log_odds_t, self.log_q = log_odds.T, log_q.unsqueeze(0)
         w, mu, pc = _params(weights, means, prec_chol, device)
@@ -174,11 +186,7 @@ class PreparedMixture:
         self.terms = _gaussian_terms(mu, pc, covariance_type)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.split is None:
-            return x, None
-        continuous, columns, low, scale = self.split
-        binary = ((x[:, columns] - low) / scale).clamp_(0.0, 1.0)
-        return x[:, continuous], binary
+        return (x, None) if self.two_valued is None else self.two_valued.split(x)
 
     def log_responsibilities(self, block: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(log_resp[n, k], log_prob_norm[n])`` of a block (numpy float64)."""
