@@ -322,7 +322,7 @@ def hard_statistics(block: Any, centers, covariance_type: str, device: str = "cp
     center_part = to_tensor(centers, device, torch.float64)
     if two_valued is not None:
         center_part, _ = two_valued.split(center_part)
-    origin = center_part.mean(dim=0) if two_valued is not None else prepared.shift
+    origin = center_part.mean(dim=0)  # the centers' mean (what _Centers shifts by), of the Gaussian columns
     c = center_part - origin
     k, d = c.shape
     nk = torch.zeros(k, dtype=torch.float64, device=device)
