@@ -190,6 +190,7 @@ def apply_run(
     device: str | None = None,
     progress: Progress | None = None,
     explain: bool = False,
+    columns: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``data`` with ``model`` and write it with the cluster columns to ``out``.
 
@@ -206,6 +207,8 @@ def apply_run(
     progress : Progress, optional
     explain : bool
         Add ``runner_up``, ``margin`` and ``explanation`` (docs/insights.md).
+    columns : list of str, optional
+        The input columns to write before the cluster columns (default: all).
 
     Returns
     -------
@@ -228,7 +231,8 @@ def apply_run(
         dataset = fit_dataset_partitions(dataset, client, progress)
         if watchdog is not None:
             watchdog.partition_bytes = dataset.partition_bytes
-        summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress, explain=explain)
+        summary = apply_model(model, dataset, target, overwrite=overwrite, progress=progress, explain=explain,
+                              columns=columns)
     summary["model_id"] = model.model_id
     return summary
 

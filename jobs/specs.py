@@ -226,6 +226,9 @@ class ApplySpec(_ModelSourceSpec):
     overwrite: bool = Field(False, description="replace an existing output directory")
     explain: bool = Field(False, description="also write runner_up, margin and explanation (the columns that decided "
                                              "each row's cluster), as clustra apply --explain")
+    columns: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        None, max_length=10_000,
+        description="input columns to write before the cluster columns, as clustra apply --columns (default: all)")
 
     @field_validator("data", "output")
     @classmethod

@@ -348,7 +348,7 @@ def run_apply(spec: ApplySpec, job: JobRecord, policy: PathPolicy, store: JobSto
     if os.path.isfile(os.path.join(model_path, LEADERBOARD_FILE)):  # a run: its recommended model
         progress.message(f"applying the recommended model of run {model_path}")
     summary = apply_run(model_path, data, out, overwrite=spec.overwrite, cluster=client, progress=progress,
-                        explain=spec.explain)
+                        explain=spec.explain, columns=spec.columns)
     summary["model"] = model_path
     if os.path.isfile(os.path.join(model_path, LEADERBOARD_FILE)):
         summary["chosen"] = "recommended"

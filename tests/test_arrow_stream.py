@@ -104,6 +104,32 @@ def test_apply_through_arrow_writes_what_the_pandas_path_writes(frame, model, tm
         assert json.loads(got["explanation"].iloc[0])[0]["column"] in set(model.pipeline.input_columns)
 
 
+def test_apply_columns_writes_only_the_named_input_columns_on_both_paths(frame, model, tmp_path, monkeypatch):
+    dataset = read_dataset(str(write_files(frame, tmp_path / "data")))
+    full = pd.read_parquet(apply_model(model, dataset, tmp_path / "full")["out"])
+    keep = ["customer_id", "plan"]  # plan is a model input, customer_id is not
+    arrow = apply_model(model, dataset, tmp_path / "arrow", columns=keep)
+    monkeypatch.setattr(apply_module, "parquet_pieces", lambda *args: None)
+    pandas = apply_model(model, dataset, tmp_path / "pandas", columns=keep)
+    assert arrow["cluster_counts"] == pandas["cluster_counts"] and arrow["n_rows"] == len(frame)
+    added = [c for c in full.columns if c not in frame.columns]
+    for out in ("arrow", "pandas"):
+        got = pd.read_parquet(tmp_path / out)
+        assert list(got.columns) == keep + added
+        pd.testing.assert_frame_equal(got, full[keep + added])  # same rows, order, clusters and dtypes
+
+
+def test_apply_columns_must_name_columns_of_the_dataset(frame, model, tmp_path):
+    from cluster_core.errors import InvalidInputError
+
+    dataset = read_dataset(str(write_files(frame, tmp_path / "data")))
+    with pytest.raises(InvalidInputError, match=r"columns \['nope'\] are not in the dataset"):
+        apply_model(model, dataset, tmp_path / "a", columns=["spend", "nope"])
+    with pytest.raises(InvalidInputError, match=r"named more than once"):
+        apply_model(model, dataset, tmp_path / "b", columns=["spend", "spend"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_training_streamed_through_arrow_equals_the_pandas_partitions(frame, tmp_path, monkeypatch):
     import cluster_core.training as training_module
     from cluster_core.config import TrainConfig

@@ -82,6 +82,21 @@ def test_apply_keeps_rows_columns_and_order(trained, tmp_path):
     assert scored["cluster_id"].ge(-1).all()
 
 
+def test_apply_columns_writes_a_key_and_the_cluster_columns_only(trained, tmp_path):
+    data, run, _ = trained
+    full, keyed = tmp_path / "full", tmp_path / "keyed"
+    assert clustra("apply", run, data, "--out", full).returncode == 0
+    result = clustra("apply", run, data, "--out", keyed, "--columns", "customer_id")
+    assert result.returncode == 0, result.stderr
+    scored, everything = pd.read_parquet(keyed), pd.read_parquet(full)
+    added = [c for c in everything.columns if c not in pd.read_parquet(data).columns]
+    assert list(scored.columns) == ["customer_id", *added] and "cluster_id" in added
+    pd.testing.assert_frame_equal(scored, everything[["customer_id", *added]])
+    bad = clustra("apply", run, data, "--out", tmp_path / "bad", "--columns", "customer_id,no_such")
+    assert bad.returncode != 0 and "no_such" in bad.stderr and "not in the dataset" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_apply_with_a_model_directory_matches_in_process_scoring(trained, tmp_path):
     data, run, _ = trained
     from cluster_core.model import ClusteringModel

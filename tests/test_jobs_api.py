@@ -483,5 +483,15 @@ def test_an_apply_spec_with_explain_writes_the_columns_of_apply_explain(api, tra
     assert json.loads(jobs_rows["explanation"].iloc[0])[0].keys() >= {"column", "contribution"}
     plain = wait_job(api.http, api.http.post("/v1/jobs", json={**spec, "explain": False}).json()["id"])
     assert not {"runner_up", "margin", "explanation"} & set(pd.read_parquet(plain["result"]["out"]).columns)
+
+
+def test_an_apply_spec_with_columns_writes_those_and_the_cluster_columns(api, trained):
+    spec = {"kind": "apply", "job": trained["id"], "model_id": "kmeans-k3", "data": "customers",
+            "columns": ["customer_id"]}
+    job = wait_job(api.http, api.http.post("/v1/jobs", json=spec).json()["id"])
+    assert job["state"] == "succeeded", job
+    assert list(pd.read_parquet(job["result"]["out"]).columns) == ["customer_id", "cluster_id", "distance", "cluster_name"]
+    missing = wait_job(api.http, api.http.post("/v1/jobs", json={**spec, "columns": ["no_such"]}).json()["id"])
+    assert missing["state"] == "failed" and "no_such" in json.dumps(missing)
     bad = api.http.post("/v1/jobs", json={**spec, "explain": "maybe"})
     assert bad.status_code == 422 and bad.json()["field"] == "explain"

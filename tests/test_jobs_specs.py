@@ -112,3 +112,13 @@ def test_an_apply_spec_may_ask_for_explanations():
     with pytest.raises(SpecError) as error:
         parse_spec({**spec, "explain": "maybe"})
     assert [e["field"] for e in error.value.errors] == ["explain"] and "got 'maybe'" in str(error.value)
+
+
+def test_an_apply_spec_may_name_the_columns_to_write():
+    spec = {"kind": "apply", "job": "abc123", "data": "d"}
+    assert parse_spec(spec).columns is None
+    assert parse_spec({**spec, "columns": ["customer_id"]}).columns == ["customer_id"]
+    for bad in ("customer_id", [""], [3]):
+        with pytest.raises(SpecError) as error:
+            parse_spec({**spec, "columns": bad})
+        assert error.value.errors[0]["field"].startswith("columns"), error.value.errors

@@ -164,7 +164,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
               file=sys.stderr)
     progress = PrintProgress()
     summary = apply_run(args.model, args.data, args.out, overwrite=args.overwrite, cluster=cluster_setting(args),
-                        device=args.device, progress=progress, explain=args.explain)
+                        device=args.device, progress=progress, explain=args.explain, columns=args.columns)
     progress.finish()
     print(json.dumps(summary, indent=2))
     return 0
@@ -361,6 +361,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     apply.add_argument("--explain", action="store_true",
                        help="add runner_up and explanation (the columns that decided each row's cluster; docs/insights.md)")
+    apply.add_argument("--columns", type=csv_list, metavar="COL[,COL...]",
+                       help="input columns to write before the cluster columns, e.g. a key to join on "
+                            "(default: every column)")
     add_cluster_options(apply)
     apply.set_defaults(func=cmd_apply)
 
