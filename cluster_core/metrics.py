@@ -175,16 +175,27 @@ def _distance_sums(
     rows: np.ndarray, labels: np.ndarray, sample: np.ndarray, n_clusters: int, device: str, cosine: bool = False,
 ) -> np.ndarray:
     """Tiles of TILE x TILE distances from faiss (squared, so a square root in place; for unit rows
-    and ``cosine``, halved: ``1 - cos``), then one GEMM with the tile's membership matrix adds
-    them up per cluster."""
-    membership = _one_hot(labels, n_clusters)
+    and ``cosine``, halved: ``1 - cos``), then a GEMM with the tile's membership matrix adds them
+    up per cluster.
+
+    The rows are put in label order first (noise rows dropped), so a tile holds the rows of a few
+    clusters and its membership matrix has a column for those only: at k = 64 the full
+    membership GEMM cost more than the distances (a 2048-row tile spans about four clusters of
+    a 50,000-row reference; the sums are the same up to float32 rounding order)."""
+    order = np.argsort(labels, kind="stable")
+    order = order[labels[order] >= 0]
+    rows, labels = rows[order], labels[order]
     sums = np.zeros((sample.shape[0], n_clusters))
     if cosine:  # unit rows or rows of zeros: x.y = (|x|^2 + |y|^2 - |x - y|^2) / 2
         half_sq_rows = 0.5 * np.einsum("ij,ij->i", rows, rows).astype(np.float32)
         half_sq_sample = 0.5 * np.einsum("ij,ij->i", sample, sample).astype(np.float32)
+    tiles = []  # per tile of rows: (its clusters, its membership matrix over them)
+    for b in range(0, rows.shape[0], TILE):
+        clusters, local = np.unique(labels[b : b + TILE], return_inverse=True)
+        tiles.append((clusters, _one_hot(local, clusters.shape[0])))
     for q in range(0, sample.shape[0], TILE):
         queries = sample[q : q + TILE]
-        for b in range(0, rows.shape[0], TILE):
+        for (clusters, membership), b in zip(tiles, range(0, rows.shape[0], TILE)):
             distances = pairwise_sqdist(queries, rows[b : b + TILE], device)
             if cosine:  # 1 - x.y
                 distances *= 0.5
@@ -194,7 +205,7 @@ def _distance_sums(
                 np.clip(distances, 0.0, 2.0, out=distances)
             else:
                 np.sqrt(distances, out=distances)
-            sums[q : q + TILE] += distances @ membership[b : b + TILE]
+            sums[q : q + TILE, clusters] += distances @ membership
     return sums
 
 

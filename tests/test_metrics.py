@@ -146,3 +146,26 @@ def test_metrics_from_labels_computed_once_equal_those_of_a_pass_each():
     once = evaluate_clustering(blocks, known, 5, **options)
     assert sum(counted) == 30_000
     assert once == each_pass
+
+
+@pytest.mark.parametrize("cosine", [False, True], ids=["euclidean", "cosine"])
+def test_distance_sums_per_cluster_equal_brute_force_over_tiles(cosine):
+    """Rows over several tiles, 40 label values with gaps and noise: each query's summed distance to
+    every cluster's rows (rows are put in label order inside; the caller's order must not matter)."""
+    from scipy.spatial.distance import cdist
+
+    from cluster_core.metrics import TILE, _distance_sums
+
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(2 * TILE + 333, 6)).astype(np.float32)
+    sample = rng.normal(size=(TILE + 17, 6)).astype(np.float32)
+    if cosine:
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    labels = rng.integers(-1, 40, rows.shape[0])
+    labels[labels == 7] = 8  # a cluster without rows
+    got = _distance_sums(rows, labels, sample, 40, "cpu", cosine)
+    distances = cdist(sample.astype(np.float64), rows.astype(np.float64), "cosine" if cosine else "euclidean")
+    expected = np.stack([distances[:, labels == c].sum(axis=1) for c in range(40)], axis=1)
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-3)
+    assert (got[:, 7] == 0).all()
