@@ -7,9 +7,9 @@ configured host, but the stats page (``bind *:8404``) and the Prometheus exporte
 :func:`confine_haproxy` points that variable at a small wrapper which rewrites those two
 ``bind`` lines of CONFIG to 127.0.0.1 and then execs the real binary with the same arguments.
 It fails closed: a ``bind`` that would still listen on a non-loopback address stops the start
-with an error naming the line. It also gives the two ports free loopback port numbers (unless
-``RAY_SERVE_HAPROXY_STATS_PORT`` / ``RAY_SERVE_HAPROXY_METRICS_PORT`` are set), so two local
-services do not collide on 8404 and 9101.
+with an error naming the line. It also gives those two ports, and the fallback Python proxy Ray
+starts beside HAProxy (8500, 9500 for gRPC), free loopback port numbers unless the variables
+of :data:`PORT_ENVS` set them, so two local services do not collide on fixed ports.
 
 The replicas' own HTTP ports (Serve's direct ingress, which HAProxy forwards to) bind the
 configured host already, and the node address is 127.0.0.1 (:mod:`serving.loopback`).
@@ -31,7 +31,9 @@ import tempfile
 from pathlib import Path
 
 BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
-PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+# ports Ray Serve otherwise fixes (8404, 9101; its fallback Python proxy's 8500 and 9500)
+PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+             "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 LOOPBACK_ADDRESS = "127.0.0.1"
 _WILDCARDS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})
 _BIND = re.compile(r"^(?P<lead>\s*bind\s+)(?P<addresses>\S+)(?P<rest>.*)$")
@@ -113,10 +115,16 @@ def confine_config_file(path: str) -> None:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK_ADDRESS, 0))
-        return sock.getsockname()[1]
+def _free_loopback_ports(count: int) -> list[int]:
+    """``count`` different free ports of 127.0.0.1 (held together while chosen, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((LOOPBACK_ADDRESS, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _is_wrapper(path: str) -> bool:
@@ -131,8 +139,8 @@ def confine_haproxy(binary: str, directory: str | None = None) -> Path:
     """Make the HAProxy that Ray Serve starts from this process listen on 127.0.0.1 only.
 
     Writes a wrapper of ``binary`` into ``directory`` (default: a new temporary directory),
-    points ``RAY_SERVE_HAPROXY_BINARY_PATH`` at it and sets free loopback ports for HAProxy's
-    stats and metrics where the environment does not choose them. Call before ``ray.init``:
+    points ``RAY_SERVE_HAPROXY_BINARY_PATH`` at it and sets free loopback ports for the
+    variables of :data:`PORT_ENVS` the environment does not set. Call before ``ray.init``:
     Ray's processes read the environment when they start.
 
     Parameters
@@ -152,8 +160,9 @@ def confine_haproxy(binary: str, directory: str | None = None) -> Path:
     else:
         wrapper = _write_wrapper(binary, directory)
         os.environ[BINARY_ENV] = str(wrapper)
-    for name in PORT_ENVS:
-        os.environ.setdefault(name, str(_free_loopback_port()))
+    unset = [name for name in PORT_ENVS if not os.environ.get(name)]
+    for name, port in zip(unset, _free_loopback_ports(len(unset))):
+        os.environ[name] = str(port)
     return wrapper
 
 

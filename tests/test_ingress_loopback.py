@@ -93,7 +93,9 @@ def _fake_haproxy(tmp_path: Path) -> Path:
 @pytest.fixture
 def clean_env(monkeypatch):
     """BINARY_ENV and the port variables restored after the test (confine_haproxy sets them)."""
-    for name in (BINARY_ENV, *PORT_ENVS):
+    from serving.ingress import DRAIN_ENV
+
+    for name in (BINARY_ENV, *PORT_ENVS, DRAIN_ENV):
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
     return monkeypatch
@@ -103,7 +105,8 @@ def test_the_wrapper_confines_the_config_then_runs_the_real_binary_with_its_argu
     wrapper = confine_haproxy(str(_fake_haproxy(tmp_path)), str(tmp_path))
     assert os.environ[BINARY_ENV] == str(wrapper) and os.access(wrapper, os.X_OK)
     ports = [int(os.environ[name]) for name in PORT_ENVS]
-    assert len(set(ports)) == 2 and all(1024 <= p < 65536 for p in ports) and 8404 not in ports
+    assert len(set(ports)) == len(PORT_ENVS) == 4 and all(1024 <= p < 65536 for p in ports)
+    assert not {8404, 9101, 8500, 9500} & set(ports)  # Ray's fixed ports: a second local service would collide
     assert confine_haproxy("/elsewhere/haproxy") == wrapper  # a second call (or a child `clustra serve`) keeps the wrapper
     config = tmp_path / "haproxy.cfg"
     config.write_text(RAY_LIKE)
@@ -139,6 +142,18 @@ def test_use_ingress_confines_haproxy_on_loopback_hosts_only(tmp_path, clean_env
     assert (os.environ[BINARY_ENV] != str(fake)) is confined and all((n in os.environ) is confined for n in PORT_ENVS)
     use_ingress(IngressChoice(False, "test"), host)
     assert os.environ[HAPROXY_ENV] == "0"
+
+
+def test_use_ingress_shortens_the_replicas_drain_behind_a_local_haproxy_unless_set(tmp_path, clean_env):
+    from serving.ingress import DRAIN_ENV, LOCAL_DRAIN_S, IngressChoice, use_ingress
+
+    use_ingress(IngressChoice(False, "test"), "0.0.0.0")
+    assert DRAIN_ENV not in os.environ  # the Python proxy: no direct ingress, nothing to drain
+    use_ingress(IngressChoice(True, "test"), "0.0.0.0")
+    assert float(os.environ[DRAIN_ENV]) == LOCAL_DRAIN_S < 30  # Ray's default: 30 s per Ctrl-C
+    clean_env.setenv(DRAIN_ENV, "12")
+    use_ingress(IngressChoice(True, "test"), "0.0.0.0")
+    assert os.environ[DRAIN_ENV] == "12"
 
 
 def test_use_ingress_without_a_binary_names_what_to_install(clean_env):

