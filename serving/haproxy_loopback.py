@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import ipaddress
 import os
 import re
 import shlex
@@ -41,7 +42,12 @@ _BIND = re.compile(r"^(?P<lead>\s*bind\s+)(?P<addresses>\S+)(?P<rest>.*)$")
 
 def _is_loopback_host(host: str) -> bool:
     host = host.strip("[]")
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another name: it may resolve anywhere
+        return False
 
 
 def _loopback_address(address: str, line: str) -> str:

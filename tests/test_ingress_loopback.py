@@ -56,8 +56,8 @@ def test_bind_addresses(address, expected):
 @pytest.mark.parametrize(
     "address, words",
     [("10.1.2.3:8000", "not a loopback address"), ("example.org:80", "not a loopback address"),
-     ("8000", "has no port"), ("quic4@*:443", "unknown kind")],
-    ids=["other-ip", "hostname", "no-port", "other-family"],
+     ("127.example.org:80", "not a loopback address"), ("8000", "has no port"), ("quic4@*:443", "unknown kind")],
+    ids=["other-ip", "hostname", "127-hostname", "no-port", "other-family"],
 )
 def test_a_bind_that_would_stay_exposed_is_refused(address, words):
     with pytest.raises(ValueError, match=words) as info:
