@@ -9,8 +9,9 @@ Per *profile* (a fresh local Ray in a subprocess) it deploys, on one Ray Serve i
 
 * ``clustra`` -- the application exactly as `clustra serve` deploys it by default
   (:func:`serving.config.serve_config` with no options, the same ``ray.init`` and
-  ingress choice; ``default`` = host 127.0.0.1, which keeps Ray Serve's Python proxy;
-  ``haproxy`` = host 0.0.0.0, where `clustra serve` picks HAProxy);
+  ingress choice; ``default`` = host 127.0.0.1 and ``--ingress auto``: HAProxy with every port
+  on 127.0.0.1 where Ray has it; ``proxy`` = host 127.0.0.1 and ``--ingress proxy``: Ray
+  Serve's Python proxy, the default before; ``haproxy`` = host 0.0.0.0, HAProxy as Ray binds it);
 * ``noop`` -- one FastAPI deployment answering a constant (``bench/serve_noop.py``), with the
   same ingress options: Ray Serve's own floor for one request;
 * ``two-hop`` -- Clustra with its model deployment (`clustra serve --model-deployment`, the
@@ -48,7 +49,8 @@ import numpy as np
 from _common import ROOT, machine
 from serve_load import WRK_SCRIPT, _free_port, prepare, run_wrk
 
-PROFILES = {"default": "127.0.0.1", "haproxy": "0.0.0.0"}  # profile -> the HTTP host `clustra serve` is given
+# profile -> the HTTP host and the --ingress `clustra serve` is given
+PROFILES = {"default": ("127.0.0.1", "auto"), "proxy": ("127.0.0.1", "proxy"), "haproxy": ("0.0.0.0", "auto")}
 ROUTES = {"clustra": "/", "noop": "/noop", "two-hop": "/twohop"}
 ASSIGN = "v1/models/customers/assign"
 
@@ -118,12 +120,12 @@ def _replicas(app: str) -> int:
 
 def worker(args: argparse.Namespace) -> None:
     """Deploy the default Clustra app and the no-op as `clustra serve` would, measure, print RESULT lines."""
-    from serving.ingress import HAPROXY_ENV, choose_ingress
+    from serving.ingress import choose_ingress, use_ingress
 
-    host = PROFILES[args.profile]
+    host, requested = PROFILES[args.profile]
     port = _free_port()
-    choice = choose_ingress("auto", host)  # what `clustra serve --host HOST` chooses, set before Ray is imported
-    os.environ[HAPROXY_ENV] = "1" if choice.haproxy else "0"
+    choice = choose_ingress(requested, host)  # what `clustra serve --host HOST --ingress ...` chooses
+    use_ingress(choice, host)  # set before Ray is imported
     print(f"# {args.profile}: {choice.describe()}", file=sys.stderr, flush=True)
 
     import ray

