@@ -209,31 +209,26 @@ VALIDITY_ROWS = 2_000  # the nearest-neighbour validity indices are O(rows^2)
 def validity_indices(rows: np.ndarray, labels: np.ndarray, neighbours: int = 25) -> dict:
     """Gagolewski's nearest-neighbour cluster validity indices of a labelling (higher is better).
 
-    ``wcnn``: the share of each row's ``neighbours`` nearest neighbours in its own cluster
-    (the worst cluster's share); ``dunn_owa``: the near-neighbour Dunn index DuNN-OWA
-    (smallest of the 5 smallest between-cluster neighbour distances over the largest
-    within-cluster spread). Computed on at most ``VALIDITY_ROWS`` rows, noise left out;
-    None where undefined (a cluster with no more rows than ``neighbours``).
+    ``wcnn``: the share of the rows' ``neighbours`` nearest neighbours that are in the row's
+    own cluster; ``dunn_owa``: the near-neighbour Dunn index DuNN-OWA (a weighted mean of the
+    shortest between-cluster neighbour distances, ``SMin:5``, over the longest within-cluster
+    one, ``Max``). Computed on at most ``VALIDITY_ROWS`` rows, noise left out; None where
+    undefined (a cluster with no more rows than ``neighbours``). The values are genieclust's
+    ``wcnn_index`` and ``dunnowa_index``, from one neighbour graph that the models scored on
+    the same rows share (:mod:`cluster_core.validity`).
     """
+    from .validity import dunn_owa, neighbour_graph, wcnn
+
     keep = labels >= 0
     rows, labels = np.asarray(rows[keep], np.float64), labels[keep]
     if rows.shape[0] > VALIDITY_ROWS:
         pick = np.random.default_rng(0).choice(rows.shape[0], VALIDITY_ROWS, replace=False)
         rows, labels = rows[pick], labels[pick]
     _, labels = np.unique(labels, return_inverse=True)
-    out = {"wcnn": None, "dunn_owa": None}
     if labels.size == 0 or labels.max() < 1 or np.bincount(labels).min() <= neighbours:
-        return out
-    from ._genieclust import load_cluster_validity  # genieclust's indices without its plots (matplotlib, ~0.7 s)
-
-    cluster_validity = load_cluster_validity()
-    try:
-        out["wcnn"] = _round(cluster_validity.wcnn_index(rows, labels, M=neighbours))
-        out["dunn_owa"] = _round(cluster_validity.dunnowa_index(rows, labels, M=neighbours, owa_numerator="SMin:5",
-                                                                owa_denominator="Max"))
-    except (ValueError, RuntimeError):
-        pass
-    return out
+        return {"wcnn": None, "dunn_owa": None}
+    graph = neighbour_graph(rows, neighbours)
+    return {"wcnn": _round(wcnn(graph, labels)), "dunn_owa": _round(dunn_owa(graph, labels))}
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
