@@ -8,6 +8,12 @@ JSON files are compared as parsed values with every key ending in ``seconds`` (`
 ``selection_seconds``, ``insights_seconds``, ...) and the run's paths and dates left out
 (``created``, ``out``, ``data``: where and when, not what); ``.npz`` archives array by array,
 exactly; any other file byte for byte. Exit status 0 when equal, 1 with the differences listed.
+
+``--skipped-null``: RUN_B may leave a model's null unmeasured where its stability is below
+``MIN_STABILITY`` (``null_stability_skipped``, docs/selection.md): in every JSON object with a
+``stability`` below it, ``null_stability`` and ``stability_excess`` are left out on both sides
+(RUN_B must leave them null there, and give the reason exactly there where it has the key);
+every other value must be equal.
 """
 
 from __future__ import annotations
@@ -29,6 +35,33 @@ def _strip(value, ignored: set[str]):
     if isinstance(value, list):
         return [_strip(v, ignored) for v in value]
     return value
+
+
+SKIP_KEY = "null_stability_skipped"
+NULL_KEYS = ("null_stability", "stability_excess")
+
+
+def _without_skipped_null(value, problems: list[str], side_b: bool, where: str = ""):
+    """``value`` with the null's values left out where the stability is below ``MIN_STABILITY``; in
+    RUN_B (``side_b``) the reason must be given exactly there (a problem is recorded otherwise)."""
+    from cluster_core.selection import MIN_STABILITY
+
+    if isinstance(value, list):
+        return [_without_skipped_null(v, problems, side_b, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _without_skipped_null(v, problems, side_b, f"{where}/{k}") for k, v in value.items()}
+    if "stability" in out and "null_stability" in out:
+        below = out["stability"] is None or out["stability"] < MIN_STABILITY
+        given, reason = SKIP_KEY in out, out.pop(SKIP_KEY, None)
+        if side_b and given and bool(reason) != below:
+            problems.append(f"{where or '/'}: stability {out['stability']} but {SKIP_KEY}={reason!r}")
+        if side_b and below and any(out.get(k) is not None for k in NULL_KEYS):
+            problems.append(f"{where or '/'}: stability {out['stability']} below {MIN_STABILITY} but a null value is given")
+        if below:
+            for key in NULL_KEYS:
+                out.pop(key, None)
+    return out
 
 
 def _first_difference(a, b, where: str = "") -> str | None:
@@ -53,10 +86,16 @@ def _first_difference(a, b, where: str = "") -> str | None:
     return None if a == b else f"{where or '/'}: {a!r} != {b!r}"
 
 
-def compare_file(a: Path, b: Path, ignored: set[str]) -> str | None:
+def compare_file(a: Path, b: Path, ignored: set[str], skipped_null: bool = False) -> str | None:
     """None when the two files hold the same outputs, else the first difference."""
     if a.suffix == ".json":
-        return _first_difference(_strip(json.loads(a.read_text()), ignored), _strip(json.loads(b.read_text()), ignored))
+        left, right = _strip(json.loads(a.read_text()), ignored), _strip(json.loads(b.read_text()), ignored)
+        if skipped_null:
+            problems: list[str] = []
+            left, right = _without_skipped_null(left, [], False), _without_skipped_null(right, problems, True)
+            if problems:
+                return problems[0]
+        return _first_difference(left, right)
     if a.suffix == ".npz":
         with np.load(a, allow_pickle=False) as x, np.load(b, allow_pickle=False) as y:
             if sorted(x.files) != sorted(y.files):
@@ -69,14 +108,14 @@ def compare_file(a: Path, b: Path, ignored: set[str]) -> str | None:
     return None if a.read_bytes() == b.read_bytes() else "bytes differ"
 
 
-def compare_runs(run_a: Path, run_b: Path, ignored: set[str] = IGNORED_KEYS) -> list[str]:
+def compare_runs(run_a: Path, run_b: Path, ignored: set[str] = IGNORED_KEYS, skipped_null: bool = False) -> list[str]:
     """Every difference between two run directories (empty: the same outputs)."""
     files_a = {p.relative_to(run_a) for p in run_a.rglob("*") if p.is_file()}
     files_b = {p.relative_to(run_b) for p in run_b.rglob("*") if p.is_file()}
     problems = [f"{p}: only in {run_a}" for p in sorted(files_a - files_b)]
     problems += [f"{p}: only in {run_b}" for p in sorted(files_b - files_a)]
     for rel in sorted(files_a & files_b):
-        found = compare_file(run_a / rel, run_b / rel, ignored)
+        found = compare_file(run_a / rel, run_b / rel, ignored, skipped_null)
         if found:
             problems.append(f"{rel}: {found}")
     return problems
@@ -86,8 +125,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_a", type=Path)
     parser.add_argument("run_b", type=Path)
+    parser.add_argument("--skipped-null", action="store_true",
+                        help="RUN_B may skip the null of models below MIN_STABILITY (see above)")
     args = parser.parse_args()
-    problems = compare_runs(args.run_a, args.run_b)
+    problems = compare_runs(args.run_a, args.run_b, skipped_null=args.skipped_null)
     files = sum(1 for p in args.run_a.rglob("*") if p.is_file())
     print("\n".join(problems) if problems else f"equal: {files} files (timings aside)")
     return 1 if problems else 0

@@ -67,16 +67,11 @@ def _subsample_pairs(n: int, seed: int, pairs: int) -> list[tuple[np.ndarray, np
     return out
 
 
-def _pair_labels(template: Any, samples: list[np.ndarray], draws: list, seed: int) -> list[list[tuple]]:
-    """For each of ``samples``, per pair of ``draws``: the two refits' labels of the shared rows (None
-    for a failed refit); refit ``2 * pair + 1`` and ``2 * pair + 2`` are seeded ``seed`` plus that."""
-    labels = [
-        _refit_or_none(template, sample, rows, shared, seed + 2 * pair + side)
-        for sample in samples for pair, (a, b, shared) in enumerate(draws) for side, rows in ((1, a), (2, b))
-    ]
-    per_sample = 2 * len(draws)
-    return [list(zip(labels[i : i + per_sample : 2], labels[i + 1 : i + per_sample : 2]))
-            for i in range(0, len(labels), per_sample)]
+def _pair_labels(template: Any, sample: np.ndarray, draws: list, seed: int) -> list[tuple]:
+    """Per pair of ``draws``: the two refits' labels of the shared rows of ``sample`` (None for a
+    failed refit); refit ``2 * pair + 1`` and ``2 * pair + 2`` are seeded ``seed`` plus that."""
+    return [tuple(_refit_or_none(template, sample, rows, shared, seed + 2 * pair + side) for side, rows in ((1, a), (2, b)))
+            for pair, (a, b, shared) in enumerate(draws)]
 
 
 def _agreement(pairs: list[tuple]) -> float | None:
@@ -92,7 +87,7 @@ def pair_agreement(template: Any, sample: np.ndarray, seed: int, pairs: int) -> 
     None when ``sample`` is too small or every refit failed.
     """
     draws = _subsample_pairs(sample.shape[0], seed, pairs)
-    return None if draws is None else _agreement(_pair_labels(template, [sample], draws, seed)[0])
+    return None if draws is None else _agreement(_pair_labels(template, sample, draws, seed))
 
 
 def discrete_blocks(sample: np.ndarray, feature_names: list[str] | None = None) -> list[np.ndarray]:
@@ -160,19 +155,42 @@ def _shared_null_sample(sample: np.ndarray, seed: int, blocks) -> np.ndarray:
     return null
 
 
+def null_skip_reason(stability: float | None, below: float = MIN_STABILITY) -> str | None:
+    """Why the null's refits need not run for a model of this ``stability``, None when they must.
+
+    :func:`reproducible` requires ``stability >= MIN_STABILITY`` (the value as the leaderboard
+    stores it, rounded) whatever the null gives, so below it, or with no stability at all,
+    the null cannot change the recommendation.
+    """
+    if stability is None:
+        return "no refit on the data succeeded: not reproducible whatever the null gives, so its refits were not run"
+    if _round(stability) < below:
+        return f"stability {_round(stability)} < {below}: not reproducible whatever the null gives, so its refits were not run"
+    return None
+
+
 def measure_stability(template: Any, sample: np.ndarray, seed: int, pairs: int,
-                      blocks: list[np.ndarray] | tuple = ()) -> dict:
-    """``{"stability", "null_stability", "stability_excess"}`` of an unfitted estimator (None where undefined).
+                      blocks: list[np.ndarray] | tuple = (), skip_null_below: float | None = MIN_STABILITY) -> dict:
+    """``{"stability", "null_stability", "stability_excess", "null_stability_skipped"}`` of an unfitted
+    estimator (None where undefined).
 
     ``blocks``: the sample's discrete column groups, kept discrete in the null (:func:`null_sample`).
+    ``skip_null_below``: the null's refits run only when the stability reaches it; below it the
+    model is not reproducible whatever the null gives (:func:`reproducible`), so
+    ``null_stability`` and ``stability_excess`` are left missing and ``null_stability_skipped``
+    says why (:func:`null_skip_reason`). None: the null is always measured. The values
+    measured are the same either way (the data's refits come first, each refit has its own seed).
     """
     draws = _subsample_pairs(sample.shape[0], seed, pairs)
-    stability = null = None
-    if draws is not None:  # the data's and the null's refits together (pair_agreement of each, side by side)
-        on_data, on_null = _pair_labels(template, [sample, _shared_null_sample(sample, seed, blocks)], draws, seed)
-        stability, null = _agreement(on_data), _agreement(on_null)
+    stability = null = skipped = None
+    if draws is not None:
+        stability = _agreement(_pair_labels(template, sample, draws, seed))
+        skipped = None if skip_null_below is None else null_skip_reason(stability, skip_null_below)
+        if skipped is None:
+            null = _agreement(_pair_labels(template, _shared_null_sample(sample, seed, blocks), draws, seed))
     excess = None if stability is None or null is None else stability - null
-    return {"stability": _round(stability), "null_stability": _round(null), "stability_excess": _round(excess)}
+    return {"stability": _round(stability), "null_stability": _round(null), "stability_excess": _round(excess),
+            "null_stability_skipped": skipped}
 
 
 def mixture_criteria(estimator: Any, rows: np.ndarray) -> dict:
@@ -191,31 +209,26 @@ VALIDITY_ROWS = 2_000  # the nearest-neighbour validity indices are O(rows^2)
 def validity_indices(rows: np.ndarray, labels: np.ndarray, neighbours: int = 25) -> dict:
     """Gagolewski's nearest-neighbour cluster validity indices of a labelling (higher is better).
 
-    ``wcnn``: the share of each row's ``neighbours`` nearest neighbours in its own cluster
-    (the worst cluster's share); ``dunn_owa``: the near-neighbour Dunn index DuNN-OWA
-    (smallest of the 5 smallest between-cluster neighbour distances over the largest
-    within-cluster spread). Computed on at most ``VALIDITY_ROWS`` rows, noise left out;
-    None where undefined (a cluster with no more rows than ``neighbours``).
+    ``wcnn``: the share of the rows' ``neighbours`` nearest neighbours that are in the row's
+    own cluster; ``dunn_owa``: the near-neighbour Dunn index DuNN-OWA (a weighted mean of the
+    shortest between-cluster neighbour distances, ``SMin:5``, over the longest within-cluster
+    one, ``Max``). Computed on at most ``VALIDITY_ROWS`` rows, noise left out; None where
+    undefined (a cluster with no more rows than ``neighbours``). The values are genieclust's
+    ``wcnn_index`` and ``dunnowa_index``, from one neighbour graph that the models scored on
+    the same rows share (:mod:`cluster_core.validity`).
     """
+    from .validity import dunn_owa, neighbour_graph, wcnn
+
     keep = labels >= 0
     rows, labels = np.asarray(rows[keep], np.float64), labels[keep]
     if rows.shape[0] > VALIDITY_ROWS:
         pick = np.random.default_rng(0).choice(rows.shape[0], VALIDITY_ROWS, replace=False)
         rows, labels = rows[pick], labels[pick]
     _, labels = np.unique(labels, return_inverse=True)
-    out = {"wcnn": None, "dunn_owa": None}
     if labels.size == 0 or labels.max() < 1 or np.bincount(labels).min() <= neighbours:
-        return out
-    from ._genieclust import load_cluster_validity  # genieclust's indices without its plots (matplotlib, ~0.7 s)
-
-    cluster_validity = load_cluster_validity()
-    try:
-        out["wcnn"] = _round(cluster_validity.wcnn_index(rows, labels, M=neighbours))
-        out["dunn_owa"] = _round(cluster_validity.dunnowa_index(rows, labels, M=neighbours, owa_numerator="SMin:5",
-                                                                owa_denominator="Max"))
-    except (ValueError, RuntimeError):
-        pass
-    return out
+        return {"wcnn": None, "dunn_owa": None}
+    graph = neighbour_graph(rows, neighbours)
+    return {"wcnn": _round(wcnn(graph, labels)), "dunn_owa": _round(dunn_owa(graph, labels))}
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

@@ -187,7 +187,8 @@ class ModelResult:
             "status": "failed" if self.error else "ok",
             "error": self.error,
         }
-        for key in ("stability", "null_stability", "stability_excess", "bic", "icl", "wcnn", "dunn_owa"):
+        for key in ("stability", "null_stability", "stability_excess", "null_stability_skipped", "bic", "icl", "wcnn",
+                    "dunn_owa"):
             entry[key] = metrics.get(key)
         for key in EVALUATION_KEYS:
             if key in metrics:

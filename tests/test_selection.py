@@ -76,6 +76,64 @@ def test_stability_values_equal_those_of_refits_one_after_another(algorithm):
     assert measure_stability(template, other, 5, 2, blocks) == result
 
 
+def test_the_null_is_skipped_only_where_it_cannot_matter():
+    """A model below MIN_STABILITY is not reproducible whatever its null: those refits are not run, the
+    values are missing with the reason; the stability itself is the one measured with the null."""
+    from cluster_core.algorithms import KMeans
+    from cluster_core.selection import MIN_STABILITY, null_skip_reason, reproducible
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(500, 3)).astype(np.float32)  # no clusters: k-means at k = 7 is not stable
+    template = KMeans(7, n_init=1, device="cpu")
+    skipped = measure_stability(template, x, 2, 2)
+    full = measure_stability(template, x, 2, 2, skip_null_below=None)
+    assert full["stability"] == skipped["stability"] < MIN_STABILITY
+    assert full["null_stability"] is not None and full["null_stability_skipped"] is None
+    assert skipped["null_stability"] is None and skipped["stability_excess"] is None
+    assert skipped["null_stability_skipped"].startswith(f"stability {skipped['stability']} < {MIN_STABILITY}")
+    assert not reproducible(full) and not reproducible(skipped)
+    # the threshold reads the stored (rounded) value, as reproducible() does
+    assert null_skip_reason(MIN_STABILITY - 4e-5) is None and null_skip_reason(MIN_STABILITY - 6e-5) is not None
+    assert null_skip_reason(None) is not None
+    stable = measure_stability(KMeans(2, n_init=1, device="cpu"), np.vstack([x[:250] - 6, x[250:] + 6]), 2, 2)
+    assert stable["stability"] >= MIN_STABILITY and stable["null_stability"] is not None
+    assert stable["null_stability_skipped"] is None
+
+
+def _mixed_frame(n: int = 900, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    segment = rng.integers(0, 3, n)
+    return pd.DataFrame({"spend": segment * 3.0 + rng.normal(0, 1, n), "visits": rng.gamma(2.0, 2.0, n) + segment,
+                         "plan": np.where(rng.random(n) < 0.8, np.array(["a", "b", "c"])[segment], "a"),
+                         "member": segment == 2})
+
+
+@pytest.mark.parametrize("table", ["blobs", "mixed", "noise"])
+def test_the_recommendation_is_the_same_with_and_without_the_null_skip(table, monkeypatch):
+    import functools
+
+    import cluster_core.selection as selection
+
+    rng = np.random.default_rng(1)
+    frame = {"blobs": lambda: blobs_frame(600, centers=3).drop(columns="truth"), "mixed": _mixed_frame,
+             "noise": lambda: pd.DataFrame(rng.normal(size=(600, 3)), columns=["a", "b", "c"])}[table]()
+    config = train_config(algorithms=["kmeans", "gmm"], k=list(range(2, 7)), seed=1, insights=False)
+    skipped = train_run(frame, config, cluster="inprocess").leaderboard()
+    monkeypatch.setattr(selection, "measure_stability",
+                        functools.partial(selection.measure_stability, skip_null_below=None))
+    full = train_run(frame, config, cluster="inprocess").leaderboard()
+    assert (skipped["recommended"], skipped["recommended_reason"]) == (full["recommended"], full["recommended_reason"])
+    assert any(e["null_stability_skipped"] for e in skipped["models"])  # the skip was exercised
+    for a, b in zip(skipped["models"], full["models"]):
+        assert a["model_id"] == b["model_id"] and a["stability"] == b["stability"] and b["null_stability_skipped"] is None
+        if a["null_stability_skipped"]:
+            assert a["stability"] < selection.MIN_STABILITY and a["null_stability"] is None is a["stability_excess"]
+        else:
+            assert (a["null_stability"], a["stability_excess"]) == (b["null_stability"], b["stability_excess"])
+        assert {k: v for k, v in a.items() if "seconds" not in k and "null" not in k and "excess" not in k} == {
+            k: v for k, v in b.items() if "seconds" not in k and "null" not in k and "excess" not in k}
+
+
 def test_the_null_keeps_categories_discrete_and_drops_their_association():
     rng = np.random.default_rng(0)
     group = rng.integers(0, 3, 900)
@@ -282,8 +340,9 @@ def test_demo_recommends_three_penguin_groups(demo):
     assert "leaves out species" in result.stdout and "sex" in result.stdout
 
 
-def test_validity_indices_load_genieclusts_module_without_matplotlib():
-    """The indices come from genieclust's own compiled module, loaded without the package's plots."""
+def test_validity_indices_are_genieclusts_without_importing_it():
+    """The indices equal genieclust's own (tests/test_validity.py compares them in depth) and need
+    neither genieclust nor its plots (matplotlib, ~0.7 s of a process)."""
     import subprocess
     import sys
 
@@ -298,7 +357,6 @@ from genieclust import cluster_validity
 expected = {"wcnn": round(float(cluster_validity.wcnn_index(x, y, M=25)), 4),
             "dunn_owa": round(float(cluster_validity.dunnowa_index(x, y, M=25, owa_numerator="SMin:5", owa_denominator="Max")), 4)}
 assert ours == expected and ours["wcnn"] is not None, (ours, expected)
-assert validity_indices(x, y) == ours  # now from the imported package
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
