@@ -68,6 +68,12 @@ class ParquetPiece:
     def _groups(self, parquet: Any) -> list[int]:
         return list(range(parquet.num_row_groups)) if self.row_groups is None else list(self.row_groups)
 
+    def num_rows(self, columns: list[str]) -> int:
+        """The piece's row count, from the file's footer (no data read); DataError naming the file when
+        one of ``columns`` is missing."""
+        with self._open(columns) as parquet:
+            return sum(parquet.metadata.row_group(g).num_rows for g in self._groups(parquet))
+
     def read(self, columns: list[str]) -> Any:
         """The piece's rows, ``columns`` only, as a pyarrow Table (DataError naming the file when one is missing)."""
         with self._open(columns) as parquet:

@@ -124,6 +124,33 @@ def featurize_split(part: Any, index: int, pipeline: FeaturePipeline, seed: int,
     return features[~is_validation], features[is_validation]
 
 
+def split_counts(piece: ParquetPiece, index: int, columns: list[str], seed: int, fraction: float) -> tuple[int, int]:
+    """(train rows, validation rows) :func:`featurize_split` makes of ``piece``, from its footer alone."""
+    n_rows = piece.num_rows(columns)
+    n_validation = int(_is_validation(n_rows, index, seed, fraction).sum())
+    return n_rows - n_validation, n_validation
+
+
+def _split_row_counts(parts: list, pieces: list[ParquetPiece] | None, persisted: bool, columns: list[str],
+                      seed: int, fraction: float) -> tuple[int, int]:
+    """Train and validation rows of the featurized ``parts``: from the Parquet footers when the
+    features are streamed from ``pieces`` (counting them would featurize every partition), else
+    counted in one pass over both halves."""
+    import dask
+
+    if pieces is not None and not persisted:
+        counts = dask.compute(*[dask.delayed(split_counts, pure=True)(p, i, columns, seed, fraction)
+                                for i, p in enumerate(pieces)])
+    else:
+        rows = dask.delayed(_row_count, pure=True)
+        counts = dask.compute(*[(rows(p[0]), rows(p[1])) for p in parts])
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def _row_count(block: Any) -> int:
+    return int(block.shape[0])
+
+
 def validation_values(part: Any, index: int, column: str, seed: int, fraction: float) -> np.ndarray:
     """The values of ``column`` on the validation rows of one partition (as :func:`featurize_split` splits it),
     as strings; missing values are None."""
@@ -405,9 +432,10 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
         progress.message("persist=never: partitions are re-read and featurized on every pass")
     else:
         progress.message(f"features ({estimate / 2**30:.1f} GiB) exceed half the workers' memory: streaming from Parquet")
-    train = DaskBlocks([p[0] for p in parts], pipeline.n_features)
-    validation = DaskBlocks([p[1] for p in parts], pipeline.n_features)
-    n_train, n_validation = train.count_rows(), validation.count_rows()
+    n_train, n_validation = _split_row_counts(parts, pieces, persisted, pipeline.input_columns, config.seed,
+                                              config.validation_fraction)
+    train = DaskBlocks([p[0] for p in parts], pipeline.n_features, n_rows=n_train)
+    validation = DaskBlocks([p[1] for p in parts], pipeline.n_features, n_rows=n_validation)
     if n_train < 2 or n_validation < 2:
         raise DataError(
             f"the dataset has {dataset.n_rows} rows: too few for a train/validation split "

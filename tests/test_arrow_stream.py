@@ -17,7 +17,7 @@ from cluster_core.errors import DataError
 from cluster_core.features import FeaturePipeline
 from cluster_core.model import ClusteringModel
 from cluster_core.schema import infer_schema
-from cluster_core.training import featurize_split
+from cluster_core.training import featurize_split, split_counts
 from conftest import make_mixed_frame, write_hive
 
 
@@ -87,6 +87,7 @@ def test_training_split_through_arrow_equals_the_pandas_split(frame, model, tmp_
         for got, expected in zip(arrow, pandas):
             assert got.shape == expected.shape and got.shape[0] > 0
             np.testing.assert_array_equal(got, expected)
+        assert split_counts(piece, index, model.pipeline.input_columns, 7, 0.2) == (arrow[0].shape[0], arrow[1].shape[0])
 
 
 @pytest.mark.parametrize("explain", [False, True], ids=["plain", "explain"])
