@@ -15,9 +15,10 @@ single record's model work. For a model of numeric, boolean, categorical and dat
 
 Block weights and a projection are applied by the pipeline's own code. Any value outside
 those forms (a number in a categorical column, another date format, an integer beyond 64
-bits, naive and zoned dates in one request) makes :meth:`RowEncoder.features` return None,
-and the caller takes the general path, whose numbers -- and errors -- these are
-(``tests/test_serving_row_encoder.py`` compares them bit for bit).
+bits or, beside a float, beyond 2**53, naive and zoned dates in one request) makes
+:meth:`RowEncoder.features` return None, and the caller takes the general path, whose
+numbers -- and errors -- these are (``tests/test_serving_row_encoder.py`` compares them bit
+for bit).
 """
 
 from __future__ import annotations
