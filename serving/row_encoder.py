@@ -247,7 +247,10 @@ class RowEncoder:
             if featurizer.kind == "categorical" and raw.encoding_ not in ("onehot", "frequency"):
                 return None
             columns.add(featurizer.column)
-        return cls(pipeline)
+        try:
+            return cls(pipeline)
+        except Exception:  # noqa: BLE001 - a featurizer state the lookup rows cannot be built from: the general path serves
+            return None
 
     def features(self, records: list[dict[str, Any]]) -> np.ndarray | None:
         """The float32 feature matrix of checked ``records`` (every column present), the numbers of

@@ -222,3 +222,15 @@ def test_bad_values_keep_their_errors(served):
         answer = model.assign_batch([records])[0]
         assert answer[0] == 422 and json.loads(answer[1])["message"].startswith("records[1]: "), bad
         assert answer == _general(model, model.assign_batch, [records])[0]
+
+
+def test_a_pipeline_whose_rows_cannot_be_built_gets_no_encoder(pipelines):
+    pipeline = pipelines["default"]
+    categorical = next(f for f in pipeline.featurizers_ if f.kind == "categorical")
+    categories = categorical.categories_
+    categorical.categories_ = None  # a broken state: building its lookup rows fails
+    try:
+        assert RowEncoder.for_pipeline(pipeline) is None
+    finally:
+        categorical.categories_ = categories
+    assert RowEncoder.for_pipeline(pipeline) is not None
