@@ -288,66 +288,8 @@ class AssignmentAPI:
             self._observe(route, started, status)
 
     # -- routes ---------------------------------------------------------------------------
-    @api.get("/openapi.json", include_in_schema=False)
-    async def openapi_document(self, request: Request) -> JSONResponse:
-        """The OpenAPI document (needs the token when the service has one)."""
-        self._authorize(request)
-        return JSONResponse(api.openapi())
-
-    @api.get("/docs", include_in_schema=False)
-    async def swagger_docs(self, request: Request) -> HTMLResponse:
-        """Swagger UI over ``/openapi.json`` (needs the token when the service has one)."""
-        self._authorize(request)
-        return get_swagger_ui_html(openapi_url=f"{_root(request)}/openapi.json", title=f"{api.title} - docs")
-
-    @api.get("/redoc", include_in_schema=False)
-    async def redoc_docs(self, request: Request) -> HTMLResponse:
-        """ReDoc over ``/openapi.json`` (needs the token when the service has one)."""
-        self._authorize(request)
-        return get_redoc_html(openapi_url=f"{_root(request)}/openapi.json", title=f"{api.title} - ReDoc")
-
-    @api.get("/healthz", response_model=Health)
-    async def healthz(self) -> dict[str, str]:
-        """Liveness and readiness (never needs a token)."""
-        return {"status": "ok"}
-
-    @api.get("/metrics", response_class=Response, responses={200: prometheus_text(), **_errors()})
-    async def prometheus_metrics(self, request: Request) -> Response:
-        """Prometheus text exposition of this replica's counters."""
-        self._authorize(request)
-        body, content_type = self.metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    @api.get("/v1/models", responses={200: {"model": ModelList, "description": "every published model"}, **_errors()})
-    async def list_models(self, request: Request) -> Response:
-        """Every published model: latest version, version count, aliases, algorithm."""
-        started, status = time.perf_counter(), 500
-        try:
-            self._authorize(request)
-            models = await asyncio.to_thread(self.registry.list_models)
-            status = 200
-            return JSONResponse({"models": models})
-        except ClustraError as exc:
-            status = exc.http_status
-            raise
-        finally:
-            self._observe("/v1/models", started, status)
-
-    @api.get("/v1/models/{name}", responses={200: {"model": DescribeResponse, "description": "the chosen version"}, **_errors(404, 409, 422)})
-    async def describe_model(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
-        """Versions, aliases, and for the chosen version: input schema, clusters, metrics."""
-        return await self._version_json(
-            "/v1/models/{name}", request, name, version, alias, lambda ref: describe_version(self.registry, ref)
-        )
-
-    @api.get("/v1/models/{name}/insights", responses=_errors(404, 409, 422))
-    async def model_insights(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
-        """The chosen version's ``insights.json`` (docs/insights.md)."""
-        return await self._version_json(
-            "/v1/models/{name}/insights", request, name, version, alias,
-            lambda ref: self.registry.insights(ref.name, ref.version),
-        )
-
+    # The assign route first: FastAPI tries the routes in the order they are declared, each a
+    # regex match and a scope update, so the hot route declared last paid for all the others.
     @api.post("/v1/models/{name}/assign", openapi_extra=ASSIGN_OPENAPI,
               responses={200: {"model": AssignResponse, "description": "assignments in request order (JSON), or the "
                                "apply columns as an Arrow IPC stream (Arrow request)",
@@ -415,6 +357,66 @@ class AssignmentAPI:
         self.metrics.assigned_clusters(ref.name, ref.version, arrow_cluster_counts(payload))
         headers = {"X-Clustra-Model": ref.name, "X-Clustra-Version": str(ref.version)}
         return Response(payload, media_type=ARROW_STREAM_TYPE, headers=headers)
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(self, request: Request) -> JSONResponse:
+        """The OpenAPI document (needs the token when the service has one)."""
+        self._authorize(request)
+        return JSONResponse(api.openapi())
+
+    @api.get("/docs", include_in_schema=False)
+    async def swagger_docs(self, request: Request) -> HTMLResponse:
+        """Swagger UI over ``/openapi.json`` (needs the token when the service has one)."""
+        self._authorize(request)
+        return get_swagger_ui_html(openapi_url=f"{_root(request)}/openapi.json", title=f"{api.title} - docs")
+
+    @api.get("/redoc", include_in_schema=False)
+    async def redoc_docs(self, request: Request) -> HTMLResponse:
+        """ReDoc over ``/openapi.json`` (needs the token when the service has one)."""
+        self._authorize(request)
+        return get_redoc_html(openapi_url=f"{_root(request)}/openapi.json", title=f"{api.title} - ReDoc")
+
+    @api.get("/healthz", response_model=Health)
+    async def healthz(self) -> dict[str, str]:
+        """Liveness and readiness (never needs a token)."""
+        return {"status": "ok"}
+
+    @api.get("/metrics", response_class=Response, responses={200: prometheus_text(), **_errors()})
+    async def prometheus_metrics(self, request: Request) -> Response:
+        """Prometheus text exposition of this replica's counters."""
+        self._authorize(request)
+        body, content_type = self.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    @api.get("/v1/models", responses={200: {"model": ModelList, "description": "every published model"}, **_errors()})
+    async def list_models(self, request: Request) -> Response:
+        """Every published model: latest version, version count, aliases, algorithm."""
+        started, status = time.perf_counter(), 500
+        try:
+            self._authorize(request)
+            models = await asyncio.to_thread(self.registry.list_models)
+            status = 200
+            return JSONResponse({"models": models})
+        except ClustraError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            self._observe("/v1/models", started, status)
+
+    @api.get("/v1/models/{name}", responses={200: {"model": DescribeResponse, "description": "the chosen version"}, **_errors(404, 409, 422)})
+    async def describe_model(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
+        """Versions, aliases, and for the chosen version: input schema, clusters, metrics."""
+        return await self._version_json(
+            "/v1/models/{name}", request, name, version, alias, lambda ref: describe_version(self.registry, ref)
+        )
+
+    @api.get("/v1/models/{name}/insights", responses=_errors(404, 409, 422))
+    async def model_insights(self, name: str, request: Request, version: str | None = None, alias: str | None = None) -> Response:
+        """The chosen version's ``insights.json`` (docs/insights.md)."""
+        return await self._version_json(
+            "/v1/models/{name}/insights", request, name, version, alias,
+            lambda ref: self.registry.insights(ref.name, ref.version),
+        )
 
 
 def build_application(args: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None) -> Application:

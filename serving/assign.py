@@ -22,6 +22,7 @@ from .errors import error_result
 from .memo import memoized
 from .record_table import arrow_columns, records_table
 from .records import read_arrow, write_table
+from .row_encoder import RowEncoder
 
 # JSON-level expectations for the kinds whose values are single scalars; kinds not listed
 # here (text, image, geo, ...) are left to their featurizer to accept or refuse. ``null`` is
@@ -163,6 +164,8 @@ class ServedModel:
         self.series = model.metadata.get("series")
         # records go to the pipeline as an Arrow table when every column's kind allows (serving.record_table)
         self._arrow_columns = arrow_columns(pipeline.featurizers_) if self.series is None else None
+        # a few records of those kinds skip the table too: encoded value by value (serving.row_encoder)
+        self._row_encoder = RowEncoder.for_pipeline(pipeline) if self._arrow_columns else None
         # a few records of scalar columns only take about a millisecond: cheap enough for the event loop
         # (serving.inprocess); text, image or series features may run a model and stay in a thread
         self.cheap_records = self._arrow_columns is not None
@@ -247,10 +250,15 @@ class ServedModel:
             raise InvalidInputError(f"the records cannot form a table: {exc}") from None
 
     def records_features(self, records: list[dict], rows: str = "row") -> np.ndarray:
-        """The feature matrix of checked, non-empty ``records``: through an Arrow table when their values
-        allow it (:func:`serving.record_table.records_table`: the same numbers without pandas objects),
+        """The feature matrix of checked, non-empty ``records``: value by value for a few records whose
+        values allow it (:class:`serving.row_encoder.RowEncoder`), else through an Arrow table when their
+        values allow it (:func:`serving.record_table.records_table`: the same numbers without pandas objects),
         else -- or when that fails -- through :meth:`records_frame` and :meth:`featurize`, whose errors
         name the failing record (``rows="records"``)."""
+        if self._row_encoder is not None:
+            features = self._row_encoder.features(records)
+            if features is not None:
+                return features
         table = records_table(records, self._arrow_columns) if self._arrow_columns else None
         if table is not None:
             try:

@@ -13,9 +13,9 @@ call, exactly what ``@serve.batch`` gives the model deployment without its wait.
 A call runs in a worker thread, so the event loop keeps reading the requests that arrive
 meanwhile. A small JSON request that is the only one in the replica (``inline=True``, at
 most :data:`INLINE_MAX_RECORDS` records, a model of numeric, boolean, categorical and
-datetime columns only) runs on the event loop itself instead: a millisecond of work, where
-the hop to a thread and back costs two thread wake-ups, each a wait for a core on a busy
-machine.
+datetime columns only) runs on the event loop itself instead: a few hundred microseconds of
+work (:mod:`serving.row_encoder`), where the hop to a thread and back costs two thread
+wake-ups, each a wait for a core on a busy machine.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ class ServingMetrics:
             ["model", "version", "cluster"],
             registry=self.registry,
         )
-        self._counted: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
+        # (model, version) -> {cluster id: its labelled child}, least recently counted first
+        self._counted: OrderedDict[tuple[str, str], dict[int, Any]] = OrderedDict()
         # labelled children of the series never removed, looked up once (``labels()`` locks and hashes per call)
         self._observed: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._assigned: dict[tuple[str, str], Any] = {}
@@ -107,16 +108,19 @@ class ServingMetrics:
         Series are kept for at most :data:`MAX_COUNTED_VERSIONS` versions (least recently counted dropped).
         """
         key = (model, str(version))
-        clusters = self._counted.pop(key, set())
+        clusters = self._counted.pop(key, None)
+        if clusters is None:
+            clusters = {}
         self._counted[key] = clusters
         for cluster, n in counts.items():
-            label = str(cluster)
-            self.assignments.labels(key[0], key[1], label).inc(n)
-            clusters.add(label)
+            child = clusters.get(cluster)
+            if child is None:
+                child = clusters[cluster] = self.assignments.labels(key[0], key[1], str(cluster))
+            child.inc(n)
         while len(self._counted) > MAX_COUNTED_VERSIONS:
             (old_model, old_version), old_clusters = self._counted.popitem(last=False)
-            for label in old_clusters:
-                self.assignments.remove(old_model, old_version, label)
+            for cluster in old_clusters:
+                self.assignments.remove(old_model, old_version, str(cluster))
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""

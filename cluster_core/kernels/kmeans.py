@@ -95,6 +95,9 @@ def prepare_centers(centers: np.ndarray, device: str = "cpu") -> _Centers:
 def _nearest_rows(x_all: torch.Tensor, prepared: _Centers, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels (int64) and squared distances (float32) of the rows of ``x_all``, on the device."""
     step = chunk_rows(x_all.shape[0], prepared.k, device=device)
+    if 0 < x_all.shape[0] <= step:  # one chunk (a served request): no concatenation
+        labels, sqdist = prepared.nearest(x_all)
+        return labels.long(), sqdist
     parts = [prepared.nearest(x_all[start : start + step]) for start in range(0, x_all.shape[0], step)]
     if not parts:
         return torch.empty(0, dtype=torch.int64, device=device), torch.empty(0, dtype=torch.float32, device=device)
