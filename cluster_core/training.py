@@ -165,6 +165,32 @@ def validation_values(part: Any, index: int, column: str, seed: int, fraction: f
     return np.array([None if pd.isna(v) else str(v) for v in kept], dtype=object)
 
 
+def validation_codes(part: Any, index: int, column: str, seed: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`validation_values` of one partition as (its distinct values, sorted strings; int32 codes into
+    them, -1 where missing): what the driver gathers instead of one Python string per row."""
+    values = validation_values(part, index, column, seed, fraction)
+    known = np.not_equal(values, None)
+    distinct, inverse = np.unique(values[known].astype(str), return_inverse=True)
+    codes = np.full(values.shape[0], -1, np.int32)
+    codes[known] = inverse
+    return distinct, codes
+
+
+def merge_codes(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Partitions' :func:`validation_codes` as one code array over the sorted distinct values of all of them
+    (the codes ``np.unique`` of the concatenated strings would give); returns (distinct values, codes)."""
+    if not parts:
+        return np.array([], dtype=str), np.array([], np.int32)
+    distinct = np.unique(np.concatenate([d for d, _ in parts]))
+    merged = []
+    for local, codes in parts:
+        out = np.full(codes.shape[0], -1, np.int32)
+        known = codes >= 0
+        out[known] = np.searchsorted(distinct, local)[codes[known]]
+        merged.append(out)
+    return distinct, np.concatenate(merged)
+
+
 def _column_partitions(dataset: Dataset, column: str) -> list:
     """The partitions of ``dataset.frame`` with ``column`` only (the Parquet reader reads no other column), one
     delayed object per partition; every column's partitions if the projection merged partitions (the rows of
@@ -245,15 +271,22 @@ def _validation_assign(validation: Blocks, predict: Any, label_once: bool = True
 
 def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
     """ARI, NMI, homogeneity and completeness of ``labels`` against ``truth`` (rows with a missing
-    truth left out; noise, -1, counts as one more cluster)."""
+    truth left out; noise, -1, counts as one more cluster). ``truth``: the values (None where
+    missing), or their integer codes with -1 where missing (:func:`merge_codes`)."""
     from sklearn import metrics as skm
 
-    known = np.not_equal(np.asarray(truth, object), None)
+    truth = np.asarray(truth)
+    if truth.dtype.kind in "iu":  # codes from merge_codes: -1 is missing
+        known = truth >= 0
+        codes = truth[known]
+    else:  # the values themselves, None where missing
+        known = np.not_equal(np.asarray(truth, object), None)
+        # integer codes of the values: the same contingency table (scikit-learn codes labels the same way),
+        # no string sorting in every score
+        codes = np.unique(truth[known].astype(str), return_inverse=True)[1]
     if not known.any():
         return {key: None for key in EVALUATION_KEYS}
-    # integer codes of the values: the same contingency table (scikit-learn codes labels the same way), no
-    # string sorting in every score
-    truth, labels = np.unique(truth[known].astype(str), return_inverse=True)[1], labels[known]
+    truth, labels = codes, labels[known]
     homogeneity, completeness, _ = skm.homogeneity_completeness_v_measure(truth, labels)
     return {
         "ari": round(float(skm.adjusted_rand_score(truth, labels)), 4),
@@ -368,7 +401,7 @@ class PreparedData:
     view_sample: Any = None  # raw rows for the embedding view (cluster_core.projection)
     insights_sample: Any = None  # raw rows for insights.json (cluster_core.insights)
     drift_sample: Any = None  # raw rows for each model's drift reference (cluster_core.drift)
-    truth: np.ndarray | None = None  # evaluate_against values of the validation rows, in block order
+    truth: np.ndarray | None = None  # evaluate_against codes of the validation rows (-1: missing), in block order
     stability_rows: np.ndarray | None = None  # the train rows every model's stability refits draw from
 
 
@@ -444,13 +477,12 @@ def prepare_data(dataset: Dataset, config: TrainConfig, client: Any, progress: P
     progress.message(f"train rows: {n_train:,}  validation rows: {n_validation:,}  features: {pipeline.n_features}")
     truth = None
     if config.evaluate_against:
-        values = dask.delayed(validation_values, pure=True)
+        values = dask.delayed(validation_codes, pure=True)
         column = config.evaluate_against
-        truth_parts = dask.compute(*[
+        distinct, truth = merge_codes(list(dask.compute(*[
             values(p, i, column, config.seed, config.validation_fraction) for i, p in enumerate(_column_partitions(dataset, column))
-        ])
-        truth = np.concatenate(truth_parts) if truth_parts else np.array([], dtype=object)
-        progress.message(f"evaluating every model against {column!r} ({len(set(truth) - {None})} values; not a feature)")
+        ])))
+        progress.message(f"evaluating every model against {column!r} ({len(distinct)} values; not a feature)")
     stability_rows = train.sample_rows(config.stability_sample, config.seed) if config.stability else None
     drift_sample = sample if len(sample) <= DRIFT_SAMPLE_ROWS else sample.sample(DRIFT_SAMPLE_ROWS, random_state=config.seed)
     return PreparedData(

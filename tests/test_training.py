@@ -154,6 +154,29 @@ def test_missing_truth_values_of_every_kind_are_left_out_not_a_class():
     assert agreement_with(truth, labels)["ari"] == 1.0
 
 
+def test_truth_codes_merged_over_partitions_score_as_the_values_do():
+    """Partitions' codes over their own distinct values, merged, are the codes of the concatenated
+    values (missing -1), and ARI/NMI from them equal those from the values."""
+    import pandas as pd
+
+    from cluster_core.training import agreement_with, merge_codes, validation_codes, validation_values
+
+    rng = np.random.default_rng(4)
+    frames = [pd.DataFrame({"t": pd.array(rng.choice(["x", "y", "zz", None], 200), dtype="string")}) for _ in range(3)]
+    frames.append(pd.DataFrame({"t": pd.array([None] * 40, dtype="string")}))  # a partition without a known value
+    frames.append(pd.DataFrame({"t": pd.array(["w"] * 30, dtype="string")}))  # a value only here
+    parts = [validation_codes(f, i, "t", 3, 0.5) for i, f in enumerate(frames)]
+    values = np.concatenate([validation_values(f, i, "t", 3, 0.5) for i, f in enumerate(frames)])
+    distinct, codes = merge_codes(parts)
+    known = np.not_equal(values, None)
+    assert distinct.tolist() == ["w", "x", "y", "zz"] and codes.dtype == np.int32
+    np.testing.assert_array_equal(codes[~known], -1)
+    np.testing.assert_array_equal(distinct[codes[known]], values[known].astype(str))
+    labels = rng.integers(0, 3, values.shape[0])
+    assert agreement_with(codes, labels) == agreement_with(values, labels)
+    assert merge_codes([])[1].shape == (0,)
+
+
 def test_a_models_validation_rows_are_labelled_once(monkeypatch):
     """The metrics' passes and the ARI against the truth read one labelling of the validation rows."""
     from sklearn.datasets import make_blobs
