@@ -26,6 +26,24 @@ def train_run(root: Path, *, algorithms: tuple[str, ...] = ("kmeans", "gmm", "hd
     return data, write_run(result, root / "run")
 
 
+SERVED_MODELS = ("kmeans", "gmm", "hdbscan")
+SERVED_MODEL_DIRS = {"kmeans": "kmeans-k3", "gmm": "gmm-k3", "hdbscan": "hdbscan"}
+
+
+def served_models(root: Path) -> dict:
+    """One small sweep's KMeans, GMM and HDBSCAN models, published and loaded as the service loads them."""
+    from cluster_core.registry import ModelRegistry
+    from serving.assign import ServedModel
+
+    _, run = train_run(root, algorithms=SERVED_MODELS)
+    registry = ModelRegistry(root / "registry")
+    out = {}
+    for name in SERVED_MODELS:
+        registry.publish(run / "models" / SERVED_MODEL_DIRS[name], name)
+        out[name] = ServedModel(registry.load(name), registry.resolve(name))
+    return out
+
+
 def json_records(frame: pd.DataFrame) -> list[dict]:
     """Rows as JSON-ready records: NaN/None -> null, timestamps -> ISO strings, numpy scalars -> Python."""
     records = []

@@ -10,15 +10,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from _serving_helpers import FEATURE_COLUMNS, json_records, record as _record, train_run
-from cluster_core.registry import ModelRegistry
+from _serving_helpers import FEATURE_COLUMNS, SERVED_MODELS, json_records, record as _record, served_models
 from conftest import make_mixed_frame
 from serving.assign import ServedModel
 from serving.record_table import arrow_columns, records_table
 from serving.records import read_arrow, write_arrow, write_table
 
-MODELS = ("kmeans", "gmm", "hdbscan")
-MODEL_DIRS = {"kmeans": "kmeans-k3", "gmm": "gmm-k3", "hdbscan": "hdbscan"}
+MODELS = SERVED_MODELS
 
 # records the Arrow path takes: missing values (alone in their column too), unseen and odd labels,
 # whole numbers, offsets, a column of nulls only when the record is alone
@@ -51,14 +49,7 @@ FRAME_RECORDS = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> dict[str, ServedModel]:
-    root = tmp_path_factory.mktemp("serving-fastpath")
-    _, run = train_run(root, algorithms=MODELS)
-    registry = ModelRegistry(root / "registry")
-    out = {}
-    for name in MODELS:
-        registry.publish(run / "models" / MODEL_DIRS[name], name)
-        out[name] = ServedModel(registry.load(name), registry.resolve(name))
-    return out
+    return served_models(tmp_path_factory.mktemp("serving-fastpath"))
 
 
 def _frame_features(model: ServedModel, records: list[dict]) -> bytes:

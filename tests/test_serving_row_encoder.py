@@ -10,18 +10,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from _serving_helpers import FEATURE_COLUMNS, json_records, record as _record, train_run
+from _serving_helpers import FEATURE_COLUMNS, SERVED_MODELS, json_records, record as _record, served_models
 from cluster_core.features.datetime import iso_timestamps
 from cluster_core.features.pipeline import FeaturePipeline
-from cluster_core.registry import ModelRegistry
 from cluster_core.schema import infer_schema
 from conftest import make_mixed_frame
 from serving.assign import ServedModel
 from serving.record_table import arrow_columns, records_table
 from serving.row_encoder import MAX_RECORDS, RowEncoder, iso_instant
 
-MODELS = ("kmeans", "gmm", "hdbscan")
-MODEL_DIRS = {"kmeans": "kmeans-k3", "gmm": "gmm-k3", "hdbscan": "hdbscan"}
+MODELS = SERVED_MODELS
 EDGE_DATES = [
     "2024-03-01", "2024-03-01T10:00", "2024-03-01 10:00:00", "2024-03-01T10:00:00.5", "2024-03-01T23:59:59.999999999",
     "2024-02-29T12:00:00Z", "2024-03-01T00:30:00+02:00", "2024-12-31T23:30:00-05:30", "2024-03-01T10:00:00+23:59",
@@ -178,14 +176,7 @@ def test_other_kinds_get_no_encoder():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> dict[str, ServedModel]:
-    root = tmp_path_factory.mktemp("serving-row-encoder")
-    _, run = train_run(root, algorithms=MODELS)
-    registry = ModelRegistry(root / "registry")
-    out = {}
-    for name in MODELS:
-        registry.publish(run / "models" / MODEL_DIRS[name], name)
-        out[name] = ServedModel(registry.load(name), registry.resolve(name))
-    return out
+    return served_models(tmp_path_factory.mktemp("serving-row-encoder"))
 
 
 def _general(model: ServedModel, call, *args):
