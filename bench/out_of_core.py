@@ -86,6 +86,14 @@ class PeakMemory:
         self._thread.join()
 
 
+def print_peaks(peaks: list[dict], disk: int) -> None:
+    """The sampled peaks as a Markdown table, each beside the data's size on disk."""
+    print("| process | peak RSS | vs data size |")
+    print("|---|---:|---:|")
+    for p in peaks:
+        print(f"| {p['role']} | {p['peak_rss'] / 2**20:,.0f} MiB | {p['peak_rss'] / disk:.1%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gib", type=float, default=4.2)
@@ -136,10 +144,7 @@ def main() -> None:
     print(f"data: {disk / 2**30:.2f} GiB on disk, {dataset.n_rows:,} rows; workers' limit {limit / 2**30:.2f} GiB "
           f"({disk / limit:.1f}x); features kept in memory: {result.data.persisted}")
     print(f"train {timings['train_s']:.0f}s, apply {timings['apply_s']:.0f}s, {summary['n_rows']:,} rows scored")
-    print("| process | peak RSS | vs data size |")
-    print("|---|---:|---:|")
-    for p in peaks:
-        print(f"| {p['role']} | {p['peak_rss'] / 2**20:,.0f} MiB | {p['peak_rss'] / disk:.1%} |")
+    print_peaks(peaks, disk)
 
 
 if __name__ == "__main__":

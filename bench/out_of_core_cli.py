@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from _common import machine, write_result
-from out_of_core import COLUMNS, ROWS_PER_FILE, PeakMemory
+from out_of_core import COLUMNS, ROWS_PER_FILE, PeakMemory, print_peaks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def main() -> None:
     payload = {
         "machine": machine(), "memory_total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         "data_bytes_on_disk": disk, "rows": rows, "timings": timings, "rows_scored": scored_rows,
-        "model": {key: model.get(key) for key in ("model_id", "n_clusters", "silhouette", "ari", "evaluation")},
+        "model": {key: model.get(key) for key in ("model_id", "n_clusters", "silhouette", "ari", "stability")},
         "peaks": peaks,
     }
     print(f"(results: {write_result('out_of_core_cli', payload)})")
@@ -122,10 +122,7 @@ def main() -> None:
     print(f"data: {disk / 2**30:.2f} GiB on disk ({disk / memory_total:.2f}x this machine's memory), {rows:,} rows")
     print(f"train {timings['train_s']:.0f}s, apply {timings['apply_s']:.0f}s, {scored_rows:,} rows scored; "
           f"model {payload['model']}")
-    print("| process | peak RSS |")
-    print("|---|---:|")
-    for p in peaks:
-        print(f"| {p['role']} | {p['peak_rss'] / 2**20:,.0f} MiB |")
+    print_peaks(peaks, disk)
 
 
 if __name__ == "__main__":
