@@ -67,7 +67,8 @@ def _sample_block(block: Any, index: int, probability: float, seed: int) -> np.n
     return np.asarray(block[keep])
 
 
-def _row_count(block: Any) -> int:
+def row_count(block: Any) -> int:
+    """Rows of one block (an array, or what a Dask task yields)."""
     return int(block.shape[0])
 
 
@@ -93,7 +94,7 @@ class Blocks(ABC):
         """Total number of rows (cached after the first call)."""
         cached = getattr(self, "_n_rows", None)
         if cached is None:
-            cached = int(self.map_reduce(_row_count) or 0)
+            cached = int(self.map_reduce(row_count) or 0)
             self._n_rows = cached
         return cached
 

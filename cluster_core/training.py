@@ -30,7 +30,7 @@ import numpy as np
 from .algorithms import get_algorithm
 from .algorithms._base import ClusterEstimator
 from .arrow_stream import ParquetPiece, parquet_pieces
-from .blocks import ArrayBlocks, Blocks, DaskBlocks, single_threaded_when_small
+from .blocks import ArrayBlocks, Blocks, DaskBlocks, row_count, single_threaded_when_small
 from .config import TrainConfig
 from .data import Dataset, fit_dataset_partitions, sample_frame
 from .device import resolve_device
@@ -142,13 +142,9 @@ def _split_row_counts(parts: list, pieces: list[ParquetPiece] | None, persisted:
         counts = dask.compute(*[dask.delayed(split_counts, pure=True)(p, i, columns, seed, fraction)
                                 for i, p in enumerate(pieces)])
     else:
-        rows = dask.delayed(_row_count, pure=True)
+        rows = dask.delayed(row_count, pure=True)
         counts = dask.compute(*[(rows(p[0]), rows(p[1])) for p in parts])
     return sum(c[0] for c in counts), sum(c[1] for c in counts)
-
-
-def _row_count(block: Any) -> int:
-    return int(block.shape[0])
 
 
 def validation_values(part: Any, index: int, column: str, seed: int, fraction: float) -> np.ndarray:
@@ -270,23 +266,15 @@ def _validation_assign(validation: Blocks, predict: Any, label_once: bool = True
 
 
 def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
-    """ARI, NMI, homogeneity and completeness of ``labels`` against ``truth`` (rows with a missing
-    truth left out; noise, -1, counts as one more cluster). ``truth``: the values (None where
-    missing), or their integer codes with -1 where missing (:func:`merge_codes`)."""
+    """ARI, NMI, homogeneity and completeness of ``labels`` against ``truth``, integer codes of the true
+    values with -1 where missing (:func:`merge_codes`; missing rows left out; noise, -1 in ``labels``,
+    counts as one more cluster)."""
     from sklearn import metrics as skm
 
-    truth = np.asarray(truth)
-    if truth.dtype.kind in "iu":  # codes from merge_codes: -1 is missing
-        known = truth >= 0
-        codes = truth[known]
-    else:  # the values themselves, None where missing
-        known = np.not_equal(np.asarray(truth, object), None)
-        # integer codes of the values: the same contingency table (scikit-learn codes labels the same way),
-        # no string sorting in every score
-        codes = np.unique(truth[known].astype(str), return_inverse=True)[1]
+    known = np.asarray(truth) >= 0
     if not known.any():
         return {key: None for key in EVALUATION_KEYS}
-    truth, labels = codes, labels[known]
+    truth, labels = np.asarray(truth)[known], labels[known]
     homogeneity, completeness, _ = skm.homogeneity_completeness_v_measure(truth, labels)
     return {
         "ari": round(float(skm.adjusted_rand_score(truth, labels)), 4),
