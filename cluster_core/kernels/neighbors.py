@@ -123,3 +123,22 @@ def pairwise_sqdist(queries: np.ndarray, base: np.ndarray, device: str = "cpu") 
     else:
         distances = faiss.pairwise_distances(queries, base)
     return np.maximum(distances, 0.0, out=distances)
+
+
+def pairwise_sqdist_into(queries: np.ndarray, base: np.ndarray, out: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """:func:`pairwise_sqdist` written into ``out`` (float32, C-contiguous, (n_q, n_b)) and not clamped:
+    rounding may leave a distance slightly below 0. A caller tiling a large product reuses one
+    buffer instead of a new (page-faulting) array per tile and clamps in its own pass."""
+    faiss = _faiss()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    (n_q, d), n_b = queries.shape, base.shape[0]
+    if out.shape != (n_q, n_b) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {(n_q, n_b)}, got {out.dtype} {out.shape}")
+    if device == "cuda" and faiss.get_num_gpus() > 0:
+        out[...] = faiss.pairwise_distance_gpu(_gpu_resources(), queries, base)
+    elif n_q and n_b and d:
+        faiss.pairwise_L2sqr(d, n_q, faiss.swig_ptr(queries), n_b, faiss.swig_ptr(base), faiss.swig_ptr(out))
+    else:
+        out[...] = 0.0
+    return out
