@@ -75,9 +75,9 @@ def _pair_labels(template: Any, sample: np.ndarray, draws: list, seed: int) -> l
 
 
 def _agreement(pairs: list[tuple]) -> float | None:
-    from sklearn.metrics import adjusted_rand_score
+    from .agreement import adjusted_rand
 
-    scores = [adjusted_rand_score(la, lb) for la, lb in pairs if la is not None and lb is not None]
+    scores = [adjusted_rand(la, lb) for la, lb in pairs if la is not None and lb is not None]
     return float(np.mean(scores)) if scores else None
 
 

@@ -269,19 +269,13 @@ def agreement_with(truth: np.ndarray, labels: np.ndarray) -> dict:
     """ARI, NMI, homogeneity and completeness of ``labels`` against ``truth``, integer codes of the true
     values with -1 where missing (:func:`merge_codes`; missing rows left out; noise, -1 in ``labels``,
     counts as one more cluster)."""
-    from sklearn import metrics as skm
+    from .agreement import Contingency, codes
 
     known = np.asarray(truth) >= 0
     if not known.any():
         return {key: None for key in EVALUATION_KEYS}
-    truth, labels = np.asarray(truth)[known], labels[known]
-    homogeneity, completeness, _ = skm.homogeneity_completeness_v_measure(truth, labels)
-    return {
-        "ari": round(float(skm.adjusted_rand_score(truth, labels)), 4),
-        "nmi": round(float(skm.normalized_mutual_info_score(truth, labels)), 4),
-        "homogeneity": round(float(homogeneity), 4),
-        "completeness": round(float(completeness), 4),
-    }
+    scores = Contingency(np.asarray(truth)[known], codes(np.asarray(labels)[known])).scores()
+    return {key: round(float(scores[key]), 4) for key in EVALUATION_KEYS}
 
 
 def fit_and_evaluate(
