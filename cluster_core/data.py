@@ -312,10 +312,66 @@ def partition_backend(device) -> str:
 
 
 def sample_frame(dataset: Dataset, n_rows: int, seed: int) -> pd.DataFrame:
-    """About ``n_rows`` rows drawn uniformly from the whole dataset, as pandas."""
+    """About ``n_rows`` rows drawn uniformly from the whole dataset, as pandas.
+
+    The rows of ``dataset.frame.sample(frac=n_rows / rows, random_state=seed)`` (each partition
+    samples ``round(frac * its rows)`` with its own state). On a plain Parquet read they are drawn
+    through Arrow (:func:`_arrow_sample`): the same rows in the same order and dtypes, without
+    decoding every partition into pandas first.
+    """
     fraction = min(1.0, n_rows / max(dataset.n_rows, 1))
-    frame = dataset.frame if fraction >= 1.0 else dataset.frame.sample(frac=fraction, random_state=seed)
-    sample = frame.compute()
+    if fraction >= 1.0:
+        sample = dataset.frame.compute()
+    else:
+        sample = _arrow_sample(dataset, fraction, seed)
+        if sample is None:
+            sample = dataset.frame.sample(frac=fraction, random_state=seed).compute()
     if hasattr(sample, "to_pandas"):  # cuDF
         sample = sample.to_pandas()
     return sample.reset_index(drop=True)
+
+
+def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame | None:
+    """Dask's ``frame.sample(frac=fraction, random_state=seed)`` of a Parquet read, drawn from each
+    partition's Arrow table and converted to pandas after sampling (a 1M-row table: the whole
+    dataset was decoded into pandas, strings as Python objects, to keep a tenth of it).
+
+    Replays Dask's draw: one ``RandomState`` per partition from ``random_state_data(partitions,
+    seed)``, each taking ``choice(rows, round(fraction * rows), replace=False)`` positions in
+    that order (pandas' ``sample``); the table is converted as Dask's Arrow engine converts a
+    partition. None (the caller uses Dask) when the frame is not a plain Parquet read or the
+    result's dtypes would differ from the frame's.
+    """
+    import numpy as np
+    import pyarrow as pa
+    from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
+    from dask.dataframe.utils import pyarrow_strings_enabled
+    from dask.utils import random_state_data
+
+    from .arrow_stream import parquet_pieces
+
+    columns = [str(c) for c in dataset.frame.columns]
+    pieces = parquet_pieces(dataset, columns)
+    if not pieces:
+        return None
+    states = random_state_data(len(pieces), seed)
+
+    def draw(index: int) -> Any:
+        table = pieces[index].read(columns)
+        if table.num_rows == 0:
+            return table
+        positions = np.random.RandomState(states[index]).choice(
+            table.num_rows, size=round(fraction * table.num_rows), replace=False)
+        return table.take(pa.array(positions.astype(np.int64)))
+
+    with ThreadPoolExecutor(max_workers=min(4, len(pieces))) as pool:
+        tables = list(pool.map(draw, range(len(pieces))))
+    table = pa.concat_tables(tables, promote_options="default")
+    if any(pa.types.is_dictionary(t) for t in table.schema.types):
+        return None  # categoricals: Dask unions each partition's categories; keep its path
+    sample = ArrowDatasetEngine._arrow_table_to_pandas(
+        table, None, convert_string=pyarrow_strings_enabled())
+    meta = dataset.frame._meta
+    if list(sample.columns) != list(meta.columns) or not sample.dtypes.equals(meta.dtypes):
+        return None
+    return sample

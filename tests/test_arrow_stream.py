@@ -182,3 +182,25 @@ def test_streaming_through_arrow_on_a_dask_cluster(frame, model, tmp_path, dask_
     summary = apply_model(model, read_dataset(str(write_files(frame, tmp_path / "data2"))), tmp_path / "scored")
     assert summary["n_rows"] == 900 and summary["n_partitions"] == 3
     assert (pd.read_parquet(tmp_path / "scored")["cluster_id"].to_numpy() == model.predict(frame)).all()
+
+
+@pytest.mark.parametrize("layout", ["files", "row-groups", "empty-file", "categorical"])
+def test_the_schema_sample_through_arrow_is_dasks_sample(frame, tmp_path, layout):
+    """sample_frame draws Dask's ``frame.sample(frac, random_state=seed)`` rows from each partition's Arrow
+    table: the same rows, order and dtypes (a dictionary-encoded column keeps Dask's path)."""
+    from cluster_core.data import _arrow_sample, _read_frame, sample_frame
+
+    if layout != "categorical":
+        frame = frame.assign(region=frame["region"].astype(str))
+    root = write_files(frame, tmp_path / "data", n_files=3)
+    if layout == "empty-file":
+        frame.iloc[:0].to_parquet(root / "part-3.parquet", index=False)
+    dataset = read_dataset(str(root))
+    if layout == "row-groups":
+        dataset.frame = _read_frame(dataset.path, None, "pandas", split_row_groups=2)
+        assert dataset.frame.npartitions == 6
+    for rows, seed in ((300, 0), (451, 7)):
+        fraction = rows / len(frame)
+        expected = dataset.frame.sample(frac=fraction, random_state=seed).compute().reset_index(drop=True)
+        assert (_arrow_sample(dataset, fraction, seed) is None) == (layout == "categorical")
+        pd.testing.assert_frame_equal(sample_frame(dataset, rows, seed), expected)
