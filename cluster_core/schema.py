@@ -149,8 +149,8 @@ def _string_kind(text: pd.Series) -> tuple[str, str] | None:
     return None
 
 
-def _infer_kind(name: str, values: pd.Series) -> tuple[str, str]:
-    """(kind, reason) for one column of a sample."""
+def _infer_kind(name: str, values: pd.Series, n_unique: int | None = None) -> tuple[str, str]:
+    """(kind, reason) for one column of a sample (``n_unique``: its distinct present values, when counted already)."""
     present = values.dropna()
     if present.empty:
         return CONSTANT, "all values missing"
@@ -158,7 +158,7 @@ def _infer_kind(name: str, values: pd.Series) -> tuple[str, str]:
         binary = _binary_kind(present)
         if binary is not None:
             return binary
-    n_unique = _n_unique(present)
+    n_unique = _n_unique(present) if n_unique is None else n_unique
     if n_unique <= 1:
         return CONSTANT, "a single distinct value"
     dtype = values.dtype
@@ -242,7 +242,9 @@ def infer_schema(
     columns = []
     for name in names:
         values = sample[name]
-        kind, reason = _infer_kind(name, values)
+        present = values.dropna()
+        n_unique = _n_unique(present) if len(present) else 0
+        kind, reason = _infer_kind(name, values, n_unique)
         forced = name in kinds
         if forced:
             kind, reason = kinds[name], "kind set by user"
@@ -253,7 +255,6 @@ def infer_schema(
             used, reason = False, "excluded by user"
         if used and supported_kinds is not None and kind not in supported_kinds:
             used, reason = False, f"no featurizer for kind {kind!r} installed"
-        present = values.dropna()
         columns.append(
             ColumnSpec(
                 name=name,
@@ -262,7 +263,7 @@ def infer_schema(
                 used=used,
                 reason=reason,
                 missing_fraction=float(values.isna().mean()) if len(values) else 0.0,
-                n_unique=_n_unique(present) if len(present) else 0,
+                n_unique=n_unique,
                 example=str(present.iloc[0])[:40] if len(present) else "",
             )
         )

@@ -320,3 +320,23 @@ def test_a_model_whose_insights_fail_is_skipped_with_a_message(mixed_frame):
     documents, _ = run_insights([broken, good], mixed_frame, impact_rows=200, association_rows=200, progress=progress)
     assert set(documents) == {"good"}
     assert len(progress.messages) == 1 and progress.messages[0].startswith("insights of broken skipped: ValueError")
+
+
+def test_numeric_profiles_of_all_clusters_equal_each_clusters_profile():
+    """The one-sort profiles give numeric_profile's numbers for every cluster: missing values,
+    ties, a single value, an all-missing cluster, a cluster without rows, noise (-1) rows."""
+    from cluster_core.insights.profiles import numeric_edges, numeric_profile, numeric_profiles
+
+    rng = np.random.default_rng(4)
+    for n, scale in ((5000, 1.0), (300, 1e6), (50, 1e-3)):
+        values = rng.normal(10, 3, n) * scale
+        values[rng.random(n) < 0.1] = np.nan
+        values[rng.random(n) < 0.2] = 7.0 * scale  # ties
+        labels = rng.integers(-1, 9, n)
+        labels[labels == 3] = 2  # cluster 3: no rows
+        values[labels == 4] = np.nan  # cluster 4: every value missing
+        single = np.flatnonzero(labels == 5)
+        labels[single[1:]] = 6  # cluster 5: one row
+        clusters = [0, 1, 2, 3, 4, 5, 6, 7, 8]
+        edges = numeric_edges(values)
+        assert numeric_profiles(values, labels, clusters, edges) == {c: numeric_profile(values[labels == c], edges) for c in clusters}

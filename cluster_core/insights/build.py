@@ -128,9 +128,11 @@ def run_insights(
 
 
 def write_insights(model_dir: str | os.PathLike, document: dict) -> Path:
-    """Write ``insights.json`` into a model directory."""
+    """Write ``insights.json`` into a model directory (compact: a profile per cluster and column, for
+    the report, the UI and the API, not for reading by eye; 64 clusters x 32 columns took ~0.1 s
+    through the indenting encoder)."""
     path = Path(model_dir) / INSIGHTS_FILE
-    write_json(path, document)
+    write_json(path, document, compact=True)
     return path
 
 

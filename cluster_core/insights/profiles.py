@@ -41,6 +41,64 @@ def numeric_profile(values: np.ndarray, edges: np.ndarray) -> dict:
     return out
 
 
+QUARTILES = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def numeric_profiles(values: np.ndarray, labels: np.ndarray, clusters: list[int], edges: np.ndarray) -> dict:
+    """``{c: numeric_profile(values[labels == c], edges) for c in clusters}`` from one sort of the column.
+
+    A profile per cluster and column is a dozen numpy calls, mostly their overhead (64 clusters x
+    32 columns: ~0.3 s). Here the quartiles and histograms of every cluster come from the
+    column sorted by (cluster, value): the quartiles with numpy's own linear interpolation
+    (``(n - 1) q``, its neighbours, ``_lerp``), the histogram counts from each value's bin
+    (``edges[i] <= v < edges[i + 1]``, the last bin closed, as ``np.histogram`` with given
+    edges), so every number is the one :func:`numeric_profile` gives (tested); the mean and
+    spread are numpy's on each cluster's values in their order.
+    """
+    values = np.asarray(values, np.float64)
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    grouped, grouped_labels = values[order], labels[order]
+    present = ~np.isnan(grouped)
+    values_present, labels_present = grouped[present], grouped_labels[present]
+    ascending = values_present[np.lexsort((values_present, labels_present))]
+    wanted = np.asarray(clusters, dtype=labels.dtype if labels.size else np.int64)
+    starts, ends = np.searchsorted(grouped_labels, wanted, "left"), np.searchsorted(grouped_labels, wanted, "right")
+    firsts, lasts = np.searchsorted(labels_present, wanted, "left"), np.searchsorted(labels_present, wanted, "right")
+    n_bins = len(edges) - 1
+    bins = np.searchsorted(edges, values_present, "right") - 1
+    bins[values_present == edges[-1]] = n_bins - 1
+    inside = (bins >= 0) & (bins < n_bins)
+    out = {}
+    for i, cluster in enumerate(clusters):
+        n_all, n_present = int(ends[i] - starts[i]), int(lasts[i] - firsts[i])
+        n_missing = n_all - n_present
+        profile = {"count": n_present, "missing_share": clean(n_missing / n_all) if n_all else 0.0}
+        if n_present == 0:
+            out[cluster] = {**profile, "histogram": {"counts": [0] * n_bins}}
+            continue
+        part = grouped[starts[i] : ends[i]]
+        values_c = part[~np.isnan(part)]
+        virtual = (n_present - 1) * QUARTILES
+        previous = np.floor(virtual)
+        following = previous + 1
+        above = virtual >= n_present - 1
+        previous[above] = -1
+        following[above] = -1
+        gamma = virtual - previous
+        base = ascending[firsts[i] : lasts[i]]
+        low, high = base[previous.astype(np.intp)], base[following.astype(np.intp)]
+        difference = high - low
+        q = low + difference * gamma
+        np.subtract(high, difference * (1 - gamma), out=q, where=gamma >= 0.5)
+        own_bins = bins[firsts[i] : lasts[i]]
+        counts = np.bincount(own_bins[inside[firsts[i] : lasts[i]]], minlength=n_bins)
+        profile.update({"mean": clean(values_c.mean()), "std": clean(values_c.std()), "min": clean(q[0]), "q1": clean(q[1]),
+                        "median": clean(q[2]), "q3": clean(q[3]), "max": clean(q[4]), "histogram": {"counts": counts.tolist()}})
+        out[cluster] = profile
+    return out
+
+
 def numeric_edges(values: np.ndarray) -> np.ndarray:
     """Shared histogram edges for every cluster of a column."""
     present = values[~np.isnan(values)]
@@ -203,7 +261,7 @@ def column_profiles(views: list[ColumnView], frame: pd.DataFrame, labels: np.nda
             edges = numeric_edges(values)
             overall = numeric_profile(values, edges)
             overall["histogram"]["bin_edges"] = [clean(e) for e in edges]
-            per = {c: numeric_profile(values[m], edges) for c, m in masks.items()}
+            per = numeric_profiles(values, labels, list(masks), edges)
         elif kind in ("categorical", "boolean"):
             labels_ = label_values(frame, name) if kind == "categorical" else boolean_labels(boolean_values(frame, name))
             top = top_categories(labels_) if kind == "categorical" else ["true", "false"]
