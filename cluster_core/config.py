@@ -105,7 +105,7 @@ class TrainConfig(BaseModel):
     feature_sample_rows: int = Field(100_000, ge=10, le=MAX_ROWS, description="rows the featurizers are fitted on")
     silhouette_sample: int = Field(10_000, ge=100, le=MAX_ROWS, description="rows scored for the silhouette estimate")
     silhouette_reference: int = Field(
-        50_000, ge=0, le=MAX_ROWS,
+        20_000, ge=0, le=MAX_ROWS,
         description="above this many validation rows, the scored rows are measured against a stratified sample "
         "of about this many rows instead of all of them (0: always all rows)",
     )
