@@ -163,12 +163,29 @@ def validation_values(part: Any, index: int, column: str, seed: int, fraction: f
 
 def validation_codes(part: Any, index: int, column: str, seed: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`validation_values` of one partition as (its distinct values, sorted strings; int32 codes into
-    them, -1 where missing): what the driver gathers instead of one Python string per row."""
-    values = validation_values(part, index, column, seed, fraction)
-    known = np.not_equal(values, None)
-    distinct, inverse = np.unique(values[known].astype(str), return_inverse=True)
-    codes = np.full(values.shape[0], -1, np.int32)
-    codes[known] = inverse
+    them, -1 where missing): what the driver gathers instead of one Python string per row.
+
+    A column of one type (strings, numbers, flags, dates, categories) is factorized by pandas and only
+    its distinct values become strings (250,000 rows: ~0.3 s of per-row ``str`` and ``pd.isna`` calls);
+    an ``object`` column, whose values may be of several types that compare equal (1 and 1.0) but read
+    differently, keeps the per-value strings of :func:`validation_values`.
+    """
+    if hasattr(part, "to_pandas"):  # cuDF partition
+        part = part.to_pandas()
+    if part[column].dtype == object:
+        values = validation_values(part, index, column, seed, fraction)
+        known = np.not_equal(values, None)
+        distinct, inverse = np.unique(values[known].astype(str), return_inverse=True)
+        codes = np.full(values.shape[0], -1, np.int32)
+        codes[known] = inverse
+        return distinct, codes
+    import pandas as pd  # loaded with the partition already
+
+    kept = part[column][_is_validation(len(part), index, seed, fraction)]
+    local, uniques = pd.factorize(kept)  # missing values (NA, NaN, NaT, None): -1, as pd.isna says
+    distinct, inverse = np.unique(np.array([str(v) for v in uniques], dtype=str), return_inverse=True)
+    codes = np.full(local.shape[0], -1, np.int32)
+    codes[local >= 0] = inverse.reshape(-1)[local[local >= 0]]
     return distinct, codes
 
 

@@ -154,6 +154,36 @@ def test_missing_truth_values_of_every_kind_are_left_out_not_a_class():
     assert agreement_with(truth, labels)["ari"] == 1.0
 
 
+def test_truth_codes_of_every_column_type_are_those_of_the_values_as_strings():
+    """The factorized codes of typed columns (and the per-value path of object columns) are np.unique's
+    codes of validation_values' strings: the same classes, the same order, missing values -1."""
+    import pandas as pd
+
+    from cluster_core.training import validation_codes, validation_values
+
+    rng = np.random.default_rng(8)
+    n = 400
+    frame = pd.DataFrame({
+        "s": pd.array(rng.choice(["b", "a", "ab", None], n), dtype="string"),
+        "i": pd.array(rng.choice([3, 1, 20, None], n), dtype="Int64"),
+        "n": rng.integers(-5, 5, n),
+        "f": rng.choice([1.0, 2.5, np.nan, -0.0, 10.0], n),
+        "b": rng.random(n) < 0.5,
+        "t": pd.to_datetime(rng.choice(["2020-01-01 00:00", "2021-06-01 12:30", None], n)),
+        "c": pd.Categorical(rng.choice(["x", "y", None], n)),
+        "o": pd.Series(rng.choice(np.array([1, 1.0, "1", None, "z"], dtype=object), n), dtype=object),
+    })
+    for column in frame.columns:
+        for index, seed, fraction in ((0, 0, 1.0), (3, 7, 0.3)):
+            distinct, codes = validation_codes(frame, index, column, seed, fraction)
+            values = validation_values(frame, index, column, seed, fraction)
+            known = np.not_equal(values, None)
+            expected_distinct, expected = np.unique(values[known].astype(str), return_inverse=True)
+            assert distinct.tolist() == expected_distinct.tolist(), column
+            np.testing.assert_array_equal(codes[known], expected, err_msg=column)
+            np.testing.assert_array_equal(codes[~known], -1, err_msg=column)
+
+
 def test_truth_codes_merged_over_partitions_score_as_the_values_do():
     """Partitions' codes over their own distinct values, merged, are the codes of the concatenated
     values (missing -1), and ARI/NMI from them equal those from the values."""
