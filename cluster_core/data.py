@@ -364,9 +364,12 @@ def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame 
             table.num_rows, size=round(fraction * table.num_rows), replace=False)
         return table.take(pa.array(positions.astype(np.int64)))
 
-    with ThreadPoolExecutor(max_workers=min(4, len(pieces))) as pool:
-        tables = list(pool.map(draw, range(len(pieces))))
-    table = pa.concat_tables(tables, promote_options="default")
+    try:
+        with ThreadPoolExecutor(max_workers=min(4, len(pieces))) as pool:
+            tables = list(pool.map(draw, range(len(pieces))))
+        table = pa.concat_tables(tables, promote_options="default")
+    except (DataError, pa.ArrowException):  # files that disagree (a column missing, int32 here and int64 there)
+        return None  # Dask converts each partition to pandas first and reports or reconciles them
     if any(pa.types.is_dictionary(t) for t in table.schema.types):
         return None  # categoricals: Dask unions each partition's categories; keep its path
     sample = ArrowDatasetEngine._arrow_table_to_pandas(

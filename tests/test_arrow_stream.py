@@ -184,7 +184,7 @@ def test_streaming_through_arrow_on_a_dask_cluster(frame, model, tmp_path, dask_
     assert (pd.read_parquet(tmp_path / "scored")["cluster_id"].to_numpy() == model.predict(frame)).all()
 
 
-@pytest.mark.parametrize("layout", ["files", "row-groups", "empty-file", "categorical"])
+@pytest.mark.parametrize("layout", ["files", "row-groups", "empty-file", "categorical", "types-differ"])
 def test_the_schema_sample_through_arrow_is_dasks_sample(frame, tmp_path, layout):
     """sample_frame draws Dask's ``frame.sample(frac, random_state=seed)`` rows from each partition's Arrow
     table: the same rows, order and dtypes (a dictionary-encoded column keeps Dask's path)."""
@@ -195,6 +195,9 @@ def test_the_schema_sample_through_arrow_is_dasks_sample(frame, tmp_path, layout
     root = write_files(frame, tmp_path / "data", n_files=3)
     if layout == "empty-file":
         frame.iloc[:0].to_parquet(root / "part-3.parquet", index=False)
+    if layout == "types-differ":  # one file stores the integer ids as int32
+        frame.iloc[:50].astype({"customer_id": "int32"}).to_parquet(root / "part-3.parquet", index=False)
+        frame = pd.concat([frame, frame.iloc[:50]], ignore_index=True)
     dataset = read_dataset(str(root))
     if layout == "row-groups":
         dataset.frame = _read_frame(dataset.path, None, "pandas", split_row_groups=2)
@@ -202,5 +205,5 @@ def test_the_schema_sample_through_arrow_is_dasks_sample(frame, tmp_path, layout
     for rows, seed in ((300, 0), (451, 7)):
         fraction = rows / len(frame)
         expected = dataset.frame.sample(frac=fraction, random_state=seed).compute().reset_index(drop=True)
-        assert (_arrow_sample(dataset, fraction, seed) is None) == (layout == "categorical")
+        assert (_arrow_sample(dataset, fraction, seed) is None) == (layout in ("categorical", "types-differ"))
         pd.testing.assert_frame_equal(sample_frame(dataset, rows, seed), expected)
