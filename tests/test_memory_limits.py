@@ -208,10 +208,19 @@ def test_the_cli_fails_at_once_with_exit_2_when_a_row_group_does_not_fit(one_gro
 
 
 def _hold_memory(target_bytes: int) -> int:
-    """On a worker: keep memory Dask cannot spill (a module global) until the process reaches ``target_bytes``."""
+    """On a worker: keep memory Dask cannot spill (a module global) until the process reaches ``target_bytes``.
+
+    First waits for the worker's warm-up import (cluster_core.engine.warmup, ~190 MiB of modules):
+    memory it adds after the ballast would push the worker past the 95 % restart threshold."""
+    import threading
+
     import psutil
 
     import cluster_core.engine.watchdog as module
+
+    for thread in threading.enumerate():
+        if thread.name == "clustra-warmup":
+            thread.join(60)
 
     missing = max(0, target_bytes - psutil.Process().memory_info().rss)
     module._test_ballast = np.ones(missing // 8, dtype=np.float64)
