@@ -315,20 +315,36 @@ def sample_frame(dataset: Dataset, n_rows: int, seed: int) -> pd.DataFrame:
     """About ``n_rows`` rows drawn uniformly from the whole dataset, as pandas.
 
     The rows of ``dataset.frame.sample(frac=n_rows / rows, random_state=seed)`` (each partition
-    samples ``round(frac * its rows)`` with its own state). On a plain Parquet read they are drawn
-    through Arrow (:func:`_arrow_sample`): the same rows in the same order and dtypes, without
-    decoding every partition into pandas first.
+    samples ``round(frac * its rows)`` with its own state). On a plain Parquet read in this process
+    (no Dask cluster to read on) they are drawn through Arrow (:func:`_arrow_sample`): the same rows
+    in the same order and dtypes, without decoding every partition into pandas first. With a
+    cluster the workers read the partitions, as before: the driver may be far from the data.
     """
     fraction = min(1.0, n_rows / max(dataset.n_rows, 1))
     if fraction >= 1.0:
         sample = dataset.frame.compute()
     else:
-        sample = _arrow_sample(dataset, fraction, seed)
+        sample = None if _dask_client_active() else _arrow_sample(dataset, fraction, seed)
         if sample is None:
             sample = dataset.frame.sample(frac=fraction, random_state=seed).compute()
     if hasattr(sample, "to_pandas"):  # cuDF
         sample = sample.to_pandas()
     return sample.reset_index(drop=True)
+
+
+def _dask_client_active() -> bool:
+    """Whether Dask computes on a distributed client here (never without ``distributed`` imported)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import default_client
+
+    try:
+        default_client()
+    except ValueError:  # no client
+        return False
+    return True
 
 
 def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame | None:
