@@ -293,7 +293,8 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
        more clusters found: equally reproducible, it holds the coarser split's
        structure and more (three planted behaviours were merged into two when the
        tie went to silhouette, which favours coarse splits); then the higher silhouette.
-    5. When no model is reproducible: the highest silhouette, and the reason says so.
+    5. When no model is reproducible: the highest silhouette, and the reason says so (and says
+       when stability was not measured at all: ``stability: false``, ``--no-stability``).
 
     Evaluation columns (``--evaluate-against``) are never read.
     """
@@ -303,6 +304,11 @@ def recommend(entries: list[dict]) -> tuple[str | None, str]:
     stable = [e for e in candidates if reproducible(e)]
     if not stable:
         best = max(candidates, key=lambda e: e["silhouette"])
+        if all(e.get("stability") is None and not e.get("null_stability_skipped") for e in candidates):
+            return best["model_id"], (
+                f"stability was not measured (no refits: turned off, or too few rows); highest silhouette "
+                f"{best['silhouette']:.3f}, {_clusters(best)}"
+            )
         return best["model_id"], (
             f"no model is reproducible (stability >= {MIN_STABILITY} and >= {MIN_EXCESS} above its null); "
             f"highest silhouette {best['silhouette']:.3f}, {_clusters(best)}"

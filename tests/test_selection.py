@@ -191,6 +191,31 @@ def test_without_a_reproducible_model_the_silhouette_decides():
     assert chosen == "kmeans-k3" and "no model is reproducible" in reason
 
 
+def test_without_stability_the_reason_says_it_was_not_measured(tmp_path):
+    """`clustra train --no-stability`: no refits, the silhouette decides, and the reason does not claim
+    that no model was reproducible (nothing was measured)."""
+    import json
+    import subprocess
+    import sys
+
+    frame = blobs_frame()
+    frame.to_parquet(tmp_path / "blobs.parquet")
+    done = subprocess.run([sys.executable, "-m", "clustra", "train", str(tmp_path / "blobs.parquet"), "--out", str(tmp_path / "run"),
+                           "--algorithms", "kmeans", "--k", "2,3,4", "--exclude", "truth", "--no-stability", "--no-insights"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    assert all(entry.get("stability") is None for entry in board["models"])
+    best = max(board["models"], key=lambda e: e["silhouette"])
+    assert board["recommended"] == best["model_id"]
+    reason = next(line for line in done.stdout.splitlines() if line.startswith("recommended model"))
+    assert "stability was not measured" in reason and "no model is reproducible" not in reason
+    models = [_scored("kmeans-k2", "kmeans", 2, 0.5, 0.4), _scored("kmeans-k3", "kmeans", 3, 0.9, 0.5, null=0.85)]
+    for entry in models:
+        entry["stability"] = entry["null_stability"] = entry["stability_excess"] = None
+    assert "stability was not measured" in recommend(models)[1]
+
+
 @pytest.fixture(scope="module")
 def blobs_run(tmp_path_factory):
     frame = blobs_frame()

@@ -57,6 +57,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "view_method": args.view_method,
         "view_sample_rows": args.view_rows,
         "insights": False if args.no_insights else None,
+        "stability": False if args.no_stability else None,
         "insights_sample_rows": args.insights_rows,
         "impact_sample_rows": args.impact_rows,
         "association_sample_rows": args.association_rows,
@@ -283,6 +284,9 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--no-insights", dest="no_insights", action="store_true",
                        help="skip insights.json (profiles, observations, heatmap, feature impact, associations)")
+    train.add_argument("--no-stability", dest="no_stability", action="store_true",
+                       help="skip the stability refits (most of a small sweep's time); the recommendation is then the "
+                            "highest silhouette, with no reproducibility check (docs/selection.md)")
     train.add_argument("--insights-rows", dest="insights_rows", type=int,
                        help="sampled rows the insights are computed on (default 5000)")
     train.add_argument("--impact-rows", dest="impact_rows", type=int, help="rows permuted for the feature impact (default 2000)")
