@@ -315,16 +315,16 @@ def sample_frame(dataset: Dataset, n_rows: int, seed: int) -> pd.DataFrame:
     """About ``n_rows`` rows drawn uniformly from the whole dataset, as pandas.
 
     The rows of ``dataset.frame.sample(frac=n_rows / rows, random_state=seed)`` (each partition
-    samples ``round(frac * its rows)`` with its own state). On a plain Parquet read in this process
-    (no Dask cluster to read on) they are drawn through Arrow (:func:`_arrow_sample`): the same rows
-    in the same order and dtypes, without decoding every partition into pandas first. With a
-    cluster the workers read the partitions, as before: the driver may be far from the data.
+    samples ``round(frac * its rows)`` with its own state). On a plain Parquet read they are drawn
+    through Arrow (:func:`_arrow_sample`, one Dask task per partition: the workers read on a
+    cluster): the same rows in the same order and dtypes, without decoding every partition into
+    pandas first.
     """
     fraction = min(1.0, n_rows / max(dataset.n_rows, 1))
     if fraction >= 1.0:
         sample = dataset.frame.compute()
     else:
-        sample = None if _dask_client_active() else _arrow_sample(dataset, fraction, seed)
+        sample = _arrow_sample(dataset, fraction, seed)
         if sample is None:
             sample = dataset.frame.sample(frac=fraction, random_state=seed).compute()
     if hasattr(sample, "to_pandas"):  # cuDF
@@ -332,19 +332,17 @@ def sample_frame(dataset: Dataset, n_rows: int, seed: int) -> pd.DataFrame:
     return sample.reset_index(drop=True)
 
 
-def _dask_client_active() -> bool:
-    """Whether Dask computes on a distributed client here (never without ``distributed`` imported)."""
-    import sys
+def _draw_rows(piece: Any, columns: list[str], state: Any, fraction: float) -> Any:
+    """One partition's sampled rows as an Arrow table: pandas' ``sample(frac=fraction)`` positions under
+    ``RandomState(state)``, in their order (a Dask task: on a cluster the worker reads the piece)."""
+    import numpy as np
+    import pyarrow as pa
 
-    if "distributed" not in sys.modules:
-        return False
-    from distributed import default_client
-
-    try:
-        default_client()
-    except ValueError:  # no client
-        return False
-    return True
+    table = piece.read(columns)
+    if table.num_rows == 0:
+        return table
+    positions = np.random.RandomState(state).choice(table.num_rows, size=round(fraction * table.num_rows), replace=False)
+    return table.take(pa.array(positions.astype(np.int64)))
 
 
 def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame | None:
@@ -358,7 +356,7 @@ def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame 
     partition. None (the caller uses Dask) when the frame is not a plain Parquet read or the
     result's dtypes would differ from the frame's.
     """
-    import numpy as np
+    import dask
     import pyarrow as pa
     from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
     from dask.dataframe.utils import pyarrow_strings_enabled
@@ -371,18 +369,9 @@ def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame 
     if not pieces:
         return None
     states = random_state_data(len(pieces), seed)
-
-    def draw(index: int) -> Any:
-        table = pieces[index].read(columns)
-        if table.num_rows == 0:
-            return table
-        positions = np.random.RandomState(states[index]).choice(
-            table.num_rows, size=round(fraction * table.num_rows), replace=False)
-        return table.take(pa.array(positions.astype(np.int64)))
-
+    draw = dask.delayed(_draw_rows, pure=True)
     try:
-        with ThreadPoolExecutor(max_workers=min(4, len(pieces))) as pool:
-            tables = list(pool.map(draw, range(len(pieces))))
+        tables = dask.compute(*[draw(piece, columns, state, fraction) for piece, state in zip(pieces, states)])
         table = pa.concat_tables(tables, promote_options="default")
     except (DataError, pa.ArrowException):  # files that disagree (a column missing, int32 here and int64 there)
         return None  # Dask converts each partition to pandas first and reports or reconciles them
