@@ -358,11 +358,17 @@ def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame 
     """
     import dask
     import pyarrow as pa
-    from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
-    from dask.dataframe.utils import pyarrow_strings_enabled
     from dask.utils import random_state_data
 
     from .arrow_stream import parquet_pieces
+
+    try:  # Dask's own conversion of a partition's table (internal API: another Dask version keeps Dask's path)
+        from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
+        from dask.dataframe.utils import pyarrow_strings_enabled
+
+        to_pandas = ArrowDatasetEngine._arrow_table_to_pandas
+    except (ImportError, AttributeError):
+        return None
 
     columns = [str(c) for c in dataset.frame.columns]
     pieces = parquet_pieces(dataset, columns)
@@ -377,8 +383,10 @@ def _arrow_sample(dataset: Dataset, fraction: float, seed: int) -> pd.DataFrame 
         return None  # Dask converts each partition to pandas first and reports or reconciles them
     if any(pa.types.is_dictionary(t) for t in table.schema.types):
         return None  # categoricals: Dask unions each partition's categories; keep its path
-    sample = ArrowDatasetEngine._arrow_table_to_pandas(
-        table, None, convert_string=pyarrow_strings_enabled())
+    try:
+        sample = to_pandas(table, None, convert_string=pyarrow_strings_enabled())
+    except TypeError:  # another signature
+        return None
     meta = dataset.frame._meta
     if list(sample.columns) != list(meta.columns) or not sample.dtypes.equals(meta.dtypes):
         return None
