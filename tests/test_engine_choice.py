@@ -49,3 +49,34 @@ def test_the_default_trains_small_data_in_process_with_the_same_results_as_a_clu
     assert "running in this process" in auto_log and "auto:" in auto_log and "starting Dask" not in auto_log
     assert "starting Dask" in local_log
     assert auto_board == local_board
+
+
+def test_an_in_process_train_does_not_import_distributed(tmp_path):
+    """No client can exist where ``distributed`` was never imported: the in-process engine names Dask's
+    threaded scheduler, so Dask's first compute does not import it to look for one."""
+    data = tmp_path / "table.parquet"
+    make_mixed_frame(300, seed=2).to_parquet(data)
+    script = (
+        "import sys\n"
+        "from cluster_core.usecases import train_run\n"
+        f"train_run({str(data)!r}, {{'algorithms': ['kmeans'], 'k': [3], 'exclude': ['segment_truth']}}, cluster='inprocess')\n"
+        "print('distributed' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CLUSTRA_DASK_SCHEDULER": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_in_process_engine_leaves_dasks_choice_where_distributed_is_loaded():
+    """A process that imported ``distributed`` (the jobs service, a notebook with a client) keeps Dask's
+    own scheduler choice: no global setting from an in-process run."""
+    import dask
+    import distributed  # noqa: F401 - loaded, as in such a process
+
+    from cluster_core.engine import open_engine
+
+    before = dask.config.get("scheduler", None)
+    with open_engine(INPROCESS) as client:
+        assert client is None
+        assert dask.config.get("scheduler", None) == before

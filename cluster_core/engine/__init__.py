@@ -84,6 +84,28 @@ def format_bytes(nbytes: int) -> str:
 
 
 @contextlib.contextmanager
+def _threads_without_distributed() -> Iterator[None]:
+    """Dask's threaded scheduler for the work, named as a callable while ``distributed`` is not imported.
+
+    Without a scheduler set, Dask's first compute imports ``distributed`` to look for a client
+    (~0.1 s, a tenth of a small in-process train's imports). Where it is not imported no client
+    can exist in this process, so the threaded scheduler is what Dask would choose anyway; a
+    process that has imported it (the jobs service, a notebook with a client) keeps Dask's own
+    choice.
+    """
+    import sys
+
+    if "distributed" in sys.modules:
+        yield
+        return
+    import dask
+    import dask.threaded
+
+    with dask.config.set(scheduler=dask.threaded.get):
+        yield
+
+
+@contextlib.contextmanager
 def open_engine(cluster: Any = LOCAL, *, device: str | None = None) -> Iterator[Any]:
     """The Dask client to run on, or None for Dask's threads in this process.
 
@@ -95,7 +117,8 @@ def open_engine(cluster: Any = LOCAL, *, device: str | None = None) -> Iterator[
         Picks a LocalCUDACluster for ``"local"`` on a GPU machine.
     """
     if cluster is None or cluster == INPROCESS:
-        yield None
+        with _threads_without_distributed():
+            yield None
         return
     if isinstance(cluster, str) and cluster == AUTO:  # size unknown here: the safe choice
         cluster = LOCAL
