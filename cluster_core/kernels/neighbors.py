@@ -113,20 +113,9 @@ def knn(queries: np.ndarray, base: np.ndarray, k: int, device: str = "cpu") -> t
     return NeighborIndex(base, device).query(queries, k)
 
 
-def pairwise_sqdist(queries: np.ndarray, base: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Squared Euclidean distances between every query and every base row, float32 (n_q, n_b)."""
-    faiss = _faiss()
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    base = np.ascontiguousarray(base, dtype=np.float32)
-    if device == "cuda" and faiss.get_num_gpus() > 0:
-        distances = faiss.pairwise_distance_gpu(_gpu_resources(), queries, base)
-    else:
-        distances = faiss.pairwise_distances(queries, base)
-    return np.maximum(distances, 0.0, out=distances)
-
-
 def pairwise_sqdist_into(queries: np.ndarray, base: np.ndarray, out: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """:func:`pairwise_sqdist` written into ``out`` (float32, C-contiguous, (n_q, n_b)) and not clamped:
+    """Squared Euclidean distances between every query and every base row (faiss; on the GPU when
+    faiss-gpu sees one), written into ``out`` (float32, C-contiguous, (n_q, n_b)) and not clamped:
     rounding may leave a distance slightly below 0. A caller tiling a large product reuses one
     buffer instead of a new (page-faulting) array per tile and clamps in its own pass."""
     faiss = _faiss()
