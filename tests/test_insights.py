@@ -323,9 +323,22 @@ def test_a_model_whose_insights_fail_is_skipped_with_a_message(mixed_frame):
 
 
 def test_numeric_profiles_of_all_clusters_equal_each_clusters_profile():
-    """The one-sort profiles give numeric_profile's numbers for every cluster: missing values,
+    """The one-sort profiles give np.quantile's and np.histogram's numbers for every cluster: missing values,
     ties, a single value, an all-missing cluster, a cluster without rows, noise (-1) rows."""
+    from cluster_core.insights._columns import clean
     from cluster_core.insights.profiles import numeric_edges, numeric_profile, numeric_profiles
+
+    def reference(values, edges):  # one cluster's profile with np.quantile and np.histogram (the earlier code)
+        missing = np.isnan(values)
+        present = values[~missing]
+        out = {"count": int(len(values) - missing.sum()), "missing_share": clean(missing.sum() / len(values)) if len(values) else 0.0}
+        if len(present) == 0:
+            return {**out, "histogram": {"counts": [0] * (len(edges) - 1)}}
+        q = np.quantile(present, [0.0, 0.25, 0.5, 0.75, 1.0])
+        counts, _ = np.histogram(present, bins=edges)
+        out.update({"mean": clean(present.mean()), "std": clean(present.std()), "min": clean(q[0]), "q1": clean(q[1]),
+                    "median": clean(q[2]), "q3": clean(q[3]), "max": clean(q[4]), "histogram": {"counts": counts.tolist()}})
+        return out
 
     rng = np.random.default_rng(4)
     for n, scale in ((5000, 1.0), (300, 1e6), (50, 1e-3)):
@@ -339,4 +352,5 @@ def test_numeric_profiles_of_all_clusters_equal_each_clusters_profile():
         labels[single[1:]] = 6  # cluster 5: one row
         clusters = [0, 1, 2, 3, 4, 5, 6, 7, 8]
         edges = numeric_edges(values)
-        assert numeric_profiles(values, labels, clusters, edges) == {c: numeric_profile(values[labels == c], edges) for c in clusters}
+        assert numeric_profiles(values, labels, clusters, edges) == {c: reference(values[labels == c], edges) for c in clusters}
+        assert numeric_profile(values, edges) == reference(values, edges)

@@ -29,31 +29,25 @@ def _missing(mask: np.ndarray) -> dict:
 
 # -- numeric -------------------------------------------------------------------------------
 def numeric_profile(values: np.ndarray, edges: np.ndarray) -> dict:
-    """Mean, spread, quartiles and counts on the shared ``edges``."""
-    present = values[~np.isnan(values)]
-    out = _missing(np.isnan(values))
-    if len(present) == 0:
-        return {**out, "histogram": {"counts": [0] * (len(edges) - 1)}}
-    q = np.quantile(present, [0.0, 0.25, 0.5, 0.75, 1.0])
-    counts, _ = np.histogram(present, bins=edges)
-    out.update({"mean": clean(present.mean()), "std": clean(present.std()), "min": clean(q[0]), "q1": clean(q[1]),
-                "median": clean(q[2]), "q3": clean(q[3]), "max": clean(q[4]), "histogram": {"counts": counts.tolist()}})
-    return out
+    """Mean, spread, quartiles and counts on the shared ``edges`` (:func:`numeric_profiles` of one group)."""
+    values = np.asarray(values, np.float64)
+    return numeric_profiles(values, np.zeros(values.shape[0], np.int64), [0], edges)[0]
 
 
 QUARTILES = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 
 
 def numeric_profiles(values: np.ndarray, labels: np.ndarray, clusters: list[int], edges: np.ndarray) -> dict:
-    """``{c: numeric_profile(values[labels == c], edges) for c in clusters}`` from one sort of the column.
+    """Per cluster of ``clusters``: missing share, mean, spread, quartiles and histogram counts on the
+    shared ``edges`` of its values, from one sort of the column.
 
-    A profile per cluster and column is a dozen numpy calls, mostly their overhead (64 clusters x
-    32 columns: ~0.3 s). Here the quartiles and histograms of every cluster come from the
-    column sorted by (cluster, value): the quartiles with numpy's own linear interpolation
-    (``(n - 1) q``, its neighbours, ``_lerp``), the histogram counts from each value's bin
-    (``edges[i] <= v < edges[i + 1]``, the last bin closed, as ``np.histogram`` with given
-    edges), so every number is the one :func:`numeric_profile` gives (tested); the mean and
-    spread are numpy's on each cluster's values in their order.
+    A profile per cluster and column computed with ``np.quantile`` and ``np.histogram`` is a dozen
+    numpy calls, mostly their overhead (64 clusters x 32 columns: ~0.3 s). Here the quartiles and
+    histograms of every cluster come from the column sorted by (cluster, value): the quartiles
+    with numpy's own linear interpolation (``(n - 1) q``, its neighbours, ``_lerp``), the
+    histogram counts from each value's bin (``edges[i] <= v < edges[i + 1]``, the last bin
+    closed, as ``np.histogram`` with given edges), so every number is the one those calls give
+    (tested); the mean and spread are numpy's on each cluster's values in their order.
     """
     values = np.asarray(values, np.float64)
     labels = np.asarray(labels)
