@@ -100,17 +100,14 @@ def _entropy(counts: np.ndarray) -> float:
 
 
 def codes(labels: np.ndarray) -> np.ndarray:
-    """Labels of any integer range (noise -1 included) as codes >= 0 in the same order."""
+    """Labels of any kind (noise -1 included) as codes >= 0 in the same order: integers shifted by their
+    minimum, or ranked (``np.unique``) when they are not integers or too sparse for a table over their range."""
     labels = np.asarray(labels)
-    if labels.dtype.kind not in "iub":
-        return np.unique(labels, return_inverse=True)[1].reshape(-1)
-    labels = labels.astype(np.int64)
-    if not labels.size:
-        return labels
-    low, high = int(labels.min()), int(labels.max())
-    if high - low > 2 * labels.size + 1024:  # sparse values: a table over their range would be mostly empty
-        return np.unique(labels, return_inverse=True)[1].reshape(-1)
-    return labels - low
+    if labels.dtype.kind in "iub" and labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if high - low <= 2 * labels.size + 1024:
+            return labels.astype(np.int64) - low
+    return np.unique(labels, return_inverse=True)[1].reshape(-1)
 
 
 def adjusted_rand(truth: np.ndarray, labels: np.ndarray) -> float:
