@@ -170,18 +170,14 @@ def validation_codes(part: Any, index: int, column: str, seed: int, fraction: fl
     an ``object`` column, whose values may be of several types that compare equal (1 and 1.0) but read
     differently, keeps the per-value strings of :func:`validation_values`.
     """
-    if hasattr(part, "to_pandas"):  # cuDF partition
-        part = part.to_pandas()
-    if part[column].dtype == object:
-        values = validation_values(part, index, column, seed, fraction)
-        known = np.not_equal(values, None)
-        distinct, inverse = np.unique(values[known].astype(str), return_inverse=True)
-        codes = np.full(values.shape[0], -1, np.int32)
-        codes[known] = inverse
-        return distinct, codes
     import pandas as pd  # loaded with the partition already
 
-    kept = part[column][_is_validation(len(part), index, seed, fraction)]
+    if hasattr(part, "to_pandas"):  # cuDF partition
+        part = part.to_pandas()
+    if part[column].dtype == object:  # each value as its own string first (None where missing)
+        kept = pd.Series(validation_values(part, index, column, seed, fraction), dtype=object)
+    else:
+        kept = part[column][_is_validation(len(part), index, seed, fraction)]
     local, uniques = pd.factorize(kept)  # missing values (NA, NaN, NaT, None): -1, as pd.isna says
     distinct, inverse = np.unique(np.array([str(v) for v in uniques], dtype=str), return_inverse=True)
     codes = np.full(local.shape[0], -1, np.int32)
